@@ -1,0 +1,117 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pqpf.config import (
+    config_to_ini, hparams_names, load_config, load_hparams, resolve_config_path,
+)
+from pqpf.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+PATHS = """[paths]
+graf_dir = graf/new
+graf_dir_old = graf/old
+graf_terrain_grib = terrain.grb2
+terrain_file = ~/terrain.nc
+mrms_raw_dir = $PQPF_TEST_MRMS/raw
+mrms_remapped_dir = ${PQPF_TEST_UNSET:-/fallback}/remapped
+patch_dir = patches
+trainings_dir = trainings
+graf_laptop_dir = graf
+probs_dir = probs
+plots_dir = plots
+"""
+
+
+def write(tmp_path, text, name="c.ini"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", ["config_hdo.ini", "config_laptop.ini"])
+def test_shipped_configs_load(name):
+    cfg = load_config(ROOT / name)
+    assert cfg.paths.graf_archive_switch.strftime("%Y%m%d%H") == "2024040512"
+    assert cfg.graf.lead_min_h == 1 and cfg.graf.lead_max_h >= 12
+    assert all(isinstance(getattr(cfg.paths, f.name), Path) or f.name == "graf_archive_switch"
+               for f in dataclasses.fields(cfg.paths))
+
+
+def test_paths_expand_home_vars_defaults_and_relative(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQPF_TEST_MRMS", "/data/mrms")
+    monkeypatch.delenv("PQPF_TEST_UNSET", raising=False)
+    cfg = load_config(write(tmp_path, PATHS))
+    assert cfg.paths.graf_dir == tmp_path / "graf/new"
+    assert cfg.paths.terrain_file == Path.home() / "terrain.nc"
+    assert cfg.paths.mrms_raw_dir == Path("/data/mrms/raw")
+    assert cfg.paths.mrms_remapped_dir == Path("/fallback/remapped")
+    assert cfg.mrms.qpe_grib_id == (209, 6, 37)
+
+
+def test_unset_variable_names_file_section_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("PQPF_TEST_MRMS", raising=False)
+    path = write(tmp_path, PATHS)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg and "[paths] mrms_raw_dir" in msg and "PQPF_TEST_MRMS" in msg
+
+
+def test_missing_unknown_and_bad_keys_are_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQPF_TEST_MRMS", "/x")
+    missing = PATHS.replace("patch_dir = patches\n", "")
+    with pytest.raises(ConfigError, match=r"\[paths\] patch_dir: required key is missing"):
+        load_config(write(tmp_path, missing))
+    with pytest.raises(ConfigError, match=r"\[graf\] unknown key 'leadmax'"):
+        load_config(write(tmp_path, PATHS + "[graf]\nleadmax = 3\n"))
+    with pytest.raises(ConfigError, match=r"\[graf\] lead_max_h: expected int"):
+        load_config(write(tmp_path, PATHS + "[graf]\nlead_max_h = many\n"))
+    with pytest.raises(ConfigError, match=r"unknown section \[grafs\]"):
+        load_config(write(tmp_path, PATHS + "[grafs]\n"))
+    with pytest.raises(ConfigError, match="not a valid date"):
+        load_config(write(tmp_path, PATHS + "graf_archive_switch = 2024023112\n"))
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "nope.ini")
+
+
+def test_config_roundtrips_through_ini(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQPF_TEST_MRMS", "/x")
+    cfg = load_config(write(tmp_path, PATHS + "[patches]\ncycles = 0, 6, 12, 18\n"))
+    again = load_config(write(tmp_path, config_to_ini(cfg), "again.ini"))
+    assert dataclasses.replace(again, source=cfg.source) == cfg
+    assert again.patches.cycles == (0, 6, 12, 18)
+
+
+def test_remote_dir_is_not_expanded_locally(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQPF_TEST_MRMS", "/x")
+    cfg = load_config(write(tmp_path, PATHS + "[remote]\nremote_graf_dir = ~/graf\n"))
+    assert cfg.remote.remote_graf_dir == "~/graf"
+
+
+def test_config_path_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQPF_CONFIG", str(tmp_path / "env.ini"))
+    assert resolve_config_path("cli.ini", tmp_path) == Path("cli.ini")
+    assert resolve_config_path(None, tmp_path) == tmp_path / "env.ini"
+    monkeypatch.delenv("PQPF_CONFIG")
+    assert resolve_config_path(None, tmp_path) == tmp_path / "config_laptop.ini"
+
+
+def test_hparams_inherit_through_anchors():
+    tiny = load_hparams("tiny")
+    default = load_hparams("default")
+    assert {"default", "laptop", "tiny"} <= set(hparams_names())
+    assert tiny.model.base_width == 8 and default.model.base_width == 32
+    # inherited unchanged from the base
+    assert tiny.model.bin_edges_mm == default.model.bin_edges_mm
+    assert tiny.weight_decay == default.weight_decay
+
+
+def test_hparams_errors_name_the_problem(tmp_path):
+    path = write(tmp_path, "_b: &b\n  epochs: 3\nok:\n  <<: *b\nbad:\n  <<: *b\n  epoch: 4\n", "h.yaml")
+    assert load_hparams("ok", path).epochs == 3
+    with pytest.raises(ConfigError, match=r"bad: unknown key 'epoch'"):
+        load_hparams("bad", path)
+    with pytest.raises(ConfigError, match=r"no hyper-parameter set named 'nope' \(have: bad, ok\)"):
+        load_hparams("nope", path)
