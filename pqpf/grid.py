@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Grid", "LAMBERT", "LATLON", "EARTH_RADIUS_M"]
+__all__ = ["Grid", "LAMBERT", "LATLON", "EARTH_RADIUS_M", "graf_like_grid"]
 
 LAMBERT = "lambert_conformal_conic"
 LATLON = "latitude_longitude"
@@ -338,3 +338,30 @@ class Grid:
         if mapping == "latitude_longitude":
             return cls(projection=LATLON, **common)
         raise ValueError(f"unsupported grid_mapping_name {mapping!r}")
+
+
+def graf_like_grid(name: str) -> Grid:
+    """A GRAF-like Lambert conformal grid by name, for synthetic archives and benchmarks.
+
+    ``"conus"``: the full GRAF CONUS size, 1308 rows x 1524 columns at 4 km, centred at
+    38.5N 97.5W (standard parallel 38.5N, like HRRR). ``"demo"``: 200 x 250 points at
+    4 km over Colorado and its neighbours (centre 39.5N 105W), small enough for the
+    whole pipeline to run in minutes on two CPU cores.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the valid ones).
+    """
+    specs = {
+        "conus": (1308, 1524, 4000.0, 38.5, -97.5),
+        "demo": (200, 250, 4000.0, 39.5, -105.0),
+    }
+    if name not in specs:
+        raise ValueError(f"unknown grid {name!r}; valid names: {', '.join(sorted(specs))}")
+    ny, nx, d, lat_c, lon_c = specs[name]
+    proto = Grid(LAMBERT, ny, nx, 0.0, 0.0, d, d, 38.5, 38.5, 38.5, -97.5)
+    xc, yc = proto.to_xy(np.array(lon_c), np.array(lat_c))
+    x0 = round(float(xc) - d * (nx - 1) / 2.0)
+    y0 = round(float(yc) - d * (ny - 1) / 2.0)
+    return Grid(LAMBERT, ny, nx, float(x0), float(y0), d, d, 38.5, 38.5, 38.5, -97.5)
