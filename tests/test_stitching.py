@@ -248,3 +248,24 @@ def test_stitch_rejects_bad_inputs_and_model_outputs():
         stitch(_identity, x, 16, 8, reduction=np.ones((1, 3)))
     with pytest.raises(ValueError, match="stride_px must not exceed window_px"):
         stitch(_identity, x, 16, 17)
+
+
+def test_channels_last_and_contiguous_windows_agree():
+    net = _seeded_cnn(3, 4, seed=3, pointwise=False)
+    x = _field((3, 97, 131), seed=6)
+    last = stitch(net, x, 32, 16, channels_last=True)
+    contiguous = stitch(net, x, 32, 16, channels_last=False)
+    np.testing.assert_allclose(last, contiguous, rtol=0, atol=1e-6)
+
+
+def test_model_refusing_channels_last_input_falls_back_to_contiguous_windows():
+    calls = []
+
+    def flattening_model(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(batch.is_contiguous())
+        return batch.view(batch.shape[0], -1).view(batch.shape)  # .view needs contiguous
+
+    x = _field((2, 40, 50))
+    out = stitch(flattening_model, x, 16, 8, batch_size=4, channels_last=True)
+    np.testing.assert_allclose(out, x, rtol=1e-6, atol=1e-6)
+    assert calls[:2] == [False, True] and all(calls[1:])
