@@ -39,6 +39,7 @@ __all__ = [
     "probs_png_path",
     "verification_dir",
     "PATCH_SPLITS",
+    "locate_graf",
 ]
 
 PATCH_SPLITS = ("train", "validation", "test")
@@ -143,3 +144,18 @@ def probs_png_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
 def verification_dir(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: int) -> Path:
     """Scores (CSV/JSON) and reliability diagrams of one verification run."""
     return config.paths.plots_dir / f"verification_{begin:%Y%m%d%H}_{end:%Y%m%d%H}_{int(lead_h)}h"
+
+
+def locate_graf(config: Config, init: dt.datetime, lead_h: int, prefer: str = "archive") -> Path | None:
+    """The GRAF file for (init, lead) where it exists: the archive or the laptop copy,
+    ``prefer`` first; None if neither exists."""
+    order = [graf_archive_path, graf_laptop_path]
+    if prefer == "laptop":
+        order.reverse()
+    elif prefer != "archive":
+        raise ValueError(f"prefer must be 'archive' or 'laptop', got {prefer!r}")
+    for where in order:
+        path = where(config, init, lead_h)
+        if path.is_file():
+            return path
+    return None
