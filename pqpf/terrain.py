@@ -62,9 +62,10 @@ Slopes under flips and 90-degree rotations
 Features use the grid-axis slopes because an augmented patch then transforms exactly.
 With constant grid spacing, the slopes of the transformed height equal (bit for bit
 for the raw height) the transformed slopes below; ``T`` is the same array operation
-applied to the slope arrays. ``np.rot90(a, k)`` rotates from the +column (x) axis
-towards the -row axis: counter-clockwise when row 0 is drawn at the top, clockwise when
-row 0 is drawn at the bottom (south, as Lambert GRIB fields scan).
+applied to the slope arrays. ``np.rot90(a, 1)`` turns the first axis towards the
+second: the +row (y) direction becomes +column (x) and +column becomes -row, which is
+counter-clockwise when row 0 is drawn at the top and clockwise when row 0 is drawn at
+the bottom (south, as Lambert GRIB fields scan).
 
 ====================================  ==================  ==================
 transform ``T`` of the height          new ``slope_x``      new ``slope_y``
