@@ -480,8 +480,8 @@ def augment_spatial(x: _Array, transform_id: int) -> _Array:
 
     Returns
     -------
-    Same type, shape (..., H, W) or (..., W, H) for odd ``k``. Numpy results are
-    C-contiguous copies.
+    Same type, shape (..., H, W) or (..., W, H) for odd ``k``; always a new array
+    (C-contiguous for numpy), never a view of ``x``.
     """
     k, flip = _check_transform(transform_id)
     if _is_torch(x):
@@ -493,7 +493,7 @@ def augment_spatial(x: _Array, transform_id: int) -> _Array:
     if arr.ndim < 2:
         raise ValueError(f"expected an array of shape (..., H, W), got shape {arr.shape}")
     out = np.flip(arr, axis=-1) if flip else arr
-    return np.ascontiguousarray(np.rot90(out, k, axes=(-2, -1)))
+    return np.array(np.rot90(out, k, axes=(-2, -1)), order="C", copy=True)
 
 
 def augment_features(x: _Array, transform_id: int, channel_names: Sequence[str]) -> _Array:

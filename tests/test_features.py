@@ -146,12 +146,14 @@ def test_eight_transforms_are_distinct_and_torch_matches_numpy():
         augment_spatial(x, 8)
 
 
-def test_augment_features_does_not_modify_its_input():
+def test_augmented_arrays_are_new_arrays_never_views_of_the_input():
     x = np.random.default_rng(4).normal(size=(5, 4, 4)).astype(np.float32)
     keep = x.copy()
     for t in range(8):
-        augment_features(x, t, channel_names())
-        augment_features(torch.from_numpy(x), t, channel_names())
+        augment_features(x, t, channel_names())[...] = 0
+        augment_features(torch.from_numpy(x), t, channel_names())[...] = 0
+        augment_spatial(x, t)[...] = 0
+        augment_spatial(torch.from_numpy(x), t)[...] = 0
     assert np.array_equal(x, keep)
 
 
