@@ -14,7 +14,10 @@ Architecture (:class:`ResUNet`)
 * Encoder: ``depth`` levels of (residual block, 2x2 max-pool); widths
   ``base_width * 2**level``; a residual block at the bottom (``base_width * 2**depth``).
 * Decoder: 2x2 stride-2 transposed convolution, an additive attention gate on the skip
-  (Oktay et al. 2018) when ``attention`` is true, concatenation, residual block.
+  (Oktay et al. 2018) when ``attention`` is true, concatenation, residual block. The
+  gate is driven by the up-sampled decoder feature at the skip's resolution (Oktay et
+  al. gate on the coarser grid and up-sample the coefficients; same idea, one
+  resampling fewer).
 * Head: a 1x1 convolution to K logits, initialised with tiny weights (std 1e-3) and zero
   bias, so the first forecast is (nearly) the uniform distribution over bins while
   gradients still reach every layer; :meth:`ResUNet.set_prior` sets the bias to the log
@@ -37,7 +40,6 @@ biomedical image segmentation. MICCAI, 234-241.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
