@@ -3,7 +3,8 @@
 
 Baseline, measured in the same run: MONAI's residual ``UNet`` (2 residual units per
 level) with the same widths, depth, input channels and bins. Prints, per set, the
-parameter counts, the time per 64 x 64 patch (forward only, batch 32, no grad) and the
+parameter counts, the convolution multiply-accumulates per patch (machine-independent),
+the time per 64 x 64 patch (forward only, batch 32, no grad) and the
 ratio ResUNet / baseline. Also times one forward+backward of the ``tiny`` model on a
 (16, 5, 64, 64) batch.
 
@@ -33,6 +34,29 @@ def _time_forward(net, x, repeats: int) -> float:
     return best
 
 
+def _conv_gmacs(net, x) -> float:
+    """Multiply-accumulates of the convolutions for one sample (GMAC), counted by hooks."""
+    import torch
+    from torch import nn
+
+    total = [0]
+
+    def hook(module, inputs, output):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        if isinstance(module, nn.ConvTranspose2d):
+            total[0] += inputs[0].numel() * module.out_channels // module.groups * k
+        else:
+            total[0] += output.numel() * module.in_channels // module.groups * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.inference_mode():
+        net(x[:1])
+    for h in handles:
+        h.remove()
+    return total[0] / 1e9
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -52,7 +76,8 @@ def main() -> int:
     c_in = len(channel_names())
     x = torch.randn(args.batch, c_in, 64, 64)
     print(f"threads={args.threads} batch={args.batch} patch=64x64, best of {args.repeats}")
-    print(f"{'set':8s} {'params':>9s} {'base params':>11s} {'ms/patch':>9s} {'base ms/patch':>13s} {'ratio':>6s}")
+    print(f"{'set':8s} {'params':>9s} {'base params':>11s} {'GMAC':>6s} {'base GMAC':>9s} "
+          f"{'ms/patch':>9s} {'base ms/patch':>13s} {'ratio':>6s}")
     for name in ("tiny", "laptop", "default"):
         mh = load_hparams(name).model
         net = build_model(mh, c_in).eval()
@@ -65,6 +90,7 @@ def main() -> int:
         t_base = _time_forward(base, x, args.repeats) / args.batch * 1e3
         print(
             f"{name:8s} {count_parameters(net):9d} {count_parameters(base):11d} "
+            f"{_conv_gmacs(net, x):6.3f} {_conv_gmacs(base, x):9.3f} "
             f"{t_net:9.2f} {t_base:13.2f} {t_net / t_base:6.2f}"
         )
     net = build_model(load_hparams("tiny").model, c_in)
