@@ -26,7 +26,9 @@ home directory for both tools; ``rsync --protect-args`` would not expand ``~``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import glob
 import logging
 import re
 import shlex
@@ -38,7 +40,7 @@ from pathlib import Path
 
 from pqpf.config import Config, RemoteConfig
 from pqpf.errors import ConfigError, MissingDependencyError, RemoteError
-from pqpf.io.atomic import atomic_path
+from pqpf.io.atomic import atomic_path, remove_stale_temporaries
 from pqpf.layout import graf_laptop_path, graf_remote_path
 
 __all__ = ["METHODS", "fetch_graf", "transfer_command", "ssh_command"]
@@ -322,9 +324,16 @@ def _explain_failure(tool: str, returncode: int, stderr: str, host: str, source:
                 f"the key in ssh_options or your ssh agent {code}")
     if re.search(r"rsync: (command )?not found", stderr):
         return f"rsync is not installed on {host}; use --method scp {code}"
-    last = [line.strip() for line in stderr.splitlines() if line.strip()]
-    detail = last[-1] if last else "no error message"
-    return f"{tool} from {source} failed: {detail} {code}"
+    return f"{tool} from {source} failed: {_key_line(stderr)} {code}"
+
+
+def _key_line(stderr: str) -> str:
+    """The stderr line that names the problem (not rsync's closing summary)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if re.match(r"(rsync|scp|ssh)( \[\w+\])?: ", line) and "Broken pipe" not in line:
+            return line
+    return lines[-1] if lines else "no error message"
 
 
 def _run(cmd: list[str], config: Config, source: str) -> None:
@@ -354,6 +363,16 @@ def _remove_empty(dirs: list[Path]) -> None:
             directory.rmdir()
         except OSError:
             break  # not empty (e.g. an rsync partial file kept for resuming)
+
+
+def _remove_stale_rsync_temporaries(local: Path, min_age_s: float = 3600.0) -> None:
+    """Delete ``.NAME.XXXXXX`` files of rsync runs killed with SIGKILL (older than 1 h)."""
+    now = time.time()
+    for path in local.parent.glob(f".{glob.escape(local.name)}.??????"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime >= min_age_s:
+                path.unlink()
+                logger.debug("removed stale rsync temporary %s", path)
 
 
 def fetch_graf(
@@ -401,17 +420,20 @@ def fetch_graf(
     """
     tool = _resolve_method(method)
     local = graf_laptop_path(config, init, lead_h)
-    cmd = transfer_command(config, init, lead_h, tool, overwrite)
+    exists = local.exists() and not overwrite
     if dry_run:
-        if local.exists() and not overwrite:
+        if exists:
             logger.info("%s exists; a real run would skip it (--overwrite to fetch again)", local)
-        return shlex.join(cmd)
-    if local.exists() and not overwrite:
+        return shlex.join(transfer_command(config, init, lead_h, tool, overwrite))
+    if exists:
         logger.info("%s exists, skipping (--overwrite to fetch again)", local)
         return local
-    if shutil.which(tool) is None:
-        raise MissingDependencyError(
-            f"{tool} is not installed" + ("" if tool == "scp" else "; try --method scp"))
+    cmd = transfer_command(config, init, lead_h, tool, overwrite)
+    for program in (tool, "ssh"):
+        if shutil.which(program) is None:
+            hint = "; try --method scp" if program == "rsync" else ""
+            raise MissingDependencyError(f"{program} is not installed (needed to fetch GRAF "
+                                         f"files){hint}")
     source = _remote_spec(config.remote, _remote_path(config, init, lead_h))
     logger.info("fetching %s -> %s (%s)", source, local, tool)
     start = time.monotonic()
@@ -428,6 +450,8 @@ def fetch_graf(
     except BaseException:
         _remove_empty(created)
         raise
+    _remove_stale_rsync_temporaries(local)
+    remove_stale_temporaries(local.parent)  # of scp runs killed before the rename
     size_mb = local.stat().st_size / 1e6
     elapsed_s = max(time.monotonic() - start, 1e-6)
     logger.info("fetched %s (%.1f MB in %.1f s, %.1f MB/s)", local, size_mb, elapsed_s,

@@ -124,6 +124,31 @@ def test_existing_file_is_kept_unless_overwrite_even_with_same_size_and_time(cfg
 
 
 @pytest.mark.sshd
+def test_auto_falls_back_to_scp_when_rsync_is_not_installed(cfg, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"            # a PATH with ssh and scp but no rsync
+    bin_dir.mkdir()
+    for tool in ("ssh", "scp"):
+        (bin_dir / tool).symlink_to(subprocess.run(["which", tool], capture_output=True,
+                                                   text=True).stdout.strip())
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert fetch_graf(cfg, INIT_NEW, 2, dry_run=True).startswith("scp -p -o BatchMode=yes ")
+    data = _put_remote(cfg, INIT_NEW, 2)
+    local = fetch_graf(cfg, INIT_NEW, 2)
+    assert _sha(local.read_bytes()) == _sha(data)
+    assert list(local.parent.iterdir()) == [local]     # the temporary name was renamed
+
+
+def test_existing_local_file_is_kept_without_contacting_the_remote(tmp_path):
+    config = load_config(_write_config(tmp_path, "", host=""))  # no remote configured
+    local = graf_laptop_path(config, INIT_NEW, 5)
+    local.parent.mkdir(parents=True)
+    local.write_bytes(b"grib")
+    assert fetch_graf(config, INIT_NEW, 5) == local and local.read_bytes() == b"grib"
+    with pytest.raises(ConfigError, match=r"\[remote\] host is empty"):
+        fetch_graf(config, INIT_NEW, 5, overwrite=True)
+
+
+@pytest.mark.sshd
 @pytest.mark.parametrize("method", ["rsync", "scp"])
 def test_unknown_host_key_is_refused_and_known_hosts_stays_empty(sshd_dir, tmp_path, method):
     empty = tmp_path / "fresh_known_hosts"
@@ -176,13 +201,26 @@ def test_refused_connection_is_one_line(sshd_dir, known_hosts, tmp_path):
 
 
 @pytest.mark.sshd
-def test_killed_rsync_leaves_no_file_under_the_real_name_and_resumes(cfg):
+def test_unauthorized_key_is_a_failed_login(sshd_dir, known_hosts, tmp_path):
+    key = tmp_path / "not_authorized"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    options = _ssh_options(sshd_dir, known_hosts).replace(str(sshd_dir / "id_ed25519"), str(key))
+    config = load_config(_write_config(tmp_path, options))
+    with pytest.raises(RemoteError, match=r"^ssh login to 127\.0\.0\.1 failed \(Permission "
+                                          r"denied\): check \[remote\] user .*\(scp exit 255\)$"):
+        fetch_graf(config, INIT_NEW, 1, method="scp")
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
+def test_killed_rsync_leaves_no_file_under_the_real_name(cfg, sig):
     data = _put_remote(cfg, INIT_NEW, 24, size=3_000_000)
     local = graf_laptop_path(cfg, INIT_NEW, 24)
     local.parent.mkdir(parents=True)
     cmd = transfer_command(cfg, INIT_NEW, 24, method="rsync")
     cmd.insert(1, "--bwlimit=400")  # KB/s: the copy takes ~7 s, so it is killed midway
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    # its own process group, killed as a whole (like Ctrl-C, or Slurm ending a job)
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         temporaries = [p for p in local.parent.iterdir() if p.name.startswith(f".{local.name}.")]
@@ -192,15 +230,23 @@ def test_killed_rsync_leaves_no_file_under_the_real_name_and_resumes(cfg):
     else:
         proc.kill()
         pytest.fail("rsync never started writing its temporary file")
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, sig)
     assert proc.wait(timeout=20) != 0
+    time.sleep(0.5)  # rsync's receiver is a separate process: let it finish its clean-up
     assert not local.exists()
-    partial = local.parent / ".rsync-partial" / local.name
-    assert 0 < partial.stat().st_size < len(data)
-    # the next run resumes, completes, and removes the partial directory
+    if sig == signal.SIGTERM:  # rsync keeps what it has for the next run
+        partial = local.parent / ".rsync-partial" / local.name
+        assert 0 < partial.stat().st_size < len(data)
+    # the next run completes (resuming from the partial file) and cleans up after itself
     assert fetch_graf(cfg, INIT_NEW, 24) == local
     assert _sha(local.read_bytes()) == _sha(data)
-    assert sorted(p.name for p in local.parent.iterdir()) == [local.name]
+    assert not (local.parent / ".rsync-partial").exists()
+    leftovers = [p for p in local.parent.iterdir() if p != local]
+    assert all(p.name.startswith(f".{local.name}.") for p in leftovers)  # hidden only
+    if leftovers:  # SIGKILL leaves rsync's temporary: removed once it is an hour old
+        os.utime(leftovers[0], (time.time() - 7200, time.time() - 7200))
+        fetch_graf(cfg, INIT_NEW, 24, overwrite=True)
+        assert list(local.parent.iterdir()) == [local]
 
 
 # --------------------------------------------------------------------------------------
