@@ -78,6 +78,7 @@ __all__ = [
     "N_TRANSFORMS",
     "channel_names",
     "build_features",
+    "time_feature_planes",
     "check_feature_schema",
     "Normalisation",
     "NormalisationAccumulator",
@@ -161,6 +162,29 @@ def _time_planes(valid_time: dt.datetime) -> tuple[float, float, float, float]:
     return (math.sin(a_hour), math.cos(a_hour), math.sin(a_day), math.cos(a_day))
 
 
+def time_feature_planes(valid_time_s: NDArray[np.integer], shape: tuple[int, int]) -> NDArray[np.float32]:
+    """The time-of-day / season channels of many patches at once.
+
+    Parameters
+    ----------
+    valid_time_s : int array, shape (n,)
+        Valid times, seconds since 1970-01-01 00 UTC.
+    shape : (H, W)
+        Patch shape.
+
+    Returns
+    -------
+    float32 array, shape (n, 4, H, W)
+        Constant planes in the order of :data:`TIME_CHANNELS`, equal to what
+        :func:`build_features` appends with ``time_features=True``.
+    """
+    from pqpf.dates import from_epoch_seconds
+
+    values = np.array([_time_planes(from_epoch_seconds(int(t))) for t in np.asarray(valid_time_s).ravel()],
+                      dtype=np.float32).reshape(-1, len(TIME_CHANNELS))
+    return np.broadcast_to(values[:, :, None, None], (len(values), len(TIME_CHANNELS), *shape)).copy()
+
+
 def build_features(
     graf_mm: NDArray[np.floating],
     terrain: Mapping[str, NDArray[np.floating]] | Any,
@@ -225,7 +249,9 @@ def build_features(
     diff = fields["height_local_difference"]
     planes = [amount, diff, amount * (diff / np.float32(1000.0)), fields["slope_x"], fields["slope_y"]]
     if time_features:
-        planes += [np.full(graf.shape, v, dtype=np.float32) for v in _time_planes(valid_time)]
+        from pqpf.dates import to_epoch_seconds
+
+        planes += list(time_feature_planes(np.array([to_epoch_seconds(valid_time)]), graf.shape)[0])
     return np.stack(planes).astype(np.float32, copy=False)
 
 

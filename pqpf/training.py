@@ -108,15 +108,11 @@ class PatchSet:
 
 def load_patch_set(path: Path) -> PatchSet:
     """Load one patch file through the restricted unpickler and check its schema."""
-    from pqpf.features import FEATURE_SCHEMA_VERSION
+    from pqpf.features import check_feature_schema
     from pqpf.io.patchfile import load_patch_file
 
     data = load_patch_file(path)
-    if data.get("feature_schema_version") != FEATURE_SCHEMA_VERSION:
-        raise InputFileError(
-            path, f"features have schema version {data.get('feature_schema_version')}, this pqpf "
-            f"builds version {FEATURE_SCHEMA_VERSION}; regenerate with save_patched_graf_mrms.py"
-        )
+    check_feature_schema(data.get("feature_schema_version"), path)
     n = int(data.get("n_patches", 0))
     p = int(data["patch_px"])
     c = len(data["channel_names"])
@@ -448,7 +444,7 @@ def evaluate(net: Any, data: PatchSet, normalisation: Any, edges_mm: tuple[float
             loss, n_valid = masked_rps_loss(logits, obs, mask, edges_mm, scheme=hp.loss, sample_weight=w,
                                             thresholds_mm=data.thresholds_mm)
             pix_w = (mask.float() * w[:, None, None])
-            wsum = float(pix_w.sum())
+            wsum = float(n_valid)
             sums[0] += float(loss) * wsum
             sums[1] += wsum
             probs = probs_from_logits(logits, dim=1)
@@ -551,7 +547,7 @@ def train(
     """
     import torch
 
-    from pqpf.features import compute_normalisation, Normalisation, augment_batch_torch
+    from pqpf.features import Normalisation, augment_batch_torch
     from pqpf.loss import masked_rps_loss
     from pqpf.model import build_model, validate_bin_edges
 
@@ -562,14 +558,14 @@ def train(
         torch.cuda.set_device(dev)
     try:
         return _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, register, overwrite,
-                      torch, compute_normalisation, Normalisation, augment_batch_torch,
+                      torch, Normalisation, augment_batch_torch,
                       masked_rps_loss, build_model, validate_bin_edges)
     finally:
         ctx.close()
 
 
 def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, register, overwrite,
-           torch, compute_normalisation, Normalisation, augment_batch_torch,
+           torch, Normalisation, augment_batch_torch,
            masked_rps_loss, build_model, validate_bin_edges) -> TrainResult:  # noqa: ANN001
     run_dir = training_run_dir(config, init, lead_h)
     if not resume and not overwrite and _latest_epoch_checkpoint(run_dir) is not None:
@@ -600,11 +596,7 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
     epochs_total = min(hp.epochs, max_epochs) if max_epochs else hp.epochs
 
     # Normalisation from the training split (sampling-weighted), the same on every rank.
-    base_norm = compute_normalisation(train_set.features, train_set.channel_names,
-                                      train_set.weights if hp.use_sampling_weights else None)
-    if hp.time_features:
-        base_norm = base_norm.with_time_channels()
-    normalisation: Any = base_norm
+    normalisation: Any = _training_normalisation(train_set, channel_names, hp)
 
     torch.manual_seed(hp.seed)
     net = build_model(hp.model, in_channels=len(channel_names)).to(dev)
@@ -651,6 +643,9 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             raise PqpfError(f"--init-from {source}: the network shapes differ ({str(exc).splitlines()[0]})") from None
         if ctx.is_main:
             logger.info("warm start from %s", source)
+    else:
+        # a fresh network starts from the training climatology of the amount bins
+        net.set_prior(_bin_climatology(train_set, edges, min_quality, hp.use_sampling_weights))
 
     model = net
     if ctx.world_size > 1:
@@ -706,9 +701,8 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            bw = float((mask.float() * w[:, None, None]).sum())
-            loss_sum += float(loss.detach()) * bw
-            weight_sum += bw
+            loss_sum += float(loss.detach()) * float(n_valid)
+            weight_sum += float(n_valid)
             samples += x.shape[0]
             t_wait = time.perf_counter()
         train_sums = ctx.all_reduce_sum(np.array([loss_sum, weight_sum, samples], dtype=np.float64))
@@ -780,6 +774,38 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             })
     return TrainResult(run_dir, best_path, best_epoch, best_score, epoch - start_epoch + 1,
                        stopped_early, test_scores)
+
+
+def _training_normalisation(data: PatchSet, channel_names: tuple[str, ...], hp: HParams) -> Any:
+    """Per-channel statistics of the training split, weighted by the sampling weights
+    (so they describe the climatology rather than the wet-favouring sample)."""
+    from pqpf.features import NormalisationAccumulator, time_feature_planes
+
+    acc = NormalisationAccumulator(channel_names)
+    for start in range(0, len(data), 256):
+        block = data.features[start:start + 256]
+        if hp.time_features:
+            block = np.concatenate([block, time_feature_planes(data.valid_time[start:start + 256], block.shape[-2:])], axis=1)
+        acc.update(block, data.weights[start:start + 256] if hp.use_sampling_weights else None)
+    return acc.result()
+
+
+def _bin_climatology(data: PatchSet, edges: tuple[float, ...], min_quality: float, weighted: bool
+                     ) -> NDArray[np.float64]:
+    """Weighted frequency of each amount bin over the valid training pixels (the prior
+    the network's output layer starts from)."""
+    from pqpf.model import bin_index
+
+    counts = np.zeros(len(edges), dtype=np.float64)
+    for start in range(0, len(data), 256):
+        obs = data.mrms_mm[start:start + 256]
+        ok = (data.quality[start:start + 256] >= min_quality) & np.isfinite(obs)
+        idx = np.asarray(bin_index(np.where(ok, obs, np.nan), edges))
+        w = data.weights[start:start + 256] if weighted else np.ones(len(obs), np.float32)
+        wpix = np.broadcast_to(w[:, None, None], obs.shape)
+        counts += np.bincount(idx[ok].ravel(), weights=wpix[ok].ravel(), minlength=len(edges))[:len(edges)]
+    counts += 1e-3 * max(counts.sum(), 1.0) / len(edges)  # no bin starts impossible
+    return counts / counts.sum()
 
 
 def _warm_start_source(config: Config, lead_h: int, init_from: str) -> Path:
