@@ -202,9 +202,16 @@ def _project_cached(
             lo, hi = line_xy.min(axis=0), line_xy.max(axis=0)
             if lo[0] > xmax or hi[0] < xmin or lo[1] > ymax or hi[1] < ymin:
                 continue
-            for piece in clip_polyline(line_xy, xmin, xmax, ymin, ymax):
-                piece.flags.writeable = False
-                pieces.append(piece)
+            parts = [line_xy]
+            if not grid.is_lambert:
+                # longitudes wrap onto the grid's branch: a line crossing the branch cut
+                # jumps by ~360 degrees and is cut there, not drawn across the map.
+                jumps = np.flatnonzero(np.abs(np.diff(line_xy[:, 0])) > 180.0)
+                parts = np.split(line_xy, jumps + 1)
+            for part in parts:
+                for piece in clip_polyline(part, xmin, xmax, ymin, ymax):
+                    piece.flags.writeable = False
+                    pieces.append(piece)
         out[kind] = tuple(pieces)
     return out
 
