@@ -51,6 +51,7 @@ __all__ = [
     "crps_deterministic",
     "ReliabilityTable",
     "Verifier",
+    "CSV_COLUMNS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 _PROB_TOL = 1e-5
 #: A bin forecast's probabilities must sum to 1 within this.
 _SUM_TOL = 1e-3
+#: Points processed at once by :meth:`Verifier.update` (bounds its temporary memory).
+_CHUNK = 1 << 18
 
 
 # ---- masks and weights ------------------------------------------------------------------
@@ -530,25 +533,39 @@ class Verifier:
                 raise ValueError(f"graf_mm shape {graf.shape} differs from obs_mm shape {n_shape}")
             graf = graf.reshape(-1)
 
+        if (bins is None) != (graf is None):
+            raise ValueError("the CRPS needs both model_bin_probs and graf_mm (or neither)")
+        for name, p in zip(("prob_model", "prob_raw", "prob_ref"), probs):
+            _check_prob(name, p)
+
         use = (w > 0) & np.isfinite(y)
         for p in probs:
             use &= np.isfinite(p).all(axis=0)
         if bins is not None:
             use &= np.isfinite(bins).all(axis=0)
-        if graf is not None:
             use &= np.isfinite(graf)
+        index = np.flatnonzero(use)
+        chunks = [index[i:i + _CHUNK] for i in range(0, index.size, _CHUNK)]
+        if bins is not None:  # validate everything before accumulating anything
+            for idx in chunks:
+                pb = bins[:, idx]
+                if pb.min() < -_PROB_TOL or np.abs(pb.sum(axis=0, dtype=np.float64) - 1.0).max() > _SUM_TOL:
+                    raise ValueError("model_bin_probs must be >= 0 and sum to 1 over the bins")
         self.counters[0] += 1
         self.counters[1] += int(np.count_nonzero((w > 0) & ~use))
-        if not use.any():
-            return 0
-        y = y[use]
-        w = w[use]
-        p_model, p_raw, p_ref = (p[:, use].astype(np.float64) for p in probs)
-        for name, p in (("prob_model", p_model), ("prob_raw", p_raw), ("prob_ref", p_ref)):
-            _check_prob(name, p)
+        for idx in chunks:
+            self._accumulate(idx, y, w, probs, bins, graf)
+        return int(index.size)
 
+    def _accumulate(self, idx: NDArray[np.int64], y_all: NDArray[np.float64],
+                    w_all: NDArray[np.float64], probs: list[NDArray[Any]],
+                    bins: NDArray[Any] | None, graf: NDArray[Any] | None) -> None:
+        """Add the points ``idx`` (all valid) to the sums."""
+        y = y_all[idx]
+        w = w_all[idx]
+        p_model, p_raw, p_ref = (p[:, idx].astype(np.float64) for p in probs)
         events = (y[None, :] >= self.thresholds_mm[:, None]).astype(np.float64)
-        self.sums[0] += use.sum()
+        self.sums[0] += idx.size
         self.sums[1] += w.sum()
         self.sums[2] += events @ w
         self.sums[3] += ((p_model - events) ** 2) @ w
@@ -557,24 +574,17 @@ class Verifier:
         for k in range(self.thresholds_mm.size):
             self.rel_model[k]._accumulate(p_model[k], events[k], w)
             self.rel_ref[k]._accumulate(p_ref[k], events[k], w)
-
-        if bins is not None and graf is not None:
+        if bins is not None and graf is not None and self.bin_edges_mm is not None:
             e = self.bin_edges_mm
-            pb = bins[:, use].astype(np.float64)
-            if pb.min() < -_PROB_TOL or np.abs(pb.sum(axis=0) - 1.0).max() > _SUM_TOL:
-                raise ValueError("model_bin_probs must be >= 0 and sum to 1 over the bins")
             k_obs = _bin_index(y, e)
-            g = graf[use].astype(np.float64)
+            g = graf[idx].astype(np.float64)
             self.crps_sums += np.array([
-                y.size,
+                idx.size,
                 w.sum(),
-                _crps_bins_unchecked(pb, e, k_obs) @ w,
+                _crps_bins_unchecked(bins[:, idx].astype(np.float64), e, k_obs) @ w,
                 _crps_onehot(_bin_index(g, e), e, k_obs) @ w,
                 np.abs(g - y) @ w,
             ])
-        elif bins is not None or graf is not None:
-            raise ValueError("the CRPS needs both model_bin_probs and graf_mm (or neither)")
-        return int(y.size)
 
     def merge(self, other: "Verifier") -> "Verifier":
         """Add the sums of another accumulator (same thresholds and bins); returns self."""

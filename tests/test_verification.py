@@ -305,3 +305,17 @@ def test_csv_rows_have_all_columns_and_json_has_no_nan_for_empty_accumulator():
     assert len(rows) == len(THRESHOLDS) and list(rows[0]) == list(CSV_COLUMNS)
     assert rows[0]["bs_model"] is None and rows[0]["n"] == 0
     json.dumps(v.result(), allow_nan=False)
+
+
+def test_failed_update_leaves_the_accumulator_unchanged(monkeypatch):
+    import pqpf.verification as verification
+
+    monkeypatch.setattr(verification, "_CHUNK", 1000)  # several internal chunks
+    rng = np.random.default_rng(11)
+    p_model, p_raw, p_ref, obs, w, bins, graf = _random_case(rng, 5000)
+    bins[:, -1] = 0.5  # the last point's bin probabilities sum to 5: refused
+    v = Verifier(THRESHOLDS, EDGES)
+    with pytest.raises(ValueError, match="sum to 1"):
+        v.update(p_model, p_raw, p_ref, obs, w, bins, graf)
+    assert not v.sums.any() and not v.crps_sums.any() and not v.counters.any()
+    assert all(t.count.sum() == 0 for t in v.rel_model + v.rel_ref)
