@@ -323,7 +323,6 @@ def plot_fields_side_by_side(
     q_cmap = ListedColormap(colormaps["cividis"](np.linspace(0.0, 1.0, 10)),
                             name="pqpf_quality").with_extremes(bad=_MISSING_COLOUR)
     q_image = _show_field(axes[2], grid, q, q_cmap, BoundaryNorm(q_levels, q_cmap.N))
-    left, right, bottom, top = _extent(grid)
     if np.nanmin(q, initial=1.0) < min_quality < np.nanmax(q, initial=0.0):
         axes[2].contour(grid.x, grid.y, np.nan_to_num(q, nan=0.0), levels=[min_quality],
                         colors="white", linewidths=0.8, zorder=2)

@@ -237,8 +237,10 @@ def crps_bins(prob_bins: ArrayLike, edges_mm: ArrayLike, obs_mm: ArrayLike) -> N
     both step functions are constant on ``[e_{m-1}, e_m)``, where the forecast CDF is
     ``F_m`` and the observation's step is ``1[obs < e_m]``; beyond the last edge both
     are 1. It is the ranked probability score with each bin step weighted by its width
-    (mm), so it is comparable with the MAE of a deterministic forecast. The training loss
-    uses the same definition.
+    (mm), so it is comparable with the MAE of a deterministic forecast. The training
+    loss must use this same definition for training and verification scores to agree;
+    the tests pin it to ``properscoring.crps_ensemble`` of the weighted ensemble at the
+    lower edges.
     """
     p = np.asarray(prob_bins, dtype=np.float64)
     e = _check_edges(edges_mm)
