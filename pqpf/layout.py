@@ -40,6 +40,8 @@ __all__ = [
     "verification_dir",
     "PATCH_SPLITS",
     "locate_graf",
+    "graf_mrms_png_path",
+    "patch_samples_png_path",
 ]
 
 PATCH_SPLITS = ("train", "validation", "test")
@@ -159,3 +161,13 @@ def locate_graf(config: Config, init: dt.datetime, lead_h: int, prefer: str = "a
         if path.is_file():
             return path
     return None
+
+
+def graf_mrms_png_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
+    """``plot_graf_mrms.py``: GRAF and MRMS side by side."""
+    return config.paths.plots_dir / f"graf_mrms_{init:%Y%m%d%H}_{int(lead_h)}h.png"
+
+
+def patch_samples_png_path(config: Config, split: str, init: dt.datetime, lead_h: int) -> Path:
+    """``plot_graf_mrms_samples.py``: a grid of sampled patches of one split."""
+    return config.paths.plots_dir / f"patch_samples_{split}_{init:%Y%m%d%H}_{int(lead_h)}h.png"
