@@ -159,6 +159,9 @@ class PatchesConfig:
     split_block_days: int = 5
     #: Shares of blocks for train, validation, test.
     split_fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
+    #: Inits this close (hours) after a block of another split are dropped, so that no
+    #: two neighbouring, strongly correlated inits sit in different splits.
+    split_gap_h: int = 12
     seed: int = 20251201
 
 

@@ -204,6 +204,10 @@ class Grid:
 
         Notes
         -----
+        A latitude/longitude grid has no convergence; its steps are ``N cos(phi) dlon``
+        and ``M dlat`` with the radii of curvature ``N = a / W`` and
+        ``M = a (1 - e^2) / W^3``, ``W = sqrt(1 - e^2 sin^2 phi)`` (``R cos(phi) dlon``
+        and ``R dlat`` on a sphere).
         Lambert on a sphere uses the closed forms (Snyder 1987, eqs. 15-1 to 15-4):
         ``k = n F / (cos(phi) tan^n(pi/4 + phi/2))`` and ``gamma = n (lambda - lambda_0)``.
         On an ellipsoid both are measured from the projection by a finite difference.
@@ -215,10 +219,13 @@ class Grid:
         """
         lon, lat = self.lonlat(rows)
         if not self.is_lambert:
-            r = self.earth_a
+            # Radii of curvature in the prime vertical (N) and the meridian (M); both
+            # equal the radius on a sphere.
+            a, e2 = self.earth_a, 1.0 - (self.earth_b / self.earth_a) ** 2
             phi = np.radians(lat)
-            dxg = r * np.cos(phi) * math.radians(self.dx)
-            dyg = np.full_like(dxg, r * math.radians(self.dy))
+            w2 = 1.0 - e2 * np.sin(phi) ** 2
+            dxg = a / np.sqrt(w2) * np.cos(phi) * math.radians(self.dx)
+            dyg = a * (1.0 - e2) / w2**1.5 * math.radians(self.dy)
             return dxg, dyg, np.zeros_like(dxg)
         if self.is_sphere:
             n = self.cone_constant()

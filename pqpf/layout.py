@@ -39,6 +39,9 @@ __all__ = [
     "probs_png_path",
     "verification_dir",
     "PATCH_SPLITS",
+    "locate_graf",
+    "graf_mrms_png_path",
+    "patch_samples_png_path",
 ]
 
 PATCH_SPLITS = ("train", "validation", "test")
@@ -143,3 +146,28 @@ def probs_png_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
 def verification_dir(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: int) -> Path:
     """Scores (CSV/JSON) and reliability diagrams of one verification run."""
     return config.paths.plots_dir / f"verification_{begin:%Y%m%d%H}_{end:%Y%m%d%H}_{int(lead_h)}h"
+
+
+def locate_graf(config: Config, init: dt.datetime, lead_h: int, prefer: str = "archive") -> Path | None:
+    """The GRAF file for (init, lead) where it exists: the archive or the laptop copy,
+    ``prefer`` first; None if neither exists."""
+    order = [graf_archive_path, graf_laptop_path]
+    if prefer == "laptop":
+        order.reverse()
+    elif prefer != "archive":
+        raise ValueError(f"prefer must be 'archive' or 'laptop', got {prefer!r}")
+    for where in order:
+        path = where(config, init, lead_h)
+        if path.is_file():
+            return path
+    return None
+
+
+def graf_mrms_png_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
+    """``plot_graf_mrms.py``: GRAF and MRMS side by side."""
+    return config.paths.plots_dir / f"graf_mrms_{init:%Y%m%d%H}_{int(lead_h)}h.png"
+
+
+def patch_samples_png_path(config: Config, split: str, init: dt.datetime, lead_h: int) -> Path:
+    """``plot_graf_mrms_samples.py``: a grid of sampled patches of one split."""
+    return config.paths.plots_dir / f"patch_samples_{split}_{init:%Y%m%d%H}_{int(lead_h)}h.png"

@@ -42,6 +42,9 @@ class NcVar:
     dims: tuple[str, ...] = ("y", "x")
     dtype: str | None = None
     fill_value: float | None = None
+    #: Quantise to this many decimal digits before compression (lossy, far smaller
+    #: files; e.g. 3 for probabilities). None keeps every bit.
+    least_significant_digit: int | None = None
 
 
 @dataclass
@@ -142,6 +145,7 @@ def write_grid_netcdf(
                 v = nc.createVariable(
                     name, dtype, spec.dims, zlib=True, complevel=complevel, shuffle=True,
                     chunksizes=chunks, fill_value=fill,
+                    least_significant_digit=spec.least_significant_digit,
                 )
                 v.set_auto_mask(False)
                 v[:] = data.astype(dtype, copy=False)

@@ -1,0 +1,61 @@
+"""plot_graf_mrms_samples.py INIT LEAD: a grid of sampled patches from a patch file."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, run_cli
+
+__all__ = ["build_parser", "main"]
+
+DESCRIPTION = """\
+Draw randomly chosen patches of one split of the patch files of
+save_patched_graf_mrms.py INIT LEAD (GRAF amount, MRMS with poor-quality points shaded,
+terrain local difference), to check that the training data look realistic. Writes
+{plots_dir}/patch_samples_{split}_{INIT}_{LEAD}h.png.
+
+example: plot_graf_mrms_samples.py 2025120100 12 --split validation --n 12
+"""
+
+
+def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
+    parser = _base_parser("plot_graf_mrms_samples.py", DESCRIPTION, script_dir)
+    add_init_lead(parser)
+    parser.add_argument("--split", choices=("train", "validation", "test"), default="train")
+    parser.add_argument("--n", type=int, default=8, help="number of patches (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="which random patches (default 0)")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pqpf.errors import PqpfError
+    from pqpf.layout import patch_file_path, patch_samples_png_path
+    from pqpf.plotting import plot_patch_samples
+    from pqpf.training import load_patch_set
+
+    config = load_config_from_args(args)
+    lead = check_lead(config, args.lead)
+    path = patch_file_path(config, args.split, args.init, lead)
+    data = load_patch_set(path)
+    if len(data) == 0:
+        raise PqpfError(f"{path}: no patches in the {args.split} split")
+    from pqpf.dates import from_epoch_seconds
+
+    labels = [f"{from_epoch_seconds(int(t)):%Y-%m-%d %HZ}" for t in data.valid_time]
+    out = plot_patch_samples(
+        patch_samples_png_path(config, args.split, args.init, lead), data.features, data.channel_names,
+        data.mrms_mm, data.quality, n=args.n, seed=args.seed, graf_channel="graf_log1p",
+        terrain_channel="terrain_local_difference", graf_to_mm=np.expm1, min_quality=config.mrms.min_quality,
+        labels=labels, title=f"{args.split} patches for init {args.init:%Y%m%d%H} +{lead} h",
+    )
+    print(out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, script_dir: Path | None = None) -> int:
+    """Entry point; returns the exit status."""
+    return run_cli(build_parser(script_dir), _run, argv)

@@ -1,0 +1,52 @@
+"""resunet_inference.py INIT LEAD: GRAF forecast -> probability netCDF + map PNG."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, run_cli
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Turn the GRAF forecast of INIT + LEAD into calibrated probabilities of the 1-h amount
+exceeding 0.25, 1, 2.5, 5, 10 and 25 mm (and the other bin edges), with the model the
+registry names for LEAD (the nearest lead's, with a warning, if LEAD has none). Reads the
+laptop copy of the GRAF file (copy_graf_to_laptop.py), else the archive copy. Writes
+  {probs_dir}/{INIT}_{LEAD}h_probs.nc   (with raw- and smoothed-GRAF probabilities)
+  {plots_dir}/{INIT}_{LEAD}h_probs.png  (maps)
+
+example: resunet_inference.py 2025120412 12
+"""
+
+
+def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
+    parser = _base_parser("resunet_inference.py", DESCRIPTION, script_dir)
+    add_init_lead(parser)
+    parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, mps, cuda, cuda:N")
+    parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pqpf.inference import run_inference
+
+    config = load_config_from_args(args)
+    lead = check_lead(config, args.lead)
+    result = run_inference(config, args.init, lead, device=args.device, overwrite=args.overwrite,
+                           plot=not args.no_plot)
+    print(result.nc_path)
+    if result.png_path:
+        print(result.png_path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, script_dir: Path | None = None) -> int:
+    """Entry point; returns the exit status."""
+    return run_cli(build_parser(script_dir), _run, argv)

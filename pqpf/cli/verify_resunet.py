@@ -1,0 +1,55 @@
+"""verify_resunet.py BEGIN END LEAD: reliability, Brier skill and CRPS over a range of inits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from pqpf.cli.common import build_parser as _base_parser, check_lead, date_arg, lead_arg, load_config_from_args, run_cli
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Verify the probabilities of every init from BEGIN to END (inclusive) that has a
+probabilities file (resunet_inference.py) and remapped MRMS for its valid hour: Brier
+score and skill against the smoothed-GRAF reference and the sample climatology,
+reliability diagrams with frequency of use, and CRPS, at the configured thresholds, on
+good-quality MRMS points with cos(latitude) weights. Writes scores.json, scores.csv and
+reliability.png to {plots_dir}/verification_{BEGIN}_{END}_{LEAD}h/ and prints the table.
+
+example: verify_resunet.py 2025120100 2025123112 12
+"""
+
+
+def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
+    parser = _base_parser("verify_resunet.py", DESCRIPTION, script_dir)
+    parser.add_argument("begin", metavar="BEGIN", type=date_arg, help="first init, YYYYMMDDHH")
+    parser.add_argument("end", metavar="END", type=date_arg, help="last init, YYYYMMDDHH (inclusive)")
+    parser.add_argument("lead", metavar="LEAD", type=lead_arg, help="lead time in hours")
+    parser.add_argument("--no-plot", action="store_true", help="skip the reliability PNG")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pqpf.dates import hour_range
+    from pqpf.verify_range import format_score_table, verify_range
+
+    config = load_config_from_args(args)
+    lead = check_lead(config, args.lead)
+    next(hour_range(args.begin, args.end))  # END before BEGIN is a usage error
+    report = verify_range(config, args.begin, args.end, lead, plot=not args.no_plot)
+    print(f"+{lead} h, {len(report.used)} inits verified"
+          + (f", {len(report.skipped_no_mrms)} skipped (no MRMS)" if report.skipped_no_mrms else ""))
+    print(format_score_table(report.result))
+    for path in report.files:
+        print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, script_dir: Path | None = None) -> int:
+    """Entry point; returns the exit status."""
+    return run_cli(build_parser(script_dir), _run, argv)

@@ -1,0 +1,232 @@
+"""Patch files (``GRAF_Unet_data_{split}_{INIT}_{LEAD}h.cPick``): written as a stream,
+read through a restricted unpickler.
+
+Format (pickle, as the original notes use): a sequence of pickled objects in one file,
+
+1. a header ``dict``: ``format`` (``"pqpf-patches"``), ``schema_version``, ``split``, ``init``
+   (YYYYMMDDHH), ``lead_h``, ``patch_px``, ``channel_names``, ``feature_schema_version``,
+   ``thresholds_mm`` and any other plain metadata;
+2. one record ``dict`` per init, each holding the arrays of that init's patches
+   (``features`` (n,C,P,P), ``mrms`` (n,P,P), ``quality`` (n,P,P), ``ref_prob`` (n,T,P,P),
+   ``origins`` (n,2), ``weights`` (n,), ``init_time`` / ``valid_time`` (n,) int64 seconds);
+3. a trailer ``dict`` ``{"end": True, "n_records": R, "n_patches": N}``.
+
+Writing one record per init keeps the writer's memory flat however many inits go in; the
+trailer proves the file is complete (and the file only appears under its name once it is,
+see :mod:`pqpf.io.atomic`). :func:`load_patch_file` returns ONE dict as SPEC.md describes:
+the header's keys plus every record array concatenated along the patch axis.
+
+Loading never runs code from the file: :class:`RestrictedUnpickler` admits only plain
+containers and numpy arrays/dtypes/scalars of non-object dtype; anything else is refused
+with an :class:`~pqpf.errors.InputFileError` naming the file and the forbidden global.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from pqpf.errors import InputFileError
+from pqpf.io.atomic import atomic_path
+
+__all__ = [
+    "PATCH_FORMAT",
+    "PATCH_SCHEMA_VERSION",
+    "RestrictedUnpickler",
+    "PatchFileWriter",
+    "iter_patch_file",
+    "load_patch_file",
+    "read_patch_header",
+    "safe_loads",
+]
+
+logger = logging.getLogger(__name__)
+
+PATCH_FORMAT = "pqpf-patches"
+PATCH_SCHEMA_VERSION = 1
+
+# (module, name) pairs a patch file may reference: numpy's array/dtype/scalar
+# reconstructors under their numpy 1.x and 2.x module names, and the bytes codec that
+# pickle protocol 2 uses for raw buffers. Nothing else.
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only numpy array machinery and builtin containers.
+
+    Any other global (``os.system``, ``builtins.eval``, a class from some module) raises
+    :class:`pickle.UnpicklingError` before anything is called.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"forbidden global {module}.{name} (only numpy arrays and plain containers are allowed)"
+        )
+
+
+def _check_plain(obj: Any, where: str) -> None:
+    """Reject object arrays (they could smuggle arbitrary objects)."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise pickle.UnpicklingError(f"object array in {where}")
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, (str, int)):
+                raise pickle.UnpicklingError(f"non-string key {key!r} in {where}")
+            _check_plain(value, f"{where}.{key}")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            _check_plain(value, f"{where}[{i}]")
+    elif not isinstance(obj, (str, int, float, bool, bytes, type(None), np.generic)):
+        raise pickle.UnpicklingError(f"unexpected {type(obj).__name__} in {where}")
+
+
+def safe_loads(data: bytes) -> Any:
+    """Unpickle bytes with :class:`RestrictedUnpickler` and check the result is plain."""
+    obj = RestrictedUnpickler(io.BytesIO(data)).load()
+    _check_plain(obj, "object")
+    return obj
+
+
+class PatchFileWriter:
+    """Stream patches into a patch file, one record per init, atomically.
+
+    Examples
+    --------
+    >>> with PatchFileWriter(path, header) as writer:        # doctest: +SKIP
+    ...     for init in inits:
+    ...         writer.append(record_for(init))
+    """
+
+    def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.header = {"format": PATCH_FORMAT, "schema_version": PATCH_SCHEMA_VERSION, **header}
+        _check_plain(self.header, "header")
+        self.n_records = 0
+        self.n_patches = 0
+        self._ctx: Any = None
+        self._fh: BinaryIO | None = None
+
+    def __enter__(self) -> "PatchFileWriter":
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        self._fh = open(tmp, "wb")
+        pickle.dump(self.header, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
+        return self
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one init's patches; every array must have the same first dimension."""
+        assert self._fh is not None, "use PatchFileWriter as a context manager"
+        sizes = {k: len(v) for k, v in record.items() if isinstance(v, np.ndarray) and v.ndim > 0}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"record arrays disagree on the number of patches: {sizes}")
+        _check_plain(record, "record")
+        pickle.dump(record, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self.n_records += 1
+        self.n_patches += next(iter(sizes.values()), 0)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._fh is not None
+        try:
+            if exc_type is None:
+                trailer = {"end": True, "n_records": self.n_records, "n_patches": self.n_patches}
+                pickle.dump(trailer, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            self._fh.close()
+            self._ctx.__exit__(exc_type, exc, tb)
+
+
+def _load_next(fh: BinaryIO, path: Path) -> Any:
+    try:
+        obj = RestrictedUnpickler(fh).load()
+    except EOFError:
+        raise InputFileError(path, "truncated patch file (no end marker)") from None
+    except pickle.UnpicklingError as exc:
+        raise InputFileError(path, f"refused to load: {exc}") from None
+    except Exception as exc:  # corrupt bytes raise a zoo of exceptions
+        raise InputFileError(path, f"corrupt patch file ({type(exc).__name__}: {exc})") from None
+    try:
+        _check_plain(obj, "file")
+    except pickle.UnpicklingError as exc:
+        raise InputFileError(path, f"refused to load: {exc}") from None
+    return obj
+
+
+def read_patch_header(path: str | Path) -> dict[str, Any]:
+    """The header of a patch file (cheap: reads only the first object)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "patch file not found (run save_patched_graf_mrms.py first)")
+    with open(path, "rb") as fh:
+        header = _load_next(fh, path)
+    if not isinstance(header, dict) or header.get("format") != PATCH_FORMAT:
+        raise InputFileError(path, "not a pqpf patch file (bad header)")
+    if header.get("schema_version") != PATCH_SCHEMA_VERSION:
+        raise InputFileError(
+            path, f"patch schema version {header.get('schema_version')} is not "
+            f"{PATCH_SCHEMA_VERSION}; regenerate it with save_patched_graf_mrms.py"
+        )
+    return header
+
+
+def iter_patch_file(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield the header, then each record, checking the trailer at the end."""
+    path = Path(path)
+    header = read_patch_header(path)
+    yield header
+    with open(path, "rb") as fh:
+        _load_next(fh, path)  # header again
+        n_records = 0
+        while True:
+            obj = _load_next(fh, path)
+            if not isinstance(obj, dict):
+                raise InputFileError(path, f"unexpected {type(obj).__name__} in patch file")
+            if obj.get("end") is True:
+                if obj.get("n_records") != n_records:
+                    raise InputFileError(path, "record count does not match the end marker")
+                return
+            n_records += 1
+            yield obj
+
+
+def load_patch_file(path: str | Path) -> dict[str, Any]:
+    """One dict: the header's keys plus every record's arrays concatenated (axis 0).
+
+    Raises
+    ------
+    InputFileError
+        Missing, truncated or corrupt file, wrong format/schema, or anything in it that
+        is not a numpy array or plain container (a malicious pickle is refused before
+        any of its code could run).
+    """
+    path = Path(path)
+    stream = iter_patch_file(path)
+    header = next(stream)
+    parts: dict[str, list[np.ndarray]] = {}
+    for record in stream:
+        for key, value in record.items():
+            if isinstance(value, np.ndarray):
+                parts.setdefault(key, []).append(value)
+    out = dict(header)
+    for key, chunks in parts.items():
+        out[key] = np.concatenate(chunks, axis=0)
+    out["n_patches"] = int(sum(len(c) for c in next(iter(parts.values())))) if parts else 0
+    return out

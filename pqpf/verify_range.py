@@ -1,0 +1,191 @@
+"""The verification stage: scores of the probability files over a range of inits.
+
+For every init in ``BEGIN..END`` (any hour) that has a probabilities file
+(``resunet_inference.py``) and whose verifying hour has remapped MRMS, the model's,
+the raw GRAF's and the smoothed-GRAF reference's exceedance probabilities are scored
+against MRMS at the configured thresholds, on points whose MRMS quality is good, with
+cos(latitude) weights, streaming through :class:`pqpf.verification.Verifier` (memory does
+not grow with the number of inits). The forecast distribution for the CRPS comes from
+the exceedance probabilities at every bin edge stored in the file.
+
+Outputs in ``{plots_dir}/verification_{BEGIN}_{END}_{LEAD}h/``: ``scores.json`` (all
+scores, the reliability tables and which inits were used or skipped), ``scores.csv``
+(one row per threshold) and ``reliability.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pqpf import __version__
+from pqpf.config import Config
+from pqpf.dates import format_yyyymmddhh, hour_range
+from pqpf.errors import InputFileError, PqpfError
+from pqpf.io.atomic import atomic_write_text
+from pqpf.layout import mrms_remapped_path, probs_path, verification_dir
+from pqpf.progress import Progress
+
+__all__ = ["VerificationReport", "verify_range", "bin_probs_from_exceedance", "format_score_table"]
+
+logger = logging.getLogger(__name__)
+
+
+def bin_probs_from_exceedance(prob_exceed: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Bin probabilities (K, ...) from P(obs >= e_k) at the K-1 interior edges (K-1, ...).
+
+    ``p_0 = 1 - P(>= e_1)``, ``p_k = P(>= e_k) - P(>= e_k+1)``, ``p_{K-1} = P(>= e_{K-1})``.
+    Rounding in the stored file can make a difference slightly negative; those are
+    clipped and the bins renormalised.
+    """
+    e = np.asarray(prob_exceed, dtype=np.float64)
+    ones = np.ones((1, *e.shape[1:]))
+    zeros = np.zeros((1, *e.shape[1:]))
+    padded = np.concatenate([ones, e, zeros], axis=0)
+    bins = np.clip(padded[:-1] - padded[1:], 0.0, None)
+    total = bins.sum(axis=0, keepdims=True)
+    return bins / np.where(total > 0, total, 1.0)
+
+
+@dataclass
+class VerificationReport:
+    """What :func:`verify_range` did and found."""
+
+    result: dict[str, Any]
+    used: list[str] = field(default_factory=list)
+    skipped_no_mrms: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def _read_case(config: Config, init: dt.datetime, lead_h: int, thresholds: tuple[float, ...]):
+    from pqpf.io.netcdf import read_grid_netcdf
+
+    probs = read_grid_netcdf(probs_path(config, init, lead_h),
+                             ["prob_exceed", "prob_exceed_raw", "prob_exceed_smoothed", "graf_precipitation", "lat"])
+    edges_interior = tuple(float(t) for t in probs.coords["threshold"])
+    missing = [t for t in thresholds if not any(abs(t - e) < 1e-6 for e in edges_interior)]
+    if missing:
+        raise InputFileError(probs.source, f"has no probabilities at {missing} mm")
+    pick = [min(range(len(edges_interior)), key=lambda i: abs(edges_interior[i] - t)) for t in thresholds]
+    valid = init + dt.timedelta(hours=lead_h)
+    mrms = read_grid_netcdf(mrms_remapped_path(config, valid), ["precipitation", "quality", "valid_fraction"])
+    if not mrms.grid.same_as(probs.grid):
+        raise InputFileError(mrms.source, "remapped MRMS grid differs from the probabilities' grid")
+    d = probs.data
+    return {
+        "model": d["prob_exceed"][pick].astype(np.float64),
+        "raw": d["prob_exceed_raw"][pick].astype(np.float64),
+        "ref": d["prob_exceed_smoothed"][pick].astype(np.float64),
+        "bins": bin_probs_from_exceedance(d["prob_exceed"]),
+        "edges": (0.0, *edges_interior),
+        "graf": d["graf_precipitation"].astype(np.float64),
+        "lat": d["lat"],
+        "obs": mrms.data["precipitation"].astype(np.float64),
+        "quality": mrms.data["quality"],
+        "valid_fraction": mrms.data["valid_fraction"],
+    }
+
+
+def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: int,
+                 plot: bool = True) -> VerificationReport:
+    """Score every init in ``begin..end`` that has a probabilities file and MRMS.
+
+    Raises
+    ------
+    PqpfError
+        When no init in the range could be verified.
+    """
+    from pqpf.verification import Verifier, cos_lat_weights, good_quality_mask
+
+    thresholds = tuple(config.probability.thresholds_mm)
+    inits = [t for t in hour_range(begin, end) if probs_path(config, t, lead_h).is_file()]
+    report = VerificationReport(result={})
+    if not inits:
+        raise PqpfError(
+            f"no probabilities files for +{lead_h} h between {format_yyyymmddhh(begin)} and "
+            f"{format_yyyymmddhh(end)} in {config.paths.probs_dir} (run resunet_inference.py first)"
+        )
+    verifier: Verifier | None = None
+    weights_cache: dict[str, NDArray[np.float32]] = {}
+    progress = Progress(len(inits), "inits", logger)
+    for init in inits:
+        valid = init + dt.timedelta(hours=lead_h)
+        if not mrms_remapped_path(config, valid).is_file():
+            report.skipped_no_mrms.append(format_yyyymmddhh(init))
+            progress.step(note="no MRMS")
+            continue
+        case = _read_case(config, init, lead_h, thresholds)
+        if verifier is None:
+            verifier = Verifier(thresholds, bin_edges_mm=case["edges"])
+        key = "lat"
+        if key not in weights_cache:
+            weights_cache[key] = cos_lat_weights(case["lat"])
+        good = good_quality_mask(case["obs"], case["quality"], config.mrms.min_quality)
+        weight = np.where(good, weights_cache[key], 0.0)
+        verifier.update(case["model"], case["raw"], case["ref"], case["obs"], weight,
+                        model_bin_probs=case["bins"], graf_mm=case["graf"])
+        report.used.append(format_yyyymmddhh(init))
+        progress.step()
+    if verifier is None:
+        raise PqpfError(
+            f"none of the {len(inits)} inits with probabilities has remapped MRMS for its valid hour "
+            "(run save_remapped_mrms.py for those hours)"
+        )
+    result = verifier.result()
+    report.result = result
+    out_dir = verification_dir(config, begin, end, lead_h)
+    report.out_dir = out_dir
+    meta = {"begin": format_yyyymmddhh(begin), "end": format_yyyymmddhh(end), "lead_h": int(lead_h),
+            "inits_used": report.used, "inits_skipped_no_mrms": report.skipped_no_mrms,
+            "min_quality": config.mrms.min_quality, "weights": "cos(latitude) on good-quality MRMS points",
+            "pqpf_version": __version__}
+    json_path = out_dir / "scores.json"
+    atomic_write_text(json_path, json.dumps({**meta, **result}, indent=1) + "\n")
+    rows = verifier.to_csv_rows()
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path = out_dir / "scores.csv"
+    atomic_write_text(csv_path, buf.getvalue())
+    report.files = [json_path, csv_path]
+    if plot:
+        from pqpf.plotting import plot_reliability
+
+        title = (f"+{lead_h} h forecasts initialised {format_yyyymmddhh(begin)}..{format_yyyymmddhh(end)} "
+                 f"({len(report.used)} inits)")
+        report.files.append(plot_reliability(out_dir / "reliability.png", result["per_threshold"], title))
+    return report
+
+
+def format_score_table(result: dict[str, Any]) -> str:
+    """The Brier-skill table the CLI and the demo print."""
+
+    def f(value: Any, fmt: str) -> str:
+        return "     n/a" if value is None else format(value, fmt)
+
+    lines = [" thresh   base rate   BS model    BS ref   BSS vs ref  BSS vs clim   points",
+             " ------   ---------   --------  --------   ----------  -----------  -------"]
+    for row in result["per_threshold"]:
+        lines.append(
+            f"{row['threshold_mm']:5g} mm  {f(row['base_rate'], '9.4f')}  {f(row['bs_model'], '9.5f')} "
+            f"{f(row['bs_ref'], '9.5f')}   {f(row['bss_vs_ref'], '+10.3f')}  {f(row['bss_vs_clim'], '+11.3f')}"
+            f"  {row['n']:7d}"
+        )
+    crps = result.get("crps") or {}
+    if crps.get("crps_model") is not None:
+        lines.append(
+            f"CRPS model {crps['crps_model']:.4f} mm, GRAF (binned) {f(crps.get('crps_raw_binned'), '.4f')} mm, "
+            f"skill {f(crps.get('crpss_vs_raw_binned'), '+.3f')}; GRAF MAE {f(crps.get('mae_raw'), '.4f')} mm"
+        )
+    return "\n".join(lines)

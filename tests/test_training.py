@@ -1,0 +1,126 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import trainkit
+from pqpf.config import load_hparams
+from pqpf.errors import PqpfError
+from pqpf.training import (
+    load_checkpoint, nearest_registered_lead, read_registry, registry_checkpoint, train,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = load_hparams("tiny")
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), PQPF_CONFIG="")
+    return env
+
+
+def _weights(path):
+    return load_checkpoint(path)["net"]
+
+
+def test_training_writes_checkpoints_loadable_weights_only_and_registers(tmp_path):
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    result = train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=3)
+    run = result.run_dir
+    assert sorted(p.name for p in run.glob("*.pt")) == ["best.pt", "epoch_001.pt", "epoch_002.pt", "epoch_003.pt"]
+    state = torch.load(run / "epoch_003.pt", weights_only=True)
+    for key in ("net", "optimizer", "scheduler", "epoch", "best_score", "bad_epochs", "normalisation",
+                "hparams", "feature_schema_version", "channel_names", "bin_edges_mm"):
+        assert key in state, key
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in rows if "epoch" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert all(np.isfinite(r["val_rps"]) and r["samples_per_s"] > 0 for r in epochs)
+    assert epochs[-1]["train_rps"] < epochs[0]["train_rps"]  # it learns
+    assert "test" in rows[-1] and np.isfinite(rows[-1]["test"]["bss_1mm"])
+    reg = read_registry(config)
+    assert reg["6"]["checkpoint"] == f"{run.name}/best.pt" and reg["6"]["best_epoch"] == result.best_epoch
+    assert registry_checkpoint(config, 6) == run / "best.pt"
+    # a second fresh start must not silently delete the first run
+    with pytest.raises(PqpfError, match="--resume"):
+        train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+
+
+def test_nearest_lead_and_warm_start(tmp_path):
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+    assert nearest_registered_lead(config, 9) == 6 and nearest_registered_lead(config, 6) is None
+    # warm start for lead 6 from "nearest" has nothing else registered
+    with pytest.raises(PqpfError, match="no other lead"):
+        train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, init_from="nearest",
+              overwrite=True)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_weights(tmp_path):
+    """Kill the process after its first checkpoint, resume, compare with an uninterrupted run."""
+    args = [str(trainkit.INIT.strftime("%Y%m%d%H")), str(trainkit.LEAD), "--hparams-name", "tiny",
+            "--device", "cpu", "--max-epochs", "4", "-q"]
+    runs = {}
+    for name in ("straight", "killed"):
+        root = tmp_path / name
+        root.mkdir()
+        config = trainkit.make(root)
+        cmd = [sys.executable, str(ROOT / "train_resunet.py"), "--config", str(root / "config.ini"), *args]
+        run_dir = config.paths.trainings_dir / f"resunet_2025120100_{trainkit.LEAD}h"
+        if name == "killed":
+            proc = subprocess.Popen(cmd, env=_env(), start_new_session=True)
+            deadline = time.time() + 300
+            while not (run_dir / "epoch_001.pt").exists():
+                assert proc.poll() is None and time.time() < deadline
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            done = sorted(p.name for p in run_dir.glob("epoch_*.pt"))
+            assert "epoch_004.pt" not in done
+            for ckpt in run_dir.glob("epoch_*.pt"):  # atomic writes: every checkpoint is whole
+                load_checkpoint(ckpt)
+            subprocess.run([*cmd, "--resume"], env=_env(), check=True)
+        else:
+            subprocess.run(cmd, env=_env(), check=True)
+        runs[name] = run_dir
+    a = _weights(runs["straight"] / "epoch_004.pt")
+    b = _weights(runs["killed"] / "epoch_004.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    sa, sb = load_checkpoint(runs["straight"] / "epoch_004.pt"), load_checkpoint(runs["killed"] / "epoch_004.pt")
+    assert sa["best_score"] == sb["best_score"] and sa["bad_epochs"] == sb["bad_epochs"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_see_different_data_and_write_one_set(tmp_path):
+    config = trainkit.make(tmp_path, n=(50, 16, 16))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train_resunet.py"), "--config", str(tmp_path / "config.ini"),
+           trainkit.INIT.strftime("%Y%m%d%H"), str(trainkit.LEAD), "--hparams-name", "tiny",
+           "--device", "cpu", "--max-epochs", "2"]
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = config.paths.trainings_dir / f"resunet_2025120100_{trainkit.LEAD}h"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best.pt", "epoch_001.pt", "epoch_002.pt", "hparams.yaml", "metrics.jsonl"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"epoch"' in line]
+    assert len(rows) == 2  # one writer: one line per epoch
+    for row in rows:
+        assert row["world_size"] == 2
+        d0, d1 = row["rank_sample_digests"]
+        assert d0 != d1
+        assert row["rank_sample_counts"] == [25, 25]
+    # diagnostics are printed once, by rank 0
+    assert res.stderr.count("epoch  train_rps") == 1
+    assert list(read_registry(config)) == ["6"]
