@@ -62,15 +62,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _build_model(name: str, n_bins: int, seed: int):
+def _build_model(name: str, model_hparams, seed: int):
+    """The ResUNet of ``model_hparams`` or the small CNN, random weights, eval mode."""
     import torch
 
     torch.manual_seed(seed)
+    n_bins = len(model_hparams.bin_edges_mm)
     if name == "resunet":
-        from pqpf.config import load_hparams
         from pqpf.model import build_model
 
-        return build_model(load_hparams("default").model, in_channels=IN_CHANNELS).eval()
+        return build_model(model_hparams, in_channels=IN_CHANNELS).eval()
     # Small fully convolutional CNN, zero padding, about 30 M multiply-adds per 64 x 64 window.
     width = 16
     return torch.nn.Sequential(
@@ -79,13 +80,6 @@ def _build_model(name: str, n_bins: int, seed: int):
         torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.ReLU(),
         torch.nn.Conv2d(width, n_bins, 3, padding=1),
     ).eval()
-
-
-def _exceedance_reduction(bin_edges_mm: tuple[float, ...], thresholds_mm: tuple[float, ...],
-                          n_bins: int) -> np.ndarray:
-    """(T, K) matrix: P(amount >= t) = sum of the bins whose lower edge is >= t."""
-    lower = np.asarray(bin_edges_mm[:n_bins], dtype=np.float64)
-    return (lower[None, :] >= np.asarray(thresholds_mm)[:, None] - 1e-9).astype(np.float32)
 
 
 def _naive(model, softmax, field, window_px: int, stride_px: int) -> np.ndarray:
@@ -158,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from pqpf.config import ModelHParams, ProbabilityConfig
+    from pqpf.config import ProbabilityConfig, load_hparams
+    from pqpf.model import exceedance_matrix
     from pqpf.stitching import stitch, tent_weights_2d, window_starts
 
     torch.set_num_threads(args.threads)
@@ -167,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (3 if args.model == "cnn" else 1)
     truth_shape = tuple(args.truth_shape or ((ny, nx) if args.model == "cnn" else (min(ny, 512), min(nx, 512))))
 
-    edges = ModelHParams().bin_edges_mm
-    model = _build_model(args.model, len(edges), args.seed)
+    model_hparams = load_hparams("default").model
+    edges = model_hparams.bin_edges_mm
+    model = _build_model(args.model, model_hparams, args.seed)
     with torch.inference_mode():
         n_bins = model(torch.zeros((1, IN_CHANNELS, n, n))).shape[1]
-    reduction = _exceedance_reduction(edges, ProbabilityConfig().thresholds_mm, n_bins)
+    reduction = exceedance_matrix(edges, ProbabilityConfig().thresholds_mm)  # (T, K)
     field = np.random.default_rng(args.seed).standard_normal((IN_CHANNELS, ny, nx)).astype(np.float32)
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -231,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 outputs[name] = runners[name](field)
                 times[name].append(time.perf_counter() - start)
             extra_mb[name] = max(extra_mb[name], rss.peak - rss.start)
+            print(f"  run {repeat + 1}/{repeats} {name:34s} {times[name][-1]:8.2f} s", flush=True)
 
     median = {name: statistics.median(t) for name, t in times.items()}
     best = {name: min(t) for name, t in times.items()}
