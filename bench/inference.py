@@ -55,8 +55,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed runs per method, median reported (default 3 for cnn, 1 for resunet)")
     parser.add_argument("--truth-shape", type=int, nargs=2, default=None, metavar=("NY", "NX"),
-                        help="domain of the seam-error check; default the full domain for cnn, "
-                             "512 x 512 for resunet (a whole-field ResUNet pass at 1308 x 1524 needs GBs)")
+                        help="domain of the seam-error check (default: the full domain; the "
+                             "whole-field 'default' ResUNet pass at 1308 x 1524 peaks at about 3 GB "
+                             "RSS, so pass a smaller sub-domain on a small machine; the stitchers are "
+                             "then run again on that sub-domain)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive batch-1 loop")
     parser.add_argument("--seed", type=int, default=20251201)
     return parser.parse_args(argv)
@@ -160,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     n, s, batch = args.window, args.stride, args.batch
     ny, nx = args.shape
     repeats = args.repeats or (3 if args.model == "cnn" else 1)
-    truth_shape = tuple(args.truth_shape or ((ny, nx) if args.model == "cnn" else (min(ny, 512), min(nx, 512))))
+    truth_shape = tuple(args.truth_shape or (ny, nx))
+    if not (n <= truth_shape[0] <= ny and n <= truth_shape[1] <= nx):
+        raise SystemExit(f"--truth-shape must lie between the window and --shape, got {truth_shape}")
 
     model_hparams = load_hparams("default").model
     edges = model_hparams.bin_edges_mm
@@ -257,10 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     # Seam error against the seamless whole-field forward pass.
     tny, tnx = truth_shape
     sub = field[:, :tny, :tnx].copy()
-    with torch.inference_mode():
+    with _RssPeak() as rss, torch.inference_mode():
+        start = time.perf_counter()
         truth = predictor(torch.from_numpy(sub)[None])[0].numpy()
+        whole_s = time.perf_counter() - start
+    print(f"\nwhole-field forward pass on {tny} x {tnx}: {whole_s:.2f} s, +{rss.peak - rss.start:.0f} MB")
     where = "the full domain" if (tny, tnx) == (ny, nx) else f"the {tny} x {tnx} sub-domain at the origin (stitched again there)"
-    print(f"\nseam error, RMS of the K bin probabilities against the whole-field forward pass on {where}:")
+    print(f"seam error, RMS of the K bin probabilities against the whole-field forward pass on {where}:")
     for name, run in runners.items():
         out = outputs[name] if (tny, tnx) == (ny, nx) else run(sub)
         if out.shape[0] == n_bins:
