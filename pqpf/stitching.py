@@ -387,8 +387,9 @@ def stitch(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    if tuple(getattr(inputs, "shape", ())).__len__() != 3:
-        raise ValueError(f"inputs must have shape (C, H, W), got {tuple(getattr(inputs, 'shape', ()))}")
+    shape_in = tuple(getattr(inputs, "shape", ()))
+    if len(shape_in) != 3:
+        raise ValueError(f"inputs must be an array or tensor of shape (C, H, W), got shape {shape_in}")
     n = int(window_px)
     device = torch.device(device) if device is not None else _model_device(model)
 
