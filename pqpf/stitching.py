@@ -354,10 +354,11 @@ def stitch(
         Window weight; ``"constant"`` (plain averaging) is kept only for comparisons.
     channels_last : bool, optional
         Hand the windows to the model in channels-last memory layout; default: on the CPU
-        only, where oneDNN convolutions then skip their layout conversions (about 10 to 30
-        % faster in ``bench/inference.py``). A model that fails on channels-last input in
-        the first batch is retried with contiguous windows. Results agree to float32
-        rounding (~1e-6).
+        only, where oneDNN convolutions then skip their layout conversions. Measured on 2
+        cores: a plain CNN stitches about 20 % faster; the ``default`` ResUNet 5 to 10 %
+        (its convolutions gain 12 %, but torch's GroupNorm is slower on channels-last
+        input). A model that fails on channels-last input in the first batch is retried
+        with contiguous windows. Results agree to float32 rounding (~1e-6).
 
     Returns
     -------
