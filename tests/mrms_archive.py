@@ -73,10 +73,11 @@ def write_hour(config: Config, crop_gz: Path, valid: dt.datetime, seed: int,
             shutil.copyfile(crop_gz, target)
         else:
             jj, ii = np.mgrid[0:ny, 0:nx]
-            blob = 20.0 * np.exp(-(((jj - ny * 0.45) / 40.0) ** 2 + ((ii - nx * 0.6) / 60.0) ** 2))
+            # rain and a missing block where small_lambert_grid() is by default (36.7N 81W)
+            blob = 20.0 * np.exp(-(((jj - ny * 0.5) / 40.0) ** 2 + ((ii - nx * 0.51) / 60.0) ** 2))
             qpe = np.round(base + blob * rng.uniform(0.5, 1.0), 1)
             qpe[rng.uniform(size=qpe.shape) < 0.05] = -3.0  # no-coverage sentinels
-            qpe[:40, :] = -999.0  # a missing block
+            qpe[int(ny * 0.53):int(ny * 0.56), int(nx * 0.45):int(nx * 0.5)] = -999.0
             target.write_bytes(reencode(crop_gz, qpe, valid))
     if QUALITY_PRODUCT in products:
         target = mrms_raw_path(config, QUALITY_PRODUCT, valid)
@@ -86,7 +87,7 @@ def write_hour(config: Config, crop_gz: Path, valid: dt.datetime, seed: int,
         target.write_bytes(reencode(crop_gz, quality, valid))
 
 
-def write_config(root: Path, grid: Grid, download_url: str = "http://127.0.0.1:9/none") -> Config:
+def write_config(root: Path, grid: Grid | None, download_url: str = "http://127.0.0.1:9/none") -> Config:
     """A config whose every path lies below ``root``, and a terrain file on ``grid``."""
     root.mkdir(parents=True, exist_ok=True)
     text = f"""[paths]
