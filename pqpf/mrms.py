@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh, hour_range
 from pqpf.download import download_hour
-from pqpf.errors import GridMismatchError, InputFileError, PqpfError
+from pqpf.errors import ConfigError, GridMismatchError, InputFileError, PqpfError
 from pqpf.grid import Grid
 from pqpf.io.grib import read_mrms_qpe, read_mrms_quality
 from pqpf.io.netcdf import NcVar, read_grid_netcdf, write_grid_netcdf
@@ -262,11 +262,18 @@ def remap_range(
         ``end`` before ``begin``.
     InputFileError
         The terrain file is missing or unreadable.
+    ConfigError
+        ``[mrms] remap_method`` names no known method.
     ValueError
-        Unknown method.
+        Unknown ``method`` argument.
     """
     hours = list(hour_range(begin, end))
-    method = method or config.mrms.remap_method
+    if method is None:
+        method = config.mrms.remap_method
+        if method not in METHODS:
+            raise ConfigError(
+                f"{config.source}: [mrms] remap_method {method!r} is not one of {', '.join(METHODS)}"
+            )
     grid_out = target_grid(config)
     provider = WeightsProvider(remap_weights_dir(config), grid_out, method)
     lonlat: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None

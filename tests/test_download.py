@@ -111,8 +111,8 @@ def test_cli_download_option(site, bucket, capsys):
     assert status == 0
     assert "2 written, 0 skipped (already there), 0 failed" in capsys.readouterr().out
     assert len(bucket.requests) == 4
-    # --download-url overrides the config
-    status = main(["2022080916", "2022080916", "--download", "--download-url", bucket.base_url + "/nothing",
+    # --download-url overrides the config (and implies --download)
+    status = main(["2022080916", "2022080916", "--download-url", bucket.base_url + "/nothing",
                    "--config", str(site.source), "-q"])
     assert status == 1
     assert "2022080916: not on the server" in capsys.readouterr().err

@@ -40,7 +40,8 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--download-url", metavar="URL", default=None,
-        help="archive root for --download (default: [mrms] download_url, the public NOAA MRMS bucket)",
+        help="archive root to download from (implies --download; default: [mrms] download_url, "
+        "the public NOAA MRMS bucket)",
     )
     return parser
 
@@ -51,7 +52,7 @@ def _body(args: argparse.Namespace) -> int:
     config = load_config_from_args(args)
     report = remap_range(
         config, args.begin, args.end, method=args.method, overwrite=args.overwrite,
-        download=args.download, base_url=args.download_url,
+        download=args.download or args.download_url is not None, base_url=args.download_url,
     )
     print(f"save_remapped_mrms.py: {report.summary()}", file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
