@@ -53,7 +53,7 @@ import logging
 import math
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -241,22 +241,11 @@ def _build_conservative(grid_in: Grid, grid_out: Grid, subsample: int) -> _Tripl
     return _concat(parts)
 
 
-def _build_nearest(grid_in: Grid, grid_out: Grid, subsample: int) -> _Triplets:
-    parts: list[_Triplets] = []
-    rows_per_block = max(1, _BLOCK_POINTS // grid_out.nx)
-    for b0 in range(0, grid_out.ny, rows_per_block):
-        b1 = min(grid_out.ny, b0 + rows_per_block)
-        lon, lat = grid_out.lonlat(slice(b0, b1))
-        sx, sy = grid_in.to_xy(lon, lat)
-        src = _containing_cell(grid_in, sx, sy).ravel()
-        tgt = np.arange(b0 * grid_out.nx, b1 * grid_out.nx, dtype=np.int64)
-        ok = src >= 0
-        parts.append((tgt[ok].astype(np.int32), src[ok].astype(np.int32), np.ones(int(ok.sum()))))
-    return _concat(parts)
-
-
-def _build_bilinear(grid_in: Grid, grid_out: Grid, subsample: int) -> _Triplets:
-    parts: list[_Triplets] = []
+def _target_centre_blocks(
+    grid_in: Grid, grid_out: Grid
+) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]]:
+    """Blocks of target cells whose centre lies inside the source domain: their flat
+    indices and the fractional source indices ``(fj, fi)`` of their centres."""
     rows_per_block = max(1, _BLOCK_POINTS // grid_out.nx)
     for b0 in range(0, grid_out.ny, rows_per_block):
         b1 = min(grid_out.ny, b0 + rows_per_block)
@@ -264,9 +253,23 @@ def _build_bilinear(grid_in: Grid, grid_out: Grid, subsample: int) -> _Triplets:
         fj, fi = grid_in.fractional_index(lon, lat)
         fj, fi = fj.ravel(), fi.ravel()
         tgt = np.arange(b0 * grid_out.nx, b1 * grid_out.nx, dtype=np.int64)
-        # only target centres inside the source domain (the cell of their nearest source)
         inside = (fj >= -0.5) & (fj < grid_in.ny - 0.5) & (fi >= -0.5) & (fi < grid_in.nx - 0.5)
-        fj, fi, tgt = fj[inside], fi[inside], tgt[inside]
+        yield tgt[inside], fj[inside], fi[inside]
+
+
+def _build_nearest(grid_in: Grid, grid_out: Grid, subsample: int) -> _Triplets:
+    parts: list[_Triplets] = []
+    for tgt, fj, fi in _target_centre_blocks(grid_in, grid_out):
+        j = np.minimum(np.floor(fj + 0.5), grid_in.ny - 1)
+        i = np.minimum(np.floor(fi + 0.5), grid_in.nx - 1)
+        src = (j * grid_in.nx + i).astype(np.int32)
+        parts.append((tgt.astype(np.int32), src, np.ones(tgt.size)))
+    return _concat(parts)
+
+
+def _build_bilinear(grid_in: Grid, grid_out: Grid, subsample: int) -> _Triplets:
+    parts: list[_Triplets] = []
+    for tgt, fj, fi in _target_centre_blocks(grid_in, grid_out):
         ja, ia = np.floor(fj), np.floor(fi)
         tj, ti = fj - ja, fi - ia
         for dj, di, w in (

@@ -1,4 +1,5 @@
-"""A tiny raw MRMS archive built from the real crop, for the remapping stage's tests.
+"""Helpers for the remapping tests: a tiny raw MRMS archive built from the real crop,
+a site configuration below a temporary directory, and a counter of weight builds.
 
 The valid hour of the real crop (2022-08-09 15Z) is copied unchanged. Other hours and
 all quality files are honest re-encodings of the crop's own GRIB2 message with ecCodes:
@@ -113,3 +114,18 @@ download_url = {download_url}
         write_grid_netcdf(config.paths.terrain_file, grid,
                           {"height": NcVar(np.zeros(grid.shape, np.float32), {"units": "m"})})
     return config
+
+
+def count_builds(monkeypatch) -> list:
+    """Make ``RegridWeights.build`` record each call; returns the list of calls."""
+    from pqpf.remapping import RegridWeights
+
+    calls: list = []
+    original = RegridWeights.build.__func__
+
+    def counting(cls, *args, **kwargs):
+        calls.append(args)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(RegridWeights, "build", classmethod(counting))
+    return calls

@@ -7,7 +7,7 @@ import pyproj
 import pytest
 
 from conftest import HRRR_FULL, MRMS_CONUS, MRMS_CROP
-from mrms_archive import small_lambert_grid
+from mrms_archive import count_builds, small_lambert_grid
 from pqpf.errors import GridMismatchError, InputFileError
 from pqpf.grid import EARTH_RADIUS_M, LATLON, Grid
 from pqpf.io.grib import read_graf, read_mrms_qpe
@@ -347,20 +347,8 @@ def test_weights_for_other_grids_or_method_are_refused(tmp_path, weights):
         RegridWeights.load(path, shifted, DST, "conservative")
 
 
-def _count_builds(monkeypatch):
-    calls = []
-    original = RegridWeights.build.__func__
-
-    def counting(cls, *args, **kwargs):
-        calls.append(args)
-        return original(cls, *args, **kwargs)
-
-    monkeypatch.setattr(RegridWeights, "build", classmethod(counting))
-    return calls
-
-
 def test_cache_builds_once_then_loads(tmp_path, monkeypatch):
-    calls = _count_builds(monkeypatch)
+    calls = count_builds(monkeypatch)
     first = cached_weights(tmp_path, SRC, DST, "conservative")
     second = cached_weights(tmp_path, SRC, DST, "conservative")
     assert len(calls) == 1
@@ -370,7 +358,7 @@ def test_cache_builds_once_then_loads(tmp_path, monkeypatch):
 
 
 def test_cache_rebuilds_foreign_or_corrupt_file_with_warning(tmp_path, monkeypatch):
-    calls = _count_builds(monkeypatch)
+    calls = count_builds(monkeypatch)
     other = small_lambert_grid(38.0, -97.0, ny=14, nx=18, d_m=16000.0)
     built_other = cached_weights(tmp_path / "a", SRC, other, "conservative")
     cached_weights(tmp_path / "b", SRC, DST, "conservative")

@@ -7,7 +7,9 @@ import pytest
 import xarray as xr
 
 from conftest import MRMS_CROP
-from mrms_archive import QPE_PRODUCT, QUALITY_PRODUCT, small_lambert_grid, write_config, write_hour
+from mrms_archive import (
+    QPE_PRODUCT, QUALITY_PRODUCT, count_builds, small_lambert_grid, write_config, write_hour,
+)
 from pqpf.cli.save_remapped_mrms import main
 from pqpf.io.grib import read_mrms_qpe, read_mrms_quality
 from pqpf.io.netcdf import read_grid_netcdf
@@ -114,14 +116,7 @@ def test_missing_and_corrupt_hours_are_counted_and_named(archive, real_data, cap
 
 
 def test_weights_are_built_once_per_run_and_reused_by_the_next(archive, monkeypatch):
-    calls = []
-    original = RegridWeights.build.__func__
-
-    def counting(cls, *args, **kwargs):
-        calls.append(args)
-        return original(cls, *args, **kwargs)
-
-    monkeypatch.setattr(RegridWeights, "build", classmethod(counting))
+    calls = count_builds(monkeypatch)
     report = remap_range(archive, HOURS[0], HOURS[-1])
     assert len(report.written) == 3 and len(calls) == 1
     report = remap_range(archive, HOURS[0], HOURS[-1], method="bilinear", overwrite=True)
