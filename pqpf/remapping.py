@@ -332,6 +332,7 @@ class RegridWeights:
     #: Sums of the stored float32 weights of each row (1 up to rounding, 0 for empty
     #: rows); computed when not given.
     norm: NDArray[np.float32] | None = field(default=None, repr=False)
+    _covered: NDArray[np.bool_] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n_out, n_in = self.grid_out.ny * self.grid_out.nx, self.grid_in.ny * self.grid_in.nx
