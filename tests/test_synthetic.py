@@ -355,7 +355,8 @@ def test_cli_writes_the_archive(tmp_path):
     config = load_config(out / "config.ini")
     init = dt.datetime(2024, 6, 1, 0)
     for lead in (1, 6):
-        assert read_graf(graf_archive_path(config, init, lead), lead, init).grid.same_as(graf_like_grid("demo"))
+        field = read_graf(graf_archive_path(config, init, lead), lead, init)
+        assert field.grid.same_as(graf_like_grid("demo"))
     for hour in range(3):
         assert mrms_raw_path(config, QPE, init + dt.timedelta(hours=hour)).is_file()
     assert not mrms_raw_path(config, QPE, init + dt.timedelta(hours=3)).exists()
