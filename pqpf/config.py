@@ -345,14 +345,29 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def config_to_ini(config: Config) -> str:
-    """Render a :class:`Config` as INI text that :func:`load_config` reads back equal."""
+def config_to_ini(config: Config, relative_to: Path | None = None) -> str:
+    """Render a :class:`Config` as INI text that :func:`load_config` reads back equal.
+
+    Parameters
+    ----------
+    config : Config
+    relative_to : Path, optional
+        Write paths that lie inside this directory relative to it, so that an INI file
+        saved in that directory still points at the same files after the directory is
+        moved (:func:`load_config` takes relative paths relative to the file).
+    """
+    base = Path(relative_to).expanduser().resolve() if relative_to is not None else None
     lines: list[str] = []
     for name in _SECTIONS:
         section = getattr(config, name)
         lines.append(f"[{name}]")
         for f in dataclasses.fields(section):
-            lines.append(f"{f.name} = {_format_value(getattr(section, f.name))}")
+            value = getattr(section, f.name)
+            if base is not None and isinstance(value, Path):
+                resolved = value.expanduser().resolve()
+                if resolved.is_relative_to(base):
+                    value = resolved.relative_to(base).as_posix() or "."
+            lines.append(f"{f.name} = {_format_value(value)}")
         lines.append("")
     return "\n".join(lines)
 
