@@ -327,9 +327,19 @@ def make_patch_files(
     sigma_px = reference_sigma_px(config.probability, lead_h)
     names = channel_names(False)
     inits = training_inits(init, lead_h, cfg)
-    splits = assign_splits(inits, cfg)
     summary.inits_considered = len(inits)
-    summary.skipped["gap"] = [format_yyyymmddhh(t) for t in inits if t not in splits]
+    # Inits without data are counted now and kept out of the split assignment, so that
+    # no held-out block is wasted on hours the archive does not have.
+    available = []
+    for when in inits:
+        if locate_graf(config, when, lead_h) is None:
+            summary.skipped["graf"].append(format_yyyymmddhh(when))
+        elif not mrms_remapped_path(config, when + dt.timedelta(hours=lead_h)).is_file():
+            summary.skipped["mrms"].append(format_yyyymmddhh(when))
+        else:
+            available.append(when)
+    splits = assign_splits(available, cfg)
+    summary.skipped["gap"] = [format_yyyymmddhh(t) for t in available if t not in splits]
     if not splits:
         raise PqpfError(f"no training inits for {format_yyyymmddhh(init)} +{lead_h} h (check [patches])")
 
@@ -360,14 +370,10 @@ def make_patch_files(
         for when, split in sorted(splits.items()):
             valid = when + dt.timedelta(hours=lead_h)
             graf_path = locate_graf(config, when, lead_h)
-            if graf_path is None:
-                summary.skipped["graf"].append(format_yyyymmddhh(when))
-                progress.step(note="GRAF missing")
-                continue
-            mrms = _read_mrms(config, valid, grid)
-            if mrms is None:
-                summary.skipped["mrms"].append(format_yyyymmddhh(when))
-                progress.step(note="MRMS missing")
+            mrms = _read_mrms(config, valid, grid) if graf_path is not None else None
+            if graf_path is None or mrms is None:  # vanished since the check above
+                summary.skipped["graf" if graf_path is None else "mrms"].append(format_yyyymmddhh(when))
+                progress.step(note="input missing")
                 continue
             try:
                 graf = read_graf(graf_path, lead_h, init=when)
