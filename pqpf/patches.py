@@ -10,9 +10,11 @@ For ``save_patched_graf_mrms.py INIT LEAD``:
   season's lead-in a year earlier.
 * **Split** (:func:`assign_splits`): time is cut into contiguous blocks of
   ``split_block_days`` anchored at 1970-01-01; each block goes whole to train,
-  validation or test (deterministically from the seed, at least one block each when
-  there are three or more), and inits within ``split_gap_h`` hours after a block of a
-  different split are dropped. No two neighbouring inits straddle splits.
+  validation or test, and inits within ``split_gap_h`` hours after a block of a
+  different split are dropped, so no two neighbouring inits straddle splits. Blocks are
+  stratified by the GRAF forecast's wet-area fraction (never by the observations) so
+  that every split sees dry and wet weather in the configured shares; a split drawn
+  wholly from a dry spell would make the validation score meaningless.
 * **Sampling** (:func:`sample_patches`): candidate patch origins on a stride of
   ``candidate_stride_px`` (the last row/column flush with the domain edge). A candidate
   is rejected when more than ``max_poor_quality_fraction`` of its pixels have MRMS quality
@@ -38,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,38 +121,57 @@ def _block_of(when: dt.datetime, block_days: int) -> int:
     return int(to_epoch_seconds(when) // (86400 * block_days))
 
 
-def assign_splits(inits: list[dt.datetime], cfg: PatchesConfig) -> dict[dt.datetime, str]:
+def _split_pattern(fractions: NDArray[np.float64]) -> list[str]:
+    """Labels of one group of blocks: as many as the smallest held-out share needs,
+    apportioned by largest remainders, with at least one block of each non-zero share."""
+    held = [f for f in fractions[1:] if f > 0]
+    size = int(math.ceil(1.0 / min(held) - 1e-9)) if held else 1
+    exact = fractions * size
+    counts = np.floor(exact).astype(int)
+    for k in np.argsort(-(exact - counts))[: size - counts.sum()]:
+        counts[k] += 1
+    for k in (1, 2):
+        if fractions[k] > 0 and counts[k] == 0:
+            counts[k] = 1
+            counts[0] -= 1
+    # Interleave: each label at its ideal evenly spaced position within the group.
+    slots = []
+    for name, count in zip(("train", "validation", "test"), counts):
+        slots += [((k + 0.5) * size / count, name) for k in range(int(count))]
+    return [name for _, name in sorted(slots)]
+
+
+def assign_splits(
+    inits: list[dt.datetime], cfg: PatchesConfig, wetness: dict[dt.datetime, float] | None = None
+) -> dict[dt.datetime, str]:
     """Assign each init to "train", "validation" or "test" by contiguous date blocks.
 
-    Inits within ``split_gap_h`` after a block of another split are left out (absent
-    from the returned dict). Deterministic for a given seed and set of blocks.
+    Blocks are ranked by ``wetness`` (e.g. the GRAF wet-area fraction of their inits;
+    the forecast, never the observations) and labelled in turn with the repeating,
+    interleaved pattern of :func:`_split_pattern` from a seeded random offset
+    (systematic sampling), so every run of consecutive ranks holds the shares.
+    Every split thus gets blocks from the dry and the wet end of the period's weather,
+    in the configured shares; without ``wetness`` the ranking is by time. Inits within
+    ``split_gap_h`` after a block of another split are left out (absent from the
+    returned dict). Deterministic for a given seed, set of blocks and wetness.
     """
     if cfg.split_block_days < 1:
         raise ValueError(f"split_block_days must be >= 1, got {cfg.split_block_days}")
     fractions = np.asarray(cfg.split_fractions, dtype=np.float64)
-    if fractions.shape != (3,) or (fractions < 0).any() or fractions.sum() <= 0:
-        raise ValueError(f"split_fractions must be three non-negative shares, got {cfg.split_fractions}")
+    if fractions.shape != (3,) or (fractions < 0).any() or fractions[0] <= 0:
+        raise ValueError(f"split_fractions must be three non-negative shares, training > 0, got {cfg.split_fractions}")
     fractions = fractions / fractions.sum()
-    blocks = sorted({_block_of(t, cfg.split_block_days) for t in inits})
-    n = len(blocks)
-    if n == 0:
+    members: dict[int, list[dt.datetime]] = {}
+    for t in inits:
+        members.setdefault(_block_of(t, cfg.split_block_days), []).append(t)
+    if not members:
         return {}
-    # Counts per split: at least one validation and test block when there are >= 3.
-    n_val = int(round(fractions[1] * n))
-    n_test = int(round(fractions[2] * n))
-    if n >= 3:
-        n_val = max(n_val, 1 if fractions[1] > 0 else 0)
-        n_test = max(n_test, 1 if fractions[2] > 0 else 0)
-    n_val = min(n_val, max(n - 1, 0))
-    n_test = min(n_test, max(n - 1 - n_val, 0))
-    # A seeded random order of the blocks picks which ones are held out.
-    keys = {b: np.random.default_rng([cfg.seed, b + 2**31]).random() for b in blocks}
-    ranked = sorted(blocks, key=lambda b: keys[b])
-    split_of_block = {b: "train" for b in blocks}
-    for b in ranked[:n_val]:
-        split_of_block[b] = "validation"
-    for b in ranked[n_val:n_val + n_test]:
-        split_of_block[b] = "test"
+    def block_wetness(b: int) -> float:
+        return float(np.mean([wetness.get(t, 0.0) for t in members[b]])) if wetness else float(b)
+    ranked = sorted(members, key=lambda b: (block_wetness(b), b))
+    pattern = _split_pattern(fractions)
+    offset = int(np.random.default_rng([cfg.seed, len(ranked)]).integers(len(pattern)))
+    split_of_block = {b: pattern[(i + offset) % len(pattern)] for i, b in enumerate(ranked)}
     out: dict[dt.datetime, str] = {}
     gap = dt.timedelta(hours=cfg.split_gap_h)
     for t in sorted(inits):
@@ -338,7 +360,14 @@ def make_patch_files(
             summary.skipped["mrms"].append(format_yyyymmddhh(when))
         else:
             available.append(when)
-    splits = assign_splits(available, cfg)
+    wetness = {}
+    for when in available:  # the forecast's wet-area fraction stratifies the split
+        try:
+            field = read_graf(locate_graf(config, when, lead_h), lead_h, init=when)  # type: ignore[arg-type]
+            wetness[when] = float(np.mean(np.nan_to_num(field.values) >= cfg.wet_threshold_mm))
+        except InputFileError:
+            wetness[when] = 0.0
+    splits = assign_splits(available, cfg, wetness)
     summary.skipped["gap"] = [format_yyyymmddhh(t) for t in available if t not in splits]
     if not splits:
         raise PqpfError(f"no training inits for {format_yyyymmddhh(init)} +{lead_h} h (check [patches])")
