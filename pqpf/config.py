@@ -182,6 +182,9 @@ class InferenceConfig:
     window_px: int = 0
     stride_px: int = 32
     batch_size: int = 16
+    #: Padding of the domain edge before stitching: "reflect" gives the edge points the
+    #: centre of a window instead of its rim; "none" stitches the unpadded domain.
+    pad_mode: str = "reflect"
 
 
 @dataclass(frozen=True)

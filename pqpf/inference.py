@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from pqpf import __version__
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
-from pqpf.errors import InputFileError, PqpfError
+from pqpf.errors import ConfigError, InputFileError, PqpfError
 from pqpf.layout import graf_archive_path, graf_laptop_path, locate_graf, probs_path, probs_png_path
 
 __all__ = ["LoadedModel", "load_model_for_lead", "predict_probabilities", "InferenceResult", "run_inference"]
@@ -111,6 +111,7 @@ def predict_probabilities(
     stride_px: int,
     batch_size: int,
     device: Any,
+    pad_mode: str | None = "reflect",
 ) -> tuple[NDArray[np.float32], tuple[float, ...]]:
     """P(obs >= e) at every interior bin edge e, shape (K-1, ny, nx), and the edges.
 
@@ -122,6 +123,8 @@ def predict_probabilities(
     from pqpf.model import exceedance_matrix
     from pqpf.stitching import stitch
 
+    if pad_mode not in (None, "none", "reflect", "replicate"):
+        raise ConfigError(f"[inference] pad_mode must be none, reflect or replicate, got {pad_mode!r}")
     edges = model.bin_edges_mm
     thresholds = tuple(edges[1:])
     features = build_features(graf_mm, terrain, valid_time, time_features=False)
@@ -136,6 +139,7 @@ def predict_probabilities(
     prob = stitch(
         model.net, x, window_px=window, stride_px=min(stride_px, window), batch_size=batch_size,
         reduction=reduction, post=lambda logits: torch.softmax(logits.float(), dim=1), device=device,
+        pad_mode=None if pad_mode in (None, "none") else pad_mode,
     )
     return np.clip(prob, 0.0, 1.0).astype(np.float32), thresholds
 
@@ -193,7 +197,8 @@ def run_inference(
     graf_mm = np.nan_to_num(graf.values, nan=0.0).astype(np.float32)
     inf = config.inference
     prob, thresholds = predict_probabilities(
-        model, graf_mm, terrain, graf.valid_time, inf.window_px, inf.stride_px, inf.batch_size, dev
+        model, graf_mm, terrain, graf.valid_time, inf.window_px, inf.stride_px, inf.batch_size, dev,
+        pad_mode=inf.pad_mode,
     )
     sigma = reference_sigma_px(config.probability, lead_h)
     raw = exceedance(graf_mm, thresholds)
@@ -223,6 +228,7 @@ def run_inference(
             "checkpoint_init": str(model.info.get("init")), "hparams": str(model.info.get("hparams")),
             "graf_file": str(graf_path), "verification_thresholds_mm": list(config.probability.thresholds_mm),
             "window_px": int(inf.window_px or model.patch_px), "stride_px": int(inf.stride_px),
+            "pad_mode": str(inf.pad_mode),
             "pqpf_version": __version__,
         },
     )
