@@ -10,7 +10,6 @@ archive once those modules are merged.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
 import shlex
 import subprocess
@@ -377,20 +376,14 @@ def _snapshot(directory: Path) -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_remap_array_job_on_synthetic_archive(slurm_available, tmp_path):
-    for module in ("pqpf.synthetic", "pqpf.mrms"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not in this checkout yet (needs the synthetic and "
-                        "remap branches)")
     from pqpf.io.netcdf import read_grid_netcdf
     from pqpf.layout import mrms_remapped_path
     from pqpf.synthetic import generate_archive
 
     begin, end = dt.datetime(2024, 7, 1, 0), dt.datetime(2024, 7, 2, 5)  # 30 hours
     archive = tmp_path / "archive"
-    made = generate_archive(archive, begin, end, (1,), "demo", 7)
-    cfg = Path(made) if isinstance(made, (str, Path)) and str(made).endswith(".ini") \
-        else archive / "config.ini"
-    config = load_config(cfg)
+    config = generate_archive(archive, begin, end, (1,), "demo", 7)
+    cfg = config.source
     env = {**os.environ, "PQPF_HOME": str(ROOT), "PQPF_PYTHON": sys.executable,
            "OMP_NUM_THREADS": "1"}
     env.pop("PQPF_ACTIVATE", None)
