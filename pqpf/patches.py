@@ -172,6 +172,13 @@ def assign_splits(
     pattern = _split_pattern(fractions)
     offset = int(np.random.default_rng([cfg.seed, len(ranked)]).integers(len(pattern)))
     split_of_block = {b: pattern[(i + offset) % len(pattern)] for i, b in enumerate(ranked)}
+    # Fewer blocks than the pattern: still hold out one block for each split with a
+    # share, taking training blocks from the middle of the wetness ranking.
+    if len(ranked) >= 3:
+        for name, share in (("validation", fractions[1]), ("test", fractions[2])):
+            if share > 0 and name not in split_of_block.values():
+                train_blocks = [b for b in ranked if split_of_block[b] == "train"]
+                split_of_block[train_blocks[len(train_blocks) // 2]] = name
     out: dict[dt.datetime, str] = {}
     gap = dt.timedelta(hours=cfg.split_gap_h)
     for t in sorted(inits):

@@ -106,3 +106,11 @@ def test_split_shares_follow_config_and_every_split_sees_wet_and_dry_blocks():
         # each split spans the whole range of wetness, not one spell
         assert wet.min() < np.quantile(spell, 0.2) and wet.max() > np.quantile(spell, 0.8)
         assert wet.mean() == pytest.approx(spell.mean(), rel=0.25)
+
+
+def test_three_blocks_still_give_every_split_one():
+    cfg = dataclasses.replace(CFG, split_block_days=2, split_fractions=(0.6, 0.2, 0.2), split_gap_h=0)
+    inits = [dt.datetime(2025, 7, 1) + dt.timedelta(hours=12 * k) for k in range(12)]  # 3 blocks
+    for seed in range(10):
+        splits = assign_splits(inits, dataclasses.replace(cfg, seed=seed), {t: 0.1 for t in inits})
+        assert set(splits.values()) == {"train", "validation", "test"}
