@@ -705,6 +705,7 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             weight_sum += float(n_valid)
             samples += x.shape[0]
             t_wait = time.perf_counter()
+        train_seconds = time.perf_counter() - t0
         train_sums = ctx.all_reduce_sum(np.array([loss_sum, weight_sum, samples], dtype=np.float64))
         val = evaluate(net, val_set, normalisation, edges, hp, min_quality, dev, ctx)
         score = float(val["rps"])
@@ -722,7 +723,8 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
         row = {
             "epoch": epoch, "train_rps": train_sums[0] / max(train_sums[1], 1e-12),
             "val_rps": score, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
-            "samples_per_s": train_sums[2] / max(seconds, 1e-9), "data_wait_s": wait_s,
+            "samples_per_s": train_sums[2] / max(train_seconds, 1e-9), "train_seconds": train_seconds,
+            "data_wait_s": wait_s, "data_wait_share": wait_s / max(train_seconds, 1e-9),
             "improved": improved, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
             "world_size": ctx.world_size, "rank_sample_digests": digests,
             "rank_sample_counts": [int(x) for x in ctx.all_gather_strings(str(len(order)))],
