@@ -147,7 +147,7 @@ def test_submit_helper_prints_patches_and_train_commands(helper_env, capsys, mon
         str(SLURM_DIR / "patches.sbatch")]
     # options before the sub-command count too
     assert submit_main(["--config", str(cfg), "train", "2025120100", "12", "--gpus", "2",
-                        "--hparams", "gpu", "--logs", str(logs)], script_dir=ROOT) == 0
+                        "--hparams-name", "gpu", "--logs", str(logs)], script_dir=ROOT) == 0
     assert _printed(capsys) == [
         "sbatch", "--parsable", f"--output={logs}/%x_%j.out", "--gres=gpu:2",
         f"--export=ALL,INIT=2025120100,LEAD=12,NPROC=2,HPARAMS_NAME=gpu,PQPF_HOME=/opt/pqpf,"
@@ -224,7 +224,7 @@ def test_train_script_dry_run_builds_the_torchrun_command():
     assert status == 0, log
     assert cmd == [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    "--nproc_per_node=2", "train_resunet.py", "2025120100", "12",
-                   "--hparams", "gpu", "--config", "/site/c.ini"]
+                   "--hparams-name", "gpu", "--config", "/site/c.ini"]
     assert "2 processes, OMP_NUM_THREADS=4" in log  # 8 CPUs shared by 2 processes
     status, cmd, log = _dry("train.sbatch", INIT="2025120100", LEAD="12", NPROC="2",
                             PQPF_TORCHRUN="torchrun")

@@ -89,7 +89,7 @@ def build_parser(script_dir: Path | None = None) -> common.PqpfArgumentParser:
     train.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
                        help="processes (one per GPU); default --gpus, else 1")
     train.add_argument("--gpus", type=_positive_int, default=None, metavar="N", help="GPUs (--gres=gpu:N)")
-    train.add_argument("--hparams", default=None, metavar="NAME",
+    train.add_argument("--hparams-name", dest="hparams", default=None, metavar="NAME",
                        help="hyper-parameter set name (default: [training] hparams_name)")
     return parser
 
