@@ -437,6 +437,7 @@ class HParams:
     #: Weight each patch by its inverse inclusion probability so that over-sampling of
     #: wet patches does not bias the forecast probabilities.
     use_sampling_weights: bool = True
+    #: Threads that assemble the next batches while the model trains (0: in turn).
     num_workers: int = 0
     seed: int = 1234
 

@@ -388,15 +388,34 @@ class _BatchSource:
         }
 
 
-def _loader(source: _BatchSource, workers: int, pin: bool) -> Any:
-    import torch
+def _loader(source: _BatchSource, workers: int, pin: bool) -> Iterator[dict[str, Any]]:
+    """Batches in order; with ``workers`` > 0, assembled ahead by that many threads.
 
+    The patches live in memory, so assembling a batch is array indexing and copying,
+    which numpy and torch do without holding the GIL: threads keep the next batches ready
+    while the model trains, with no process start-up and no copy of the patch arrays into
+    worker processes (which on macOS, where workers are spawned, would pickle them all
+    every epoch). ``pin`` pins the batches' memory for faster copies to a CUDA device.
+    """
     if workers <= 0:
-        return (source[k] for k in range(len(source)))
-    return torch.utils.data.DataLoader(
-        source, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin,
-        prefetch_factor=4, persistent_workers=False,
-    )
+        for k in range(len(source)):
+            yield source[k]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    depth = 2 * workers
+
+    def make(k: int) -> dict[str, Any]:
+        batch = source[k]
+        return {key: value.pin_memory() for key, value in batch.items()} if pin else batch
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pqpf-batches") as pool:
+        pending = {k: pool.submit(make, k) for k in range(min(depth, len(source)))}
+        for k in range(len(source)):
+            batch = pending.pop(k).result()
+            if k + depth < len(source):
+                pending[k + depth] = pool.submit(make, k + depth)
+            yield batch
 
 
 # --------------------------------------------------------------------------------------

@@ -124,3 +124,20 @@ def test_torchrun_two_ranks_see_different_data_and_write_one_set(tmp_path):
     # diagnostics are printed once, by rank 0
     assert res.stderr.count("epoch  train_rps") == 1
     assert list(read_registry(config)) == ["6"]
+
+
+def test_prefetching_threads_yield_the_same_batches_in_the_same_order(tmp_path):
+    from pqpf.layout import patch_file_path
+    from pqpf.training import _batches, _BatchSource, _loader, load_patch_set
+
+    config = trainkit.make(tmp_path)
+    data = load_patch_set(patch_file_path(config, "train", trainkit.INIT, trainkit.LEAD))
+    batches, order, transforms = _batches(len(data), 5, 0, 1, 1234, 3, shuffle=True)
+    source = _BatchSource(data, batches, transforms, order, 1.0, True, 0.5, False)
+    plain = list(_loader(source, 0, False))
+    threaded = list(_loader(source, 3, False))
+    assert len(plain) == len(threaded) == 10
+    for a, b in zip(plain, threaded):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # every patch appears exactly once per epoch
+    assert sorted(torch.cat([b["index"] for b in plain]).tolist()) == list(range(len(data)))
