@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, positive_int, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -24,7 +24,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("plot_graf_mrms_samples.py", DESCRIPTION, script_dir)
     add_init_lead(parser)
     parser.add_argument("--split", choices=("train", "validation", "test"), default="train")
-    parser.add_argument("--n", type=int, default=8, help="number of patches (default 8)")
+    parser.add_argument("--n", type=positive_int, default=8, help="number of patches (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="which random patches (default 0)")
     return parser
 
