@@ -47,7 +47,7 @@ from numpy.typing import NDArray
 from pqpf import __version__
 from pqpf.config import Config, HParams
 from pqpf.dates import format_yyyymmddhh
-from pqpf.errors import InputFileError, PqpfError
+from pqpf.errors import ConfigError, InputFileError, PqpfError
 from pqpf.io.atomic import atomic_path, atomic_write_text
 from pqpf.layout import patch_file_path, registry_path, training_run_dir
 
@@ -602,7 +602,13 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
         )
     thresholds = tuple(config.probability.thresholds_mm)
     edges = tuple(hp.model.bin_edges_mm)
-    validate_bin_edges(edges, thresholds)
+    try:
+        validate_bin_edges(edges, thresholds)
+    except ValueError as exc:
+        raise ConfigError(
+            f"hyper-parameters {hp.name!r} bin_edges_mm and [probability] thresholds_mm of "
+            f"{config.source} disagree: {exc}"
+        ) from None
     if tuple(train_set.thresholds_mm) != thresholds:
         raise InputFileError(paths["train"], f"patch thresholds {train_set.thresholds_mm} differ from the config's {thresholds}")
     channel_names = tuple(train_set.channel_names)
@@ -790,7 +796,7 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
                 "checkpoint": rel, "init": format_yyyymmddhh(init), "hparams": hp.name,
                 "best_epoch": best_epoch, "val_rps": best_score,
                 "test": {k: v for k, v in test_scores.items()},
-                "updated": dt.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "updated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "pqpf_version": __version__,
             })
     return TrainResult(run_dir, best_path, best_epoch, best_score, epoch - start_epoch + 1,

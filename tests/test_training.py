@@ -141,3 +141,14 @@ def test_prefetching_threads_yield_the_same_batches_in_the_same_order(tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # every patch appears exactly once per epoch
     assert sorted(torch.cat([b["index"] for b in plain]).tolist()) == list(range(len(data)))
+
+
+def test_thresholds_that_are_not_bin_edges_are_a_config_error(tmp_path):
+    from pqpf.config import load_config
+    from pqpf.errors import ConfigError
+
+    config = trainkit.make(tmp_path)
+    path = trainkit.write_config(tmp_path, "\n[probability]\nthresholds_mm = 0.3, 1\n")
+    with pytest.raises(ConfigError, match=r"disagree: .*0\.3"):
+        train(load_config(path), trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+    assert config.paths.trainings_dir.exists() is False or not any(config.paths.trainings_dir.iterdir())
