@@ -129,7 +129,9 @@ def observation_mask(obs_mm: Any, quality: Any, min_quality: float) -> Any:
     """
     if isinstance(obs_mm, torch.Tensor):
         return torch.isfinite(obs_mm) & (torch.nan_to_num(quality, nan=-1.0) >= min_quality)
-    return np.isfinite(obs_mm) & (np.nan_to_num(quality, nan=-1.0) >= min_quality)
+    from pqpf.verification import good_quality_mask
+
+    return good_quality_mask(obs_mm, quality, min_quality)
 
 
 def rps_per_pixel(

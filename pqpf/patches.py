@@ -54,6 +54,7 @@ from pqpf.dates import format_yyyymmddhh, to_epoch_seconds
 from pqpf.errors import InputFileError, PqpfError
 from pqpf.layout import PATCH_SPLITS, locate_graf, mrms_remapped_path, patch_file_path
 from pqpf.progress import Progress
+from pqpf.verification import good_quality_mask
 
 __all__ = [
     "training_inits",
@@ -251,7 +252,7 @@ def sample_patches(
 
     Returns origins (n, 2), sampling weights ``1 / pi`` (n,), and counts for the summary.
     """
-    poor = ~(quality >= min_quality) | ~np.isfinite(mrms_mm)
+    poor = ~good_quality_mask(mrms_mm, quality, min_quality)
     wet = (np.nan_to_num(graf_mm) >= cfg.wet_threshold_mm) | (np.nan_to_num(mrms_mm) >= cfg.wet_threshold_mm)
     good = ~poor
     domain_wet = float(wet[good].mean()) if good.any() else 0.0
@@ -298,16 +299,25 @@ class PatchSummary:
     patches: dict[str, int] = field(default_factory=lambda: {s: 0 for s in PATCH_SPLITS})
     wet_pixels: int = 0
     valid_pixels: int = 0
+    wet_threshold_mm: float = 0.25
+    weights: dict[str, list[NDArray[np.float32]]] = field(default_factory=lambda: {s: [] for s in PATCH_SPLITS})
     files: dict[str, Path] = field(default_factory=dict)
+
+    def effective_patches(self, split: str) -> float:
+        """Kish's effective sample size of the weighted patches, (sum w)^2 / sum w^2."""
+        if not self.weights[split]:
+            return 0.0
+        w = np.concatenate(self.weights[split]).astype(np.float64)
+        return float(w.sum() ** 2 / max((w**2).sum(), 1e-300))
 
     def line(self) -> str:
         """The one summary line the CLI prints."""
         wet = 100.0 * self.wet_pixels / max(self.valid_pixels, 1)
         skipped = ", ".join(f"{len(v)} {k}" for k, v in self.skipped.items() if v) or "none"
-        per_split = ", ".join(f"{k} {v}" for k, v in self.patches.items())
+        per_split = ", ".join(f"{k} {v} (effective {self.effective_patches(k):.0f})" for k, v in self.patches.items())
         return (
             f"inits used {self.inits_used}/{self.inits_considered} (skipped: {skipped}); "
-            f"patches: {per_split}; wet pixels {wet:.1f}% (MRMS >= 0.25 mm)"
+            f"patches: {per_split}; wet pixels {wet:.1f}% (MRMS >= {self.wet_threshold_mm:g} mm)"
         )
 
 
@@ -344,7 +354,7 @@ def make_patch_files(
 
     cfg = config.patches
     outputs = {s: patch_file_path(config, s, init, lead_h) for s in PATCH_SPLITS}
-    summary = PatchSummary(files=outputs)
+    summary = PatchSummary(files=outputs, wet_threshold_mm=cfg.wet_threshold_mm)
     if not overwrite and all(p.is_file() for p in outputs.values()):
         logger.info("patch files for %s +%d h exist; use --overwrite to redo them",
                     format_yyyymmddhh(init), lead_h)
@@ -441,9 +451,10 @@ def make_patch_files(
             writers[split].append(record)
             summary.inits_used += 1
             summary.patches[split] += n
-            good = record["quality"] >= config.mrms.min_quality
+            good = good_quality_mask(record["mrms"], record["quality"], config.mrms.min_quality)
             summary.valid_pixels += int(good.sum())
-            summary.wet_pixels += int((np.nan_to_num(record["mrms"]) >= 0.25)[good].sum())
+            summary.wet_pixels += int((record["mrms"][good] >= cfg.wet_threshold_mm).sum())
+            summary.weights[split].append(sample.weights)
             progress.step(note=f"{n} patches")
     except BaseException as exc:  # leave no partial outputs behind
         failed = exc

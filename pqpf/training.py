@@ -50,6 +50,7 @@ from pqpf.dates import format_yyyymmddhh
 from pqpf.errors import ConfigError, InputFileError, PqpfError
 from pqpf.io.atomic import atomic_path, atomic_write_text
 from pqpf.layout import patch_file_path, registry_path, training_run_dir
+from pqpf.verification import good_quality_mask
 
 __all__ = [
     "PatchSet",
@@ -375,7 +376,7 @@ class _BatchSource:
             features = np.concatenate([features, time_feature_planes(d.valid_time[idx], features.shape[-2:])], axis=1)
         mrms = d.mrms_mm[idx]
         quality = d.quality[idx]
-        mask = (quality >= self.min_quality) & np.isfinite(mrms)
+        mask = good_quality_mask(mrms, quality, self.min_quality)
         weights = d.weights[idx] / self.weight_scale if self.use_weights else np.ones(len(idx), np.float32)
         return {
             "features": torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
@@ -693,6 +694,7 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
         logger.info("%s", _header_row())
 
     weight_scale = float(np.mean(train_set.weights)) if len(train_set) else 1.0
+    valid_per_patch = _mean_weighted_valid_points(train_set, min_quality, weight_scale, hp.use_sampling_weights)
     workers = max(0, int(hp.num_workers))
     stopped_early = False
     epoch = start_epoch - 1
@@ -723,7 +725,11 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
                 logits = model(x)
             loss, n_valid = masked_rps_loss(logits.float(), obs, mask, edges, scheme=hp.loss, sample_weight=w,
                                             thresholds_mm=thresholds)
-            scaler.scale(loss).backward()
+            # The gradient uses a fixed denominator (the expected weighted count of valid
+            # points of a batch), not this batch's own weight sum: then every patch's
+            # contribution is proportional to its sampling weight whatever else is in the
+            # batch, and the mean gradient estimates that of the population's score.
+            (scaler.scale(loss * (n_valid / (x.shape[0] * valid_per_patch)))).backward()
             scaler.step(optimizer)
             scaler.update()
             loss_sum += float(loss.detach()) * float(n_valid)
@@ -817,6 +823,17 @@ def _training_normalisation(data: PatchSet, channel_names: tuple[str, ...], hp: 
     return acc.result()
 
 
+def _mean_weighted_valid_points(data: PatchSet, min_quality: float, weight_scale: float, weighted: bool) -> float:
+    """Mean over training patches of (normalised sampling weight x valid points)."""
+    total = 0.0
+    for start in range(0, len(data), 256):
+        obs = data.mrms_mm[start:start + 256]
+        valid = good_quality_mask(obs, data.quality[start:start + 256], min_quality).sum(axis=(1, 2))
+        w = data.weights[start:start + 256] / weight_scale if weighted else np.ones(len(obs))
+        total += float((w * valid).sum())
+    return max(total / max(len(data), 1), 1.0)
+
+
 def _bin_climatology(data: PatchSet, edges: tuple[float, ...], min_quality: float, weighted: bool
                      ) -> NDArray[np.float64]:
     """Weighted frequency of each amount bin over the valid training pixels (the prior
@@ -826,7 +843,7 @@ def _bin_climatology(data: PatchSet, edges: tuple[float, ...], min_quality: floa
     counts = np.zeros(len(edges), dtype=np.float64)
     for start in range(0, len(data), 256):
         obs = data.mrms_mm[start:start + 256]
-        ok = (data.quality[start:start + 256] >= min_quality) & np.isfinite(obs)
+        ok = good_quality_mask(obs, data.quality[start:start + 256], min_quality)
         idx = np.asarray(bin_index(np.where(ok, obs, np.nan), edges))
         w = data.weights[start:start + 256] if weighted else np.ones(len(obs), np.float32)
         wpix = np.broadcast_to(w[:, None, None], obs.shape)

@@ -152,3 +152,40 @@ def test_thresholds_that_are_not_bin_edges_are_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"disagree: .*0\.3"):
         train(load_config(path), trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
     assert config.paths.trainings_dir.exists() is False or not any(config.paths.trainings_dir.iterdir())
+
+
+def test_sampling_weights_reach_batches_and_scores(tmp_path):
+    import dataclasses
+
+    from pqpf.features import compute_normalisation
+    from pqpf.layout import patch_file_path
+    from pqpf.loss import edge_weights, rps_per_pixel
+    from pqpf.model import build_model
+    from pqpf.training import DistributedContext, _batches, _BatchSource, evaluate, load_patch_set
+
+    torch.manual_seed(0)
+    config = trainkit.make(tmp_path)
+    data = load_patch_set(patch_file_path(config, "validation", trainkit.INIT, trainkit.LEAD))
+    scale = float(data.weights.mean())
+    batches, order, tr = _batches(len(data), 4, 0, 1, 0, 0, shuffle=False)
+    weighted = _BatchSource(data, batches, tr, order, scale, True, 0.5, False)[0]
+    plain = _BatchSource(data, batches, tr, order, scale, False, 0.5, False)[0]
+    assert torch.allclose(weighted["weights"], torch.from_numpy(data.weights[:4] / scale))
+    assert torch.equal(plain["weights"], torch.ones(4))
+
+    net = build_model(TINY.model, 5).eval()
+    norm = compute_normalisation(data.features, data.channel_names)
+    edges = TINY.model.bin_edges_mm
+    ctx = DistributedContext()
+    with torch.no_grad():
+        x = norm.apply_torch(torch.from_numpy(data.features))
+        score = rps_per_pixel(net(x), torch.from_numpy(np.nan_to_num(data.mrms_mm)), edges,
+                              torch.as_tensor(edge_weights(edges, "rps"))).numpy()
+    valid = (data.quality >= 0.5) & np.isfinite(data.mrms_mm)
+    w = np.broadcast_to(data.weights[:, None, None], valid.shape)
+    by_hand = {True: (score * w)[valid].sum() / w[valid].sum(), False: score[valid].mean()}
+    for use in (True, False):
+        hp = dataclasses.replace(TINY, use_sampling_weights=use)
+        got = evaluate(net, data, norm, edges, hp, 0.5, "cpu", ctx)["rps"]
+        assert got == pytest.approx(by_hand[use], rel=1e-5)
+    assert by_hand[True] != pytest.approx(by_hand[False], rel=1e-3)
