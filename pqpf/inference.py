@@ -28,7 +28,7 @@ from pqpf import __version__
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
 from pqpf.errors import ConfigError, InputFileError, PqpfError
-from pqpf.layout import graf_archive_path, graf_laptop_path, locate_graf, probs_path, probs_png_path
+from pqpf.layout import graf_laptop_path, probs_path, probs_png_path, require_graf
 
 __all__ = ["LoadedModel", "load_model_for_lead", "predict_probabilities", "InferenceResult", "run_inference"]
 
@@ -119,7 +119,8 @@ def predict_probabilities(
     """
     import torch
 
-    from pqpf.features import build_features, time_feature_planes
+    from pqpf.dates import to_epoch_seconds
+    from pqpf.features import append_time_channels, build_features, pad_features
     from pqpf.model import exceedance_matrix
     from pqpf.stitching import stitch
 
@@ -129,18 +130,25 @@ def predict_probabilities(
     thresholds = tuple(edges[1:])
     features = build_features(graf_mm, terrain, valid_time, time_features=False)
     if model.time_features:
-        from pqpf.dates import to_epoch_seconds
-
-        planes = time_feature_planes(np.array([to_epoch_seconds(valid_time)]), features.shape[-2:])[0]
-        features = np.concatenate([features, planes], axis=0)
+        features = append_time_channels(features, to_epoch_seconds(valid_time))
     x = model.normalisation.apply_numpy(features)
-    reduction = torch.as_tensor(exceedance_matrix(edges, thresholds), dtype=torch.float32)
     window = window_px or model.patch_px
+    ny, nx = graf_mm.shape
+    pad = 0
+    if pad_mode == "reflect" and min(ny, nx) > window // 2:
+        # Pad the features ourselves: a mirrored terrain has its normal slope reversed,
+        # which a plain reflection of the arrays would get wrong (normalisation keeps
+        # slopes centred on 0, so the sign flip commutes with it).
+        pad = window // 2
+        x = pad_features(x, pad, model.channel_names)
+    reduction = torch.as_tensor(exceedance_matrix(edges, thresholds), dtype=torch.float32)
     prob = stitch(
         model.net, x, window_px=window, stride_px=min(stride_px, window), batch_size=batch_size,
         reduction=reduction, post=lambda logits: torch.softmax(logits.float(), dim=1), device=device,
-        pad_mode=None if pad_mode in (None, "none") else pad_mode,
+        pad_mode="replicate" if pad_mode == "replicate" else None,
     )
+    if pad:
+        prob = prob[:, pad:pad + ny, pad:pad + nx]
     return np.clip(prob, 0.0, 1.0).astype(np.float32), thresholds
 
 
@@ -176,16 +184,12 @@ def run_inference(
 
     out = probs_path(config, init, lead_h)
     png = probs_png_path(config, init, lead_h)
-    if out.is_file() and not overwrite:
+    if out.is_file() and (png.is_file() or not plot) and not overwrite:
         logger.info("%s exists; use --overwrite to redo it", out)
         return InferenceResult(out, png if png.is_file() else None, Path(""), skipped=True)
-    graf_path = locate_graf(config, init, lead_h, prefer="laptop")
-    if graf_path is None:
-        raise InputFileError(
-            graf_laptop_path(config, init, lead_h),
-            f"GRAF forecast not found (nor in the archive at {graf_archive_path(config, init, lead_h)}); "
-            "fetch it with copy_graf_to_laptop.py",
-        )
+    if out.is_file() and plot and not overwrite:  # the netCDF survived, its map did not
+        return InferenceResult(out, _plot_from_file(config, out, png, init, lead_h), Path(""), skipped=True)
+    graf_path = require_graf(config, init, lead_h, prefer="laptop")
     if graf_path != graf_laptop_path(config, init, lead_h):
         logger.info("using the archive copy %s", graf_path)
     graf = read_graf(graf_path, lead_h, init=init)
@@ -206,12 +210,12 @@ def run_inference(
     prob_attrs = {"units": "1", "valid_min": 0.0, "valid_max": 1.0}
     variables = {
         "prob_exceed": NcVar(prob, {**prob_attrs, "long_name": "U-Net probability that the 1-h MRMS amount >= threshold"},
-                             dims=("threshold", "y", "x"), least_significant_digit=3),
+                             dims=("threshold", "y", "x"), significant_digits=4),
         "prob_exceed_raw": NcVar(raw, {**prob_attrs, "long_name": "raw GRAF exceedance (0 or 1)"},
                                  dims=("threshold", "y", "x"), dtype="i1", fill_value=-1),
         "prob_exceed_smoothed": NcVar(smooth, {**prob_attrs, "long_name": "smoothed-GRAF reference probability",
                                                "gaussian_sigma_px": sigma},
-                                      dims=("threshold", "y", "x"), least_significant_digit=3),
+                                      dims=("threshold", "y", "x"), significant_digits=4),
         "graf_precipitation": NcVar(graf_mm, {"units": "mm", "long_name": "GRAF 1-h precipitation",
                                               "standard_name": "lwe_thickness_of_precipitation_amount"}),
     }
@@ -232,14 +236,23 @@ def run_inference(
             "pqpf_version": __version__,
         },
     )
-    png_out: Path | None = None
-    if plot:
-        from pqpf.plotting import plot_probability_maps
-
-        pick = [i for i, t in enumerate(thresholds) if t in config.probability.thresholds_mm]
-        title = (f"GRAF + U-Net, init {init:%Y-%m-%d %H} UTC, +{lead_h} h "
-                 f"(valid {graf.valid_time:%Y-%m-%d %H} UTC)")
-        png_out = plot_probability_maps(png, graf.grid, graf_mm, prob[pick],
-                                        tuple(thresholds[i] for i in pick), title)
+    png_out = _plot_from_file(config, out, png, init, lead_h) if plot else None
     logger.info("wrote %s%s", out, f" and {png_out}" if png_out else "")
     return InferenceResult(out, png_out, model.checkpoint)
+
+
+def _plot_from_file(config: Config, nc_path: Path, png: Path, init: dt.datetime, lead_h: int) -> Path:
+    """Draw the map panels of a probabilities file: GRAF and P(obs >= t) for the
+    configured thresholds the file holds (at most four, the larger ones first)."""
+    from pqpf.io.netcdf import read_grid_netcdf
+    from pqpf.plotting import plot_probability_maps
+
+    ds = read_grid_netcdf(nc_path, ["prob_exceed", "graf_precipitation"])
+    edges = [float(t) for t in ds.coords["threshold"]]
+    wanted = [t for t in config.probability.thresholds_mm if any(abs(t - e) < 1e-6 for e in edges)]
+    show = tuple(t for t in wanted if t >= 1.0)[:4] or tuple(wanted[-4:])
+    pick = [min(range(len(edges)), key=lambda i: abs(edges[i] - t)) for t in wanted]
+    valid = init + dt.timedelta(hours=lead_h)
+    title = f"GRAF + U-Net, init {init:%Y-%m-%d %H} UTC, +{lead_h} h (valid {valid:%Y-%m-%d %H} UTC)"
+    return plot_probability_maps(png, ds.grid, ds.data["graf_precipitation"], ds.data["prob_exceed"][pick],
+                                 tuple(wanted), title, show_thresholds=show)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,7 +34,8 @@ from pqpf.layout import mrms_raw_path, mrms_remapped_path, remap_weights_dir
 from pqpf.progress import Progress
 from pqpf.remapping import METHODS, RegridWeights, cached_weights
 
-__all__ = ["HourResult", "RangeReport", "WeightsProvider", "target_grid", "remap_hour", "remap_range"]
+__all__ = ["HourResult", "RangeReport", "WeightsProvider", "target_grid", "remap_hour", "remap_range",
+           "read_remapped_mrms"]
 
 logger = logging.getLogger(__name__)
 
@@ -297,3 +298,25 @@ def remap_range(
         report.add(result)
         progress.step(note=f"{len(report.failed)} failed" if report.failed else "")
     return report
+
+
+def read_remapped_mrms(
+    config: Config,
+    valid: dt.datetime,
+    grid: Grid | None = None,
+    names: tuple[str, ...] = ("precipitation", "quality"),
+) -> Any:
+    """The remapped MRMS of one hour (a :class:`~pqpf.io.netcdf.GridDataset`).
+
+    Raises
+    ------
+    InputFileError
+        Missing or unreadable file, or (``grid`` given) a file on another grid.
+    """
+    path = mrms_remapped_path(config, valid)
+    if not path.is_file():
+        raise InputFileError(path, "remapped MRMS not found (run save_remapped_mrms.py for this hour)")
+    ds = read_grid_netcdf(path, list(names))
+    if grid is not None and not ds.grid.same_as(grid):
+        raise InputFileError(path, f"remapped MRMS grid ({ds.grid.describe()}) differs from {grid.describe()}")
+    return ds

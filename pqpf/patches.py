@@ -321,18 +321,6 @@ class PatchSummary:
         )
 
 
-def _read_mrms(config: Config, valid: dt.datetime, grid: Any) -> tuple[NDArray[np.float32], NDArray[np.float32]] | None:
-    from pqpf.io.netcdf import read_grid_netcdf
-
-    path = mrms_remapped_path(config, valid)
-    if not path.is_file():
-        return None
-    ds = read_grid_netcdf(path, ["precipitation", "quality"])
-    if not ds.grid.same_as(grid):
-        raise InputFileError(path, "remapped MRMS is not on the terrain file's grid")
-    return ds.data["precipitation"].astype(np.float32), ds.data["quality"].astype(np.float32)
-
-
 def make_patch_files(
     config: Config, init: dt.datetime, lead_h: int, overwrite: bool = False
 ) -> PatchSummary:
@@ -349,6 +337,7 @@ def make_patch_files(
     from pqpf.features import FEATURE_SCHEMA_VERSION, build_features, channel_names
     from pqpf.io.grib import read_graf
     from pqpf.io.patchfile import PatchFileWriter
+    from pqpf.mrms import read_remapped_mrms
     from pqpf.reference import reference_sigma_px, smoothed_exceedance
     from pqpf.terrain import read_terrain
 
@@ -416,11 +405,13 @@ def make_patch_files(
         for when, split in sorted(splits.items()):
             valid = when + dt.timedelta(hours=lead_h)
             graf_path = locate_graf(config, when, lead_h)
-            mrms = _read_mrms(config, valid, grid) if graf_path is not None else None
-            if graf_path is None or mrms is None:  # vanished since the check above
+            mrms_ok = mrms_remapped_path(config, valid).is_file()
+            if graf_path is None or not mrms_ok:  # vanished since the check above
                 summary.skipped["graf" if graf_path is None else "mrms"].append(format_yyyymmddhh(when))
                 progress.step(note="input missing")
                 continue
+            observed = read_remapped_mrms(config, valid, grid)
+            mrms = (observed.data["precipitation"].astype(np.float32), observed.data["quality"].astype(np.float32))
             try:
                 graf = read_graf(graf_path, lead_h, init=when)
             except InputFileError as exc:

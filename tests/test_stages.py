@@ -148,6 +148,13 @@ def test_verification_and_plots(trained):
         run("resunet_inference.py", init.strftime("%Y%m%d%H"), LEAD, "--config", config.source, "--no-plot", "-q")
     res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
     assert "3 inits verified" in res.stdout and "BSS vs ref" in res.stdout
+    scores = config.paths.plots_dir / "verification_2025070700_2025070812_3h" / "scores.json"
+    stamp = scores.stat().st_mtime_ns
+    again = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
+    assert scores.stat().st_mtime_ns == stamp and again.stdout.splitlines()[1:8] == res.stdout.splitlines()[1:8]
+    run("resunet_inference.py", "2025070812", LEAD, "--config", config.source, "--no-plot", "-q")
+    res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
+    assert "4 inits verified" in res.stdout and scores.stat().st_mtime_ns != stamp  # a new file: recomputed
     res = run("verify_resunet.py", "2025070812", "2025070700", LEAD, "--config", config.source, check=False)
     assert res.returncode == 2 and "before BEGIN" in res.stderr
     res = run("verify_resunet.py", "2025080100", "2025080212", LEAD, "--config", config.source, check=False)
@@ -156,3 +163,19 @@ def test_verification_and_plots(trained):
     assert Path(res.stdout.strip()).stat().st_size > 50_000
     res = run("plot_graf_mrms_samples.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", config.source, "--n", "4")
     assert Path(res.stdout.strip()).stat().st_size > 20_000
+
+
+def test_verification_counts_a_corrupt_file_finishes_the_rest_and_fails(trained, tmp_path):
+    config = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(config.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "patches", "plots"))
+    cfg2 = load_config(copy / "config.ini")
+    for init in (dt.datetime(2025, 7, 7, 0), dt.datetime(2025, 7, 7, 12)):
+        run("resunet_inference.py", init.strftime("%Y%m%d%H"), LEAD, "--config", cfg2.source, "--no-plot", "-q")
+    probs_path(cfg2, dt.datetime(2025, 7, 7, 12), LEAD).write_bytes(b"not netcdf")
+    res = run("verify_resunet.py", "2025070700", "2025070712", LEAD, "--config", cfg2.source, check=False)
+    assert res.returncode == 1
+    assert "1 inits verified" in res.stdout and "1 failed" in res.stdout and "2025070712" in res.stderr
+    scores = json.loads((cfg2.paths.plots_dir / "verification_2025070700_2025070712_3h" / "scores.json").read_text())
+    assert scores["inits_used"] == ["2025070700"] and scores["inits_failed"][0]["init"] == "2025070712"
+    assert list(scores["checkpoints"].values()) == [1]
