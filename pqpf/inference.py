@@ -76,7 +76,8 @@ def load_model_for_lead(config: Config, lead_h: int, device: Any) -> LoadedModel
         used_lead = nearest
         logger.warning("no model registered for lead %d h; using the nearest lead's (%d h): %s",
                        lead_h, nearest, path)
-    assert path is not None
+    if path is None:
+        raise PqpfError(f"the registry of {config.paths.trainings_dir} names no checkpoint for lead {used_lead} h")
     state = load_checkpoint(path)
     if state.get("feature_schema_version") != FEATURE_SCHEMA_VERSION:
         raise InputFileError(
@@ -98,7 +99,8 @@ def load_model_for_lead(config: Config, lead_h: int, device: Any) -> LoadedModel
         checkpoint=path,
         lead_h=used_lead,
         info={"init": state.get("init"), "epoch": state.get("epoch"), "hparams": hp.get("name"),
-              "best_epoch": state.get("best_epoch")},
+              "best_epoch": state.get("best_epoch"), "grid_fingerprint": state.get("grid_fingerprint", ""),
+              "terrain_smoothing_sigma_px": state.get("terrain_smoothing_sigma_px", float("nan"))},
     )
 
 
@@ -198,6 +200,7 @@ def run_inference(
         raise InputFileError(graf_path, f"grid ({graf.grid.describe()}) differs from the terrain file's")
     dev = select_device(device)
     model = load_model_for_lead(config, lead_h, dev)
+    _check_provenance(model, terrain, config.paths.terrain_file)
     graf_mm = np.nan_to_num(graf.values, nan=0.0).astype(np.float32)
     inf = config.inference
     prob, thresholds = predict_probabilities(
@@ -256,3 +259,18 @@ def _plot_from_file(config: Config, nc_path: Path, png: Path, init: dt.datetime,
     title = f"GRAF + U-Net, init {init:%Y-%m-%d %H} UTC, +{lead_h} h (valid {valid:%Y-%m-%d %H} UTC)"
     return plot_probability_maps(png, ds.grid, ds.data["graf_precipitation"], ds.data["prob_exceed"][pick],
                                  tuple(wanted), title, show_thresholds=show)
+
+
+def _check_provenance(model: LoadedModel, terrain: Any, terrain_path: Path) -> None:
+    """Refuse a terrain file other than the one the model was trained with: another grid
+    or another smoothing changes what the terrain channels mean."""
+    trained_grid = model.info.get("grid_fingerprint") or ""
+    if trained_grid and trained_grid != terrain.grid.fingerprint():
+        raise InputFileError(terrain_path, f"grid differs from the one {model.checkpoint} was trained on")
+    sigma = float(model.info.get("terrain_smoothing_sigma_px", float("nan")))
+    have = float(getattr(terrain, "smoothing_sigma_px", float("nan")))
+    if np.isfinite(sigma) and np.isfinite(have) and abs(sigma - have) > 1e-6:
+        raise InputFileError(
+            terrain_path, f"terrain smoothed with sigma {have:g} px, but {model.checkpoint} was trained "
+            f"with {sigma:g} px; rerun terrain_height.py with [terrain] smoothing_sigma_px = {sigma:g}"
+        )

@@ -388,6 +388,8 @@ def make_patch_files(
         "reference_sigma_px": float(sigma_px),
         "min_quality": float(config.mrms.min_quality),
         "grid": {k: v for k, v in dataclasses.asdict(grid).items()},
+        "grid_fingerprint": grid.fingerprint(),
+        "terrain_smoothing_sigma_px": float(terrain.smoothing_sigma_px),
         "sampling": {k: (list(v) if isinstance(v, tuple) else v)
                      for k, v in dataclasses.asdict(cfg).items()},
         "pqpf_version": __version__,

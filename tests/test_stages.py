@@ -179,3 +179,15 @@ def test_verification_counts_a_corrupt_file_finishes_the_rest_and_fails(trained,
     scores = json.loads((cfg2.paths.plots_dir / "verification_2025070700_2025070712_3h" / "scores.json").read_text())
     assert scores["inits_used"] == ["2025070700"] and scores["inits_failed"][0]["init"] == "2025070712"
     assert list(scores["checkpoints"].values()) == [1]
+
+
+def test_inference_refuses_a_terrain_file_smoothed_differently_from_training(trained, tmp_path):
+    config = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(config.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "patches", "plots", "probs"))
+    text = (copy / "config.ini").read_text()
+    (copy / "config.ini").write_text(text.replace("smoothing_sigma_px = 8.0", "smoothing_sigma_px = 4.0"))
+    run("terrain_height.py", "--config", copy / "config.ini", "--overwrite", "-q")
+    res = run("resunet_inference.py", "2025070712", LEAD, "--config", copy / "config.ini", check=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "smoothed with sigma 4 px" in res.stderr and "trained with 8 px" in res.stderr

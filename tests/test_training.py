@@ -189,3 +189,31 @@ def test_sampling_weights_reach_batches_and_scores(tmp_path):
         got = evaluate(net, data, norm, edges, hp, 0.5, "cpu", ctx)["rps"]
         assert got == pytest.approx(by_hand[use], rel=1e-5)
     assert by_hand[True] != pytest.approx(by_hand[False], rel=1e-3)
+
+
+def test_resume_with_other_hyper_parameters_is_refused(tmp_path):
+    import dataclasses
+
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+    other = dataclasses.replace(TINY, learning_rate=TINY.learning_rate * 2)
+    with pytest.raises(PqpfError, match=r"learning_rate: 0.001 -> 0.002"):
+        train(config, trainkit.INIT, trainkit.LEAD, other, device="cpu", max_epochs=2, resume=True)
+
+
+def test_overwrite_takes_the_lead_out_of_the_registry_until_the_new_model_exists(tmp_path, monkeypatch):
+    import pqpf.training as training
+
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+    assert "6" in read_registry(config)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("node died")
+
+    monkeypatch.setattr(training, "evaluate", crash)  # the new training dies in its first epoch
+    with pytest.raises(RuntimeError):
+        train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True)
+    assert "6" not in read_registry(config)  # never pointing at the deleted best.pt
