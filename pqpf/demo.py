@@ -96,8 +96,12 @@ def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6,
           lambda: plot_graf_mrms.main([ymdh(first_test), str(lead_h), *cfg, "-q"]))
     _step(5, total, "training patches", f"python save_patched_graf_mrms.py {ymdh(first_test)} {lead_h} --config {cfg_path}",
           lambda: save_patched_graf_mrms.main([ymdh(first_test), str(lead_h), *cfg]))
-    if registry_path(config).is_file() and not fresh:
-        _say(f"\n[6/{total}] training: a model is already registered in {registry_path(config)} (use --fresh to retrain)")
+    from pqpf.training import read_registry
+
+    entry = read_registry(config).get(str(lead_h), {})
+    if entry.get("init") == ymdh(first_test) and entry.get("hparams") == hparams_name:
+        _say(f"\n[6/{total}] training: the '{hparams_name}' model for +{lead_h} h from {ymdh(first_test)} is "
+             f"already in {registry_path(config)} (use --fresh to retrain)")
     else:
         _step(6, total, f"train the '{hparams_name}' U-Net",
               f"python train_resunet.py {ymdh(first_test)} {lead_h} --hparams-name {hparams_name} --config {cfg_path}",

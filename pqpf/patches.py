@@ -396,7 +396,7 @@ def make_patch_files(
     }
     writers = {
         s: PatchFileWriter(outputs[s], {**header_common, "split": s,
-                                        "inits": [format_yyyymmddhh(t) for t, v in splits.items() if v == s]})
+                                        "inits_planned": [format_yyyymmddhh(t) for t, v in splits.items() if v == s]})
         for s in PATCH_SPLITS
     }
     progress = Progress(len(splits), "inits", logger)
@@ -442,6 +442,7 @@ def make_patch_files(
                 "valid_time": np.full(n, to_epoch_seconds(valid), dtype=np.int64),
             }
             writers[split].append(record)
+            writers[split].trailer_extra.setdefault("inits_used", []).append(format_yyyymmddhh(when))
             summary.inits_used += 1
             summary.patches[split] += n
             good = good_quality_mask(record["mrms"], record["quality"], config.mrms.min_quality)
