@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from pqpf.model import cdf_at_edges, validate_bin_edges
+from pqpf.bins import edge_widths_mm, validate_bin_edges
+from pqpf.model import cdf_at_edges
 
 __all__ = [
     "LOSS_SCHEMES",
@@ -64,7 +65,7 @@ def _rps_weights(edges: NDArray[np.float64], thresholds_mm: Sequence[float] | No
 
 
 def _crps_weights(edges: NDArray[np.float64], thresholds_mm: Sequence[float] | None) -> NDArray[np.float64]:
-    return np.diff(edges)
+    return edge_widths_mm(edges)
 
 
 def _threshold_weights(
