@@ -8,7 +8,7 @@ save_patched_graf_mrms.py in a fresh process twice: with a training window of 5 
 10-init run. The extraction streams one init at a time into the patch files, so the
 ratio should stay near 1 while the patch count grows about fourfold.
 
-    python bench/patches_memory.py [--workdir DIR] [--grid demo|conus]
+    python bench/patches_memory.py [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def _peak_in_new_process(cmd: list[str]) -> tuple[float, str]:
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     if res.returncode:
         raise SystemExit(res.stderr[-2000:])
-    return int(res.stdout.strip().splitlines()[-1]) / 1024.0, res.stderr
+    peak = int(res.stdout.strip().splitlines()[-1])
+    # ru_maxrss is in kilobytes on Linux, in bytes on macOS
+    return peak / (2**20 if sys.platform == "darwin" else 1024.0), res.stderr
 
 
 def main() -> int:

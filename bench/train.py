@@ -6,7 +6,8 @@ Builds a patch set in a temporary directory (64 x 64 patches of learnable synthe
 fields, the real feature builder), trains one epoch per setting through
 pqpf.training.train, and reads the per-epoch numbers the training writes to
 metrics.jsonl. Baseline: the same epoch with synchronous batch assembly
-(num_workers = 0); the other rows prefetch batches in DataLoader worker processes.
+(num_workers = 0); the other rows assemble the next batches in that many background
+threads while the model trains.
 
     python bench/train.py [--hparams-name laptop] [--patches 512] [--threads 2]
 """
