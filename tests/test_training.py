@@ -217,3 +217,35 @@ def test_overwrite_takes_the_lead_out_of_the_registry_until_the_new_model_exists
     with pytest.raises(RuntimeError):
         train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True)
     assert "6" not in read_registry(config)  # never pointing at the deleted best.pt
+
+
+def test_time_features_train_and_infer_with_the_same_channels(tmp_path):
+    import dataclasses
+    import datetime as dt
+
+    from scipy.ndimage import gaussian_filter
+
+    from pqpf.features import TIME_CHANNELS
+    from pqpf.inference import load_model_for_lead, predict_probabilities
+
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    hp = dataclasses.replace(TINY, time_features=True)
+    result = train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", max_epochs=1)
+    state = load_checkpoint(result.best_checkpoint)
+    assert state["channel_names"][-4:] == list(TIME_CHANNELS) and len(state["channel_names"]) == 9
+    assert state["normalisation"]["channel_names"] == state["channel_names"]
+    model = load_model_for_lead(config, trainkit.LEAD, torch.device("cpu"))
+    assert model.time_features and len(model.channel_names) == 9
+    rng = np.random.default_rng(0)
+    h = gaussian_filter(rng.normal(0, 300, (40, 56)), 3)
+    gy, gx = np.gradient(h, 4000.0)
+    terrain = {"height_local_difference": h - gaussian_filter(h, 5), "slope_x": gx, "slope_y": gy}
+    graf = np.maximum(gaussian_filter(rng.normal(size=(40, 56)), 2) * 10, 0).astype(np.float32)
+    prob, edges = predict_probabilities(model, graf, terrain, dt.datetime(2025, 12, 2, 6), 16, 8, 4,
+                                        torch.device("cpu"))
+    assert prob.shape == (13, 40, 56) and (np.diff(prob, axis=0) <= 1e-6).all()
+    # the hour of day reaches the network: another valid hour gives other probabilities
+    prob2, _ = predict_probabilities(model, graf, terrain, dt.datetime(2025, 12, 2, 18), 16, 8, 4,
+                                     torch.device("cpu"))
+    assert not np.allclose(prob, prob2)
