@@ -27,7 +27,7 @@ from scipy.ndimage import gaussian_filter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pqpf.config import load_config, load_hparams  # noqa: E402
+from pqpf.config import Config, load_config, load_hparams, paths_below, write_config  # noqa: E402
 from pqpf.features import FEATURE_SCHEMA_VERSION, build_features, channel_names  # noqa: E402
 from pqpf.io.patchfile import PatchFileWriter  # noqa: E402
 from pqpf.layout import patch_file_path  # noqa: E402
@@ -35,8 +35,6 @@ from pqpf.layout import patch_file_path  # noqa: E402
 INIT = dt.datetime(2025, 12, 1)
 LEAD = 6
 THRESHOLDS = (0.25, 1.0, 2.5, 5.0, 10.0, 25.0)
-PATHS = ("graf_dir graf_dir_old graf_terrain_grib terrain_file mrms_raw_dir mrms_remapped_dir "
-         "patch_dir trainings_dir graf_laptop_dir probs_dir plots_dir").split()
 
 
 def _write_patches(config, n_train: int, seed: int = 0) -> None:
@@ -84,8 +82,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "config.ini").write_text("[paths]\n" + "\n".join(f"{k} = {k}" for k in PATHS) + "\n")
-        config = load_config(root / "config.ini")
+        config = load_config(write_config(Config(source=root / "config.ini", paths=paths_below(root))))
         _write_patches(config, args.patches)
         for workers in (int(w) for w in args.workers.split(",")):
             hp = dataclasses.replace(base, num_workers=workers, epochs=2, patience=10)

@@ -46,6 +46,8 @@ __all__ = [
     "HParams",
     "load_config",
     "config_to_ini",
+    "paths_below",
+    "write_config",
     "load_hparams",
     "hparams_names",
     "default_hparams_file",
@@ -403,6 +405,41 @@ def _format_value(value: Any) -> str:
     if isinstance(value, tuple):
         return ", ".join(_format_value(v) for v in value)
     return str(value)
+
+
+def paths_below(root: str | Path) -> PathsConfig:
+    """The standard layout of every ``[paths]`` key inside one directory.
+
+    Used by the synthetic archive (``python -m pqpf.synthetic``), the demo and the tests:
+    ``graf/hdo-graf_conus``, ``graf/hdo-graflr_conus`` (the laptop layout ``graf`` then
+    equals the archive), ``static/GRAF_CONUS_terrain.grb2``,
+    ``terrain/GRAF_CONUS_terrain_info.nc``, ``mrms_raw``, ``mrms_remapped``, ``patches``,
+    ``trainings``, ``probs``, ``plots``.
+    """
+    root = Path(root)
+    return PathsConfig(
+        graf_dir=root / "graf" / "hdo-graf_conus",
+        graf_dir_old=root / "graf" / "hdo-graflr_conus",
+        graf_terrain_grib=root / "static" / "GRAF_CONUS_terrain.grb2",
+        terrain_file=root / "terrain" / "GRAF_CONUS_terrain_info.nc",
+        mrms_raw_dir=root / "mrms_raw",
+        mrms_remapped_dir=root / "mrms_remapped",
+        patch_dir=root / "patches",
+        trainings_dir=root / "trainings",
+        graf_laptop_dir=root / "graf",
+        probs_dir=root / "probs",
+        plots_dir=root / "plots",
+    )
+
+
+def write_config(config: Config, path: str | Path | None = None) -> Path:
+    """Write ``config`` as INI (paths relative to the file's directory), atomically, and
+    return the path; ``path`` defaults to ``config.source``."""
+    from pqpf.io.atomic import atomic_write_text
+
+    target = Path(path) if path is not None else config.source
+    atomic_write_text(target, config_to_ini(config, relative_to=target.parent))
+    return target
 
 
 def config_to_ini(config: Config, relative_to: Path | None = None) -> str:

@@ -128,8 +128,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pqpf.config import (
-    Config, GrafConfig, PathsConfig, PatchesConfig, TerrainConfig, TrainingConfig,
-    config_to_ini, load_config,
+    Config, GrafConfig, PatchesConfig, TerrainConfig, TrainingConfig, config_to_ini, load_config,
+    paths_below,
 )
 from pqpf.dates import format_yyyymmddhh, hour_range
 from pqpf.errors import UsageError
@@ -826,19 +826,7 @@ def _smooth_noise_tile(size: int, sigma_px: float, rng: np.random.Generator) -> 
 def _site_config(out_dir: Path, start: dt.datetime, end: dt.datetime, leads_h: Sequence[int],
                  cycles: Sequence[int]) -> Config:
     """The configuration of the archive in ``out_dir`` (absolute paths)."""
-    paths = PathsConfig(
-        graf_dir=out_dir / "graf" / "hdo-graf_conus",
-        graf_dir_old=out_dir / "graf" / "hdo-graflr_conus",
-        graf_terrain_grib=out_dir / "static" / "GRAF_CONUS_terrain.grb2",
-        terrain_file=out_dir / "terrain" / "GRAF_CONUS_terrain_info.nc",
-        mrms_raw_dir=out_dir / "mrms_raw",
-        mrms_remapped_dir=out_dir / "mrms_remapped",
-        patch_dir=out_dir / "patches",
-        trainings_dir=out_dir / "trainings",
-        graf_laptop_dir=out_dir / "graf",
-        probs_dir=out_dir / "probs",
-        plots_dir=out_dir / "plots",
-    )
+    paths = paths_below(out_dir)
     days = (end - start).total_seconds() / 86400.0
     short = days < 90
     patches = PatchesConfig(

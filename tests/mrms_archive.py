@@ -9,6 +9,7 @@ while the values are set, then PNG packing as in the real files).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import shutil
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pqpf.config import Config, load_config
+from pqpf.config import Config, MrmsConfig, load_config, paths_below
+from pqpf.config import write_config as write_config_file
 from pqpf.grid import LAMBERT, Grid
 from pqpf.io.netcdf import NcVar, write_grid_netcdf
 from pqpf.layout import mrms_raw_path
@@ -91,24 +93,10 @@ def write_hour(config: Config, crop_gz: Path, valid: dt.datetime, seed: int,
 def write_config(root: Path, grid: Grid | None, download_url: str = "http://127.0.0.1:9/none") -> Config:
     """A config whose every path lies below ``root``, and a terrain file on ``grid``."""
     root.mkdir(parents=True, exist_ok=True)
-    text = f"""[paths]
-graf_dir = {root}/graf/hdo-graf_conus
-graf_dir_old = {root}/graf/hdo-graflr_conus
-graf_archive_switch = 2024040512
-graf_terrain_grib = {root}/terrain.grb2
-terrain_file = {root}/terrain.nc
-mrms_raw_dir = {root}/mrms_raw
-mrms_remapped_dir = {root}/MRMS
-patch_dir = {root}/patches
-trainings_dir = {root}/trainings
-graf_laptop_dir = {root}/graf_laptop
-probs_dir = {root}/probs
-plots_dir = {root}/plots
-
-[mrms]
-download_url = {download_url}
-"""
-    (root / "config.ini").write_text(text)
+    paths = dataclasses.replace(paths_below(root), terrain_file=root / "terrain.nc",
+                                graf_terrain_grib=root / "terrain.grb2", mrms_remapped_dir=root / "MRMS",
+                                graf_laptop_dir=root / "graf_laptop")
+    write_config_file(Config(source=root / "config.ini", paths=paths, mrms=MrmsConfig(download_url=download_url)))
     config = load_config(root / "config.ini")
     if grid is not None:
         write_grid_netcdf(config.paths.terrain_file, grid,

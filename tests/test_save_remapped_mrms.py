@@ -148,10 +148,10 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "2022023100" in err[0]
     good = config.source.read_text()
-    config.source.write_text(good.replace("[mrms]", "[mrms]\nremap_method = patchy"))
+    config.source.write_text(good.replace("remap_method = conservative", "remap_method = patchy"))
     assert _run(config, "2022080914", "2022080916") == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "remap_method 'patchy' is not one of conservative, nearest, bilinear" in err[0]
+    assert len(err) == 1 and "[mrms] remap_method must be one of conservative, nearest, bilinear; got 'patchy'" in err[0]
     config.source.write_text(good)
     config.paths.terrain_file.unlink()
     assert _run(config, "2022080914", "2022080916") == 1
