@@ -148,7 +148,9 @@ def test_thresholds_that_are_not_bin_edges_are_a_config_error(tmp_path):
     from pqpf.errors import ConfigError
 
     config = trainkit.make(tmp_path)
-    path = trainkit.write_config(tmp_path, "\n[probability]\nthresholds_mm = 0.3, 1\n")
+    path = tmp_path / "config.ini"
+    path.write_text(path.read_text().replace("thresholds_mm = 0.25, 1.0, 2.5, 5.0, 10.0, 25.0",
+                                             "thresholds_mm = 0.3, 1"))
     with pytest.raises(ConfigError, match=r"disagree: .*0\.3"):
         train(load_config(path), trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
     assert config.paths.trainings_dir.exists() is False or not any(config.paths.trainings_dir.iterdir())

@@ -24,12 +24,10 @@ LEAD = 6
 THRESHOLDS = (0.25, 1.0, 2.5, 5.0, 10.0, 25.0)
 
 
-def write_config(root: Path, extra: str = "") -> Path:
-    """config.ini in ``root`` with the standard layout below it, plus ``extra`` INI text."""
-    path = write_config_file(Config(source=root / "config.ini", paths=paths_below(root),
+def write_config(root: Path) -> Path:
+    """config.ini in ``root`` with the standard layout below it."""
+    return write_config_file(Config(source=root / "config.ini", paths=paths_below(root),
                                     graf=GrafConfig(lead_max_h=24)))
-    path.write_text(path.read_text() + extra)
-    return path
 
 
 def _patches(n: int, p: int, rng: np.random.Generator, t0: int):
