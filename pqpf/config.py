@@ -46,6 +46,8 @@ __all__ = [
     "HParams",
     "load_config",
     "config_to_ini",
+    "paths_below",
+    "write_config",
     "load_hparams",
     "hparams_names",
     "default_hparams_file",
@@ -53,6 +55,16 @@ __all__ = [
 ]
 
 _REQUIRED = dataclasses.MISSING
+
+
+def _require(condition: bool, message: str) -> None:
+    """Raise ValueError (turned into a ConfigError naming file and section by the loaders)."""
+    if not condition:
+        raise ValueError(message)
+
+
+def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
+    _require(value in valid, f"{name} must be one of {', '.join(valid)}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,10 @@ class GrafConfig:
     prefix: str = "grid.hdo-graf_conus."
     prefix_old: str = "grid.hdo-graflr_conus."
 
+    def __post_init__(self) -> None:
+        _require(0 <= self.lead_min_h <= self.lead_max_h,
+                 f"lead_min_h..lead_max_h must be 0 <= min <= max, got {self.lead_min_h}..{self.lead_max_h}")
+
 
 @dataclass(frozen=True)
 class MrmsConfig:
@@ -114,6 +130,11 @@ class MrmsConfig:
     remap_method: str = "conservative"
     download_url: str = "https://noaa-mrms-pds.s3.amazonaws.com/CONUS"
 
+    def __post_init__(self) -> None:
+        _require(len(self.qpe_grib_id) == 3, f"qpe_grib_id must be discipline, category, number; got {self.qpe_grib_id}")
+        _require(0.0 <= self.min_quality <= 1.0, f"min_quality must be in [0, 1], got {self.min_quality}")
+        _one_of("remap_method", self.remap_method, ("conservative", "nearest", "bilinear"))
+
 
 @dataclass(frozen=True)
 class TerrainConfig:
@@ -121,6 +142,9 @@ class TerrainConfig:
 
     #: Gaussian smoothing of the terrain height, standard deviation in grid points.
     smoothing_sigma_px: float = 10.0
+
+    def __post_init__(self) -> None:
+        _require(self.smoothing_sigma_px >= 0, f"smoothing_sigma_px must be >= 0, got {self.smoothing_sigma_px}")
 
 
 @dataclass(frozen=True)
@@ -132,6 +156,13 @@ class ProbabilityConfig:
     #: deviation ``reference_sigma_px + reference_sigma_px_per_h * lead`` grid points.
     reference_sigma_px: float = 2.0
     reference_sigma_px_per_h: float = 0.25
+
+    def __post_init__(self) -> None:
+        t = self.thresholds_mm
+        _require(len(t) > 0 and all(x > 0 for x in t) and all(a < b for a, b in zip(t, t[1:])),
+                 f"thresholds_mm must be positive and increasing, got {t}")
+        _require(self.reference_sigma_px >= 0 and self.reference_sigma_px_per_h >= 0,
+                 "reference_sigma_px and reference_sigma_px_per_h must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -164,6 +195,25 @@ class PatchesConfig:
     split_gap_h: int = 12
     seed: int = 20251201
 
+    def __post_init__(self) -> None:
+        _require(self.patch_px >= 8, f"patch_px must be at least 8, got {self.patch_px}")
+        _require(self.candidate_stride_px >= 1, f"candidate_stride_px must be >= 1, got {self.candidate_stride_px}")
+        _require(self.ndays_train >= 1, f"ndays_train must be >= 1, got {self.ndays_train}")
+        _require(len(self.cycles) > 0 and all(0 <= c <= 23 for c in self.cycles),
+                 f"cycles must be hours 0..23, got {self.cycles}")
+        _require(self.previous_year_start_days > self.previous_year_end_days >= 0,
+                 "previous_year_start_days must exceed previous_year_end_days (days before INIT), got "
+                 f"{self.previous_year_start_days} and {self.previous_year_end_days}")
+        _require(self.patches_per_init >= 1, f"patches_per_init must be >= 1, got {self.patches_per_init}")
+        _require(0.0 <= self.dry_share <= 1.0, f"dry_share must be in [0, 1], got {self.dry_share}")
+        _require(0.0 <= self.max_poor_quality_fraction <= 1.0,
+                 f"max_poor_quality_fraction must be in [0, 1], got {self.max_poor_quality_fraction}")
+        _require(self.split_block_days >= 1, f"split_block_days must be >= 1, got {self.split_block_days}")
+        f = self.split_fractions
+        _require(len(f) == 3 and all(x >= 0 for x in f) and f[0] > 0,
+                 f"split_fractions must be three shares (train > 0, validation, test), got {f}")
+        _require(self.split_gap_h >= 0, f"split_gap_h must be >= 0, got {self.split_gap_h}")
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -182,6 +232,15 @@ class InferenceConfig:
     window_px: int = 0
     stride_px: int = 32
     batch_size: int = 16
+    #: Padding of the domain edge before stitching: "reflect" gives the edge points the
+    #: centre of a window instead of its rim; "none" stitches the unpadded domain.
+    pad_mode: str = "reflect"
+
+    def __post_init__(self) -> None:
+        _require(self.window_px >= 0, f"window_px must be >= 0 (0: the training patch size), got {self.window_px}")
+        _require(self.stride_px >= 1, f"stride_px must be >= 1, got {self.stride_px}")
+        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _one_of("pad_mode", self.pad_mode, ("none", "reflect", "replicate"))
 
 
 @dataclass(frozen=True)
@@ -294,7 +353,10 @@ def _section_from_parser(
             )
         elif fdef.default is _REQUIRED and fdef.default_factory is _REQUIRED:  # type: ignore[misc]
             raise ConfigError(f"{where}: required key is missing")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: [{name}] {exc}") from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -345,14 +407,64 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def config_to_ini(config: Config) -> str:
-    """Render a :class:`Config` as INI text that :func:`load_config` reads back equal."""
+def paths_below(root: str | Path) -> PathsConfig:
+    """The standard layout of every ``[paths]`` key inside one directory.
+
+    Used by the synthetic archive (``python -m pqpf.synthetic``), the demo and the tests:
+    ``graf/hdo-graf_conus``, ``graf/hdo-graflr_conus`` (the laptop layout ``graf`` then
+    equals the archive), ``static/GRAF_CONUS_terrain.grb2``,
+    ``terrain/GRAF_CONUS_terrain_info.nc``, ``mrms_raw``, ``mrms_remapped``, ``patches``,
+    ``trainings``, ``probs``, ``plots``.
+    """
+    root = Path(root)
+    return PathsConfig(
+        graf_dir=root / "graf" / "hdo-graf_conus",
+        graf_dir_old=root / "graf" / "hdo-graflr_conus",
+        graf_terrain_grib=root / "static" / "GRAF_CONUS_terrain.grb2",
+        terrain_file=root / "terrain" / "GRAF_CONUS_terrain_info.nc",
+        mrms_raw_dir=root / "mrms_raw",
+        mrms_remapped_dir=root / "mrms_remapped",
+        patch_dir=root / "patches",
+        trainings_dir=root / "trainings",
+        graf_laptop_dir=root / "graf",
+        probs_dir=root / "probs",
+        plots_dir=root / "plots",
+    )
+
+
+def write_config(config: Config, path: str | Path | None = None) -> Path:
+    """Write ``config`` as INI (paths relative to the file's directory), atomically, and
+    return the path; ``path`` defaults to ``config.source``."""
+    from pqpf.io.atomic import atomic_write_text
+
+    target = Path(path) if path is not None else config.source
+    atomic_write_text(target, config_to_ini(config, relative_to=target.parent))
+    return target
+
+
+def config_to_ini(config: Config, relative_to: Path | None = None) -> str:
+    """Render a :class:`Config` as INI text that :func:`load_config` reads back equal.
+
+    Parameters
+    ----------
+    config : Config
+    relative_to : Path, optional
+        Write paths that lie inside this directory relative to it, so that an INI file
+        saved in that directory still points at the same files after the directory is
+        moved (:func:`load_config` takes relative paths relative to the file).
+    """
+    base = Path(relative_to).expanduser().resolve() if relative_to is not None else None
     lines: list[str] = []
     for name in _SECTIONS:
         section = getattr(config, name)
         lines.append(f"[{name}]")
         for f in dataclasses.fields(section):
-            lines.append(f"{f.name} = {_format_value(getattr(section, f.name))}")
+            value = getattr(section, f.name)
+            if base is not None and isinstance(value, Path):
+                resolved = value.expanduser().resolve()
+                if resolved.is_relative_to(base):
+                    value = resolved.relative_to(base).as_posix() or "."
+            lines.append(f"{f.name} = {_format_value(value)}")
         lines.append("")
     return "\n".join(lines)
 
@@ -394,6 +506,15 @@ class ModelHParams:
         0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.5, 5.0, 7.5, 10.0, 15.0, 25.0, 40.0,
     )
 
+    def __post_init__(self) -> None:
+        _require(self.base_width >= 1 and self.depth >= 1,
+                 f"base_width and depth must be >= 1, got {self.base_width} and {self.depth}")
+        _one_of("norm", self.norm, ("batch", "group", "instance"))
+        _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        e = self.bin_edges_mm
+        _require(len(e) >= 2 and e[0] == 0 and all(a < b for a, b in zip(e, e[1:])),
+                 f"bin_edges_mm must start at 0 and increase, got {e}")
+
 
 @dataclass(frozen=True)
 class HParams:
@@ -419,8 +540,18 @@ class HParams:
     #: Weight each patch by its inverse inclusion probability so that over-sampling of
     #: wet patches does not bias the forecast probabilities.
     use_sampling_weights: bool = True
+    #: Threads that assemble the next batches while the model trains (0: in turn).
     num_workers: int = 0
     seed: int = 1234
+
+    def __post_init__(self) -> None:
+        _one_of("loss", self.loss, ("rps", "crps", "threshold"))
+        _one_of("lr_schedule", self.lr_schedule, ("plateau", "cosine"))
+        _require(self.batch_size >= 1 and self.epochs >= 1 and self.patience >= 1,
+                 "batch_size, epochs and patience must be >= 1")
+        _require(self.learning_rate > 0 and self.weight_decay >= 0,
+                 f"learning_rate must be > 0 and weight_decay >= 0, got {self.learning_rate}, {self.weight_decay}")
+        _require(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
 
 
 _HPARAM_CLASSES = {"model": ModelHParams}
@@ -486,7 +617,10 @@ def _build_dataclass(cls: type, values: Any, where: str) -> Any:
                 kwargs[key] = value
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.{key}: bad value {value!r} ({exc})") from None
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_hparams(name: str, path: str | Path | None = None) -> HParams:

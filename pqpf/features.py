@@ -79,6 +79,8 @@ __all__ = [
     "channel_names",
     "build_features",
     "time_feature_planes",
+    "append_time_channels",
+    "pad_features",
     "check_feature_schema",
     "Normalisation",
     "NormalisationAccumulator",
@@ -183,6 +185,66 @@ def time_feature_planes(valid_time_s: NDArray[np.integer], shape: tuple[int, int
     values = np.array([_time_planes(from_epoch_seconds(int(t))) for t in np.asarray(valid_time_s).ravel()],
                       dtype=np.float32).reshape(-1, len(TIME_CHANNELS))
     return np.broadcast_to(values[:, :, None, None], (len(values), len(TIME_CHANNELS), *shape)).copy()
+
+
+def append_time_channels(features: NDArray[np.floating], valid_time_s: NDArray[np.integer] | int) -> NDArray[np.float32]:
+    """Append the time-of-day / season planes to base features.
+
+    Parameters
+    ----------
+    features : float array, shape (N, C, H, W) or (C, H, W)
+        Base feature channels (:data:`BASE_CHANNELS`).
+    valid_time_s : int array of shape (N,), or int
+        Valid time(s), seconds since 1970-01-01 00 UTC.
+
+    Returns
+    -------
+    float32 array with the four :data:`TIME_CHANNELS` appended on the channel axis.
+    """
+    x = np.asarray(features, dtype=np.float32)
+    single = x.ndim == 3
+    batch = x[None] if single else x
+    times = np.atleast_1d(np.asarray(valid_time_s))
+    if times.shape != (batch.shape[0],):
+        raise ValueError(f"need one valid time per patch ({batch.shape[0]}), got {times.shape}")
+    out = np.concatenate([batch, time_feature_planes(times, batch.shape[-2:])], axis=1)
+    return out[0] if single else out
+
+
+def pad_features(features: NDArray[np.floating], pad_px: int, channel_names: Sequence[str]) -> NDArray[np.float32]:
+    """Pad a (C, H, W) feature field by reflection at every edge, as physical fields reflect.
+
+    A mirror image of the terrain has the slope component normal to the mirror
+    reversed: in the left and right pads ``slope_x`` changes sign, in the top and
+    bottom pads ``slope_y`` (in the corners both), exactly as for the flips of
+    :func:`augment_features`. Scalar channels are reflected as they are.
+
+    Parameters
+    ----------
+    features : float array, shape (C, H, W)
+    pad_px : int
+        Points added on each side (reflection needs ``pad_px < min(H, W)``).
+    channel_names : sequence of str, length C
+    """
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 3 or x.shape[0] != len(channel_names):
+        raise ValueError(f"features must be (C={len(channel_names)}, H, W), got {x.shape}")
+    if pad_px < 0 or pad_px >= min(x.shape[1:]):
+        raise ValueError(f"pad_px must be in [0, {min(x.shape[1:]) - 1}] for shape {x.shape[1:]}, got {pad_px}")
+    out = np.pad(x, ((0, 0), (pad_px, pad_px), (pad_px, pad_px)), mode="reflect")
+    if pad_px == 0:
+        return out
+    names = list(channel_names)
+    for x_name, y_name in VECTOR_PAIRS:
+        if x_name in names:
+            c = names.index(x_name)
+            out[c, :, :pad_px] *= -1.0
+            out[c, :, -pad_px:] *= -1.0
+        if y_name in names:
+            c = names.index(y_name)
+            out[c, :pad_px, :] *= -1.0
+            out[c, -pad_px:, :] *= -1.0
+    return out
 
 
 def build_features(

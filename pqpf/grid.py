@@ -371,4 +371,11 @@ def graf_like_grid(name: str) -> Grid:
     xc, yc = proto.to_xy(np.array(lon_c), np.array(lat_c))
     x0 = round(float(xc) - d * (nx - 1) / 2.0)
     y0 = round(float(yc) - d * (ny - 1) / 2.0)
-    return Grid(LAMBERT, ny, nx, float(x0), float(y0), d, d, 38.5, 38.5, 38.5, -97.5)
+    # GRIB2 stores the first grid point in micro-degrees and readers rebuild x0, y0 from
+    # it; snapping it to that resolution (a few cm) lets the grid survive a GRIB round
+    # trip unchanged. Longitude in 0..360 and the x0=0 prototype, as the reader does.
+    lon0, lat0 = proto.to_lonlat(np.array(float(x0)), np.array(float(y0)))
+    lon0_360 = round((float(lon0) % 360.0) * 1e6) / 1e6
+    lat0_snap = round(float(lat0) * 1e6) / 1e6
+    xs, ys = proto.to_xy(np.array(lon0_360), np.array(lat0_snap))
+    return Grid(LAMBERT, ny, nx, float(xs), float(ys), d, d, 38.5, 38.5, 38.5, -97.5)

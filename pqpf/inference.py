@@ -27,8 +27,8 @@ from numpy.typing import NDArray
 from pqpf import __version__
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
-from pqpf.errors import InputFileError, PqpfError
-from pqpf.layout import graf_archive_path, graf_laptop_path, locate_graf, probs_path, probs_png_path
+from pqpf.errors import ConfigError, InputFileError, PqpfError
+from pqpf.layout import graf_laptop_path, probs_path, probs_png_path, require_graf
 
 __all__ = ["LoadedModel", "load_model_for_lead", "predict_probabilities", "InferenceResult", "run_inference"]
 
@@ -76,7 +76,8 @@ def load_model_for_lead(config: Config, lead_h: int, device: Any) -> LoadedModel
         used_lead = nearest
         logger.warning("no model registered for lead %d h; using the nearest lead's (%d h): %s",
                        lead_h, nearest, path)
-    assert path is not None
+    if path is None:
+        raise PqpfError(f"the registry of {config.paths.trainings_dir} names no checkpoint for lead {used_lead} h")
     state = load_checkpoint(path)
     if state.get("feature_schema_version") != FEATURE_SCHEMA_VERSION:
         raise InputFileError(
@@ -98,7 +99,8 @@ def load_model_for_lead(config: Config, lead_h: int, device: Any) -> LoadedModel
         checkpoint=path,
         lead_h=used_lead,
         info={"init": state.get("init"), "epoch": state.get("epoch"), "hparams": hp.get("name"),
-              "best_epoch": state.get("best_epoch")},
+              "best_epoch": state.get("best_epoch"), "grid_fingerprint": state.get("grid_fingerprint", ""),
+              "terrain_smoothing_sigma_px": state.get("terrain_smoothing_sigma_px", float("nan"))},
     )
 
 
@@ -111,6 +113,7 @@ def predict_probabilities(
     stride_px: int,
     batch_size: int,
     device: Any,
+    pad_mode: str | None = "reflect",
 ) -> tuple[NDArray[np.float32], tuple[float, ...]]:
     """P(obs >= e) at every interior bin edge e, shape (K-1, ny, nx), and the edges.
 
@@ -118,25 +121,36 @@ def predict_probabilities(
     """
     import torch
 
-    from pqpf.features import build_features, time_feature_planes
+    from pqpf.dates import to_epoch_seconds
+    from pqpf.features import append_time_channels, build_features, pad_features
     from pqpf.model import exceedance_matrix
     from pqpf.stitching import stitch
 
+    if pad_mode not in (None, "none", "reflect", "replicate"):
+        raise ConfigError(f"[inference] pad_mode must be none, reflect or replicate, got {pad_mode!r}")
     edges = model.bin_edges_mm
     thresholds = tuple(edges[1:])
     features = build_features(graf_mm, terrain, valid_time, time_features=False)
     if model.time_features:
-        from pqpf.dates import to_epoch_seconds
-
-        planes = time_feature_planes(np.array([to_epoch_seconds(valid_time)]), features.shape[-2:])[0]
-        features = np.concatenate([features, planes], axis=0)
+        features = append_time_channels(features, to_epoch_seconds(valid_time))
     x = model.normalisation.apply_numpy(features)
-    reduction = torch.as_tensor(exceedance_matrix(edges, thresholds), dtype=torch.float32)
     window = window_px or model.patch_px
+    ny, nx = graf_mm.shape
+    pad = 0
+    if pad_mode == "reflect" and min(ny, nx) > window // 2:
+        # Pad the features ourselves: a mirrored terrain has its normal slope reversed,
+        # which a plain reflection of the arrays would get wrong (normalisation keeps
+        # slopes centred on 0, so the sign flip commutes with it).
+        pad = window // 2
+        x = pad_features(x, pad, model.channel_names)
+    reduction = torch.as_tensor(exceedance_matrix(edges, thresholds), dtype=torch.float32)
     prob = stitch(
         model.net, x, window_px=window, stride_px=min(stride_px, window), batch_size=batch_size,
         reduction=reduction, post=lambda logits: torch.softmax(logits.float(), dim=1), device=device,
+        pad_mode="replicate" if pad_mode == "replicate" else None,
     )
+    if pad:
+        prob = prob[:, pad:pad + ny, pad:pad + nx]
     return np.clip(prob, 0.0, 1.0).astype(np.float32), thresholds
 
 
@@ -172,16 +186,12 @@ def run_inference(
 
     out = probs_path(config, init, lead_h)
     png = probs_png_path(config, init, lead_h)
-    if out.is_file() and not overwrite:
+    if out.is_file() and (png.is_file() or not plot) and not overwrite:
         logger.info("%s exists; use --overwrite to redo it", out)
         return InferenceResult(out, png if png.is_file() else None, Path(""), skipped=True)
-    graf_path = locate_graf(config, init, lead_h, prefer="laptop")
-    if graf_path is None:
-        raise InputFileError(
-            graf_laptop_path(config, init, lead_h),
-            f"GRAF forecast not found (nor in the archive at {graf_archive_path(config, init, lead_h)}); "
-            "fetch it with copy_graf_to_laptop.py",
-        )
+    if out.is_file() and plot and not overwrite:  # the netCDF survived, its map did not
+        return InferenceResult(out, _plot_from_file(config, out, png, init, lead_h), Path(""), skipped=True)
+    graf_path = require_graf(config, init, lead_h, prefer="laptop")
     if graf_path != graf_laptop_path(config, init, lead_h):
         logger.info("using the archive copy %s", graf_path)
     graf = read_graf(graf_path, lead_h, init=init)
@@ -190,10 +200,12 @@ def run_inference(
         raise InputFileError(graf_path, f"grid ({graf.grid.describe()}) differs from the terrain file's")
     dev = select_device(device)
     model = load_model_for_lead(config, lead_h, dev)
+    _check_provenance(model, terrain, config.paths.terrain_file)
     graf_mm = np.nan_to_num(graf.values, nan=0.0).astype(np.float32)
     inf = config.inference
     prob, thresholds = predict_probabilities(
-        model, graf_mm, terrain, graf.valid_time, inf.window_px, inf.stride_px, inf.batch_size, dev
+        model, graf_mm, terrain, graf.valid_time, inf.window_px, inf.stride_px, inf.batch_size, dev,
+        pad_mode=inf.pad_mode,
     )
     sigma = reference_sigma_px(config.probability, lead_h)
     raw = exceedance(graf_mm, thresholds)
@@ -201,12 +213,12 @@ def run_inference(
     prob_attrs = {"units": "1", "valid_min": 0.0, "valid_max": 1.0}
     variables = {
         "prob_exceed": NcVar(prob, {**prob_attrs, "long_name": "U-Net probability that the 1-h MRMS amount >= threshold"},
-                             dims=("threshold", "y", "x"), least_significant_digit=3),
+                             dims=("threshold", "y", "x"), significant_digits=4),
         "prob_exceed_raw": NcVar(raw, {**prob_attrs, "long_name": "raw GRAF exceedance (0 or 1)"},
                                  dims=("threshold", "y", "x"), dtype="i1", fill_value=-1),
         "prob_exceed_smoothed": NcVar(smooth, {**prob_attrs, "long_name": "smoothed-GRAF reference probability",
                                                "gaussian_sigma_px": sigma},
-                                      dims=("threshold", "y", "x"), least_significant_digit=3),
+                                      dims=("threshold", "y", "x"), significant_digits=4),
         "graf_precipitation": NcVar(graf_mm, {"units": "mm", "long_name": "GRAF 1-h precipitation",
                                               "standard_name": "lwe_thickness_of_precipitation_amount"}),
     }
@@ -223,17 +235,42 @@ def run_inference(
             "checkpoint_init": str(model.info.get("init")), "hparams": str(model.info.get("hparams")),
             "graf_file": str(graf_path), "verification_thresholds_mm": list(config.probability.thresholds_mm),
             "window_px": int(inf.window_px or model.patch_px), "stride_px": int(inf.stride_px),
+            "pad_mode": str(inf.pad_mode),
             "pqpf_version": __version__,
         },
     )
-    png_out: Path | None = None
-    if plot:
-        from pqpf.plotting import plot_probability_maps
-
-        pick = [i for i, t in enumerate(thresholds) if t in config.probability.thresholds_mm]
-        title = (f"GRAF + U-Net, init {init:%Y-%m-%d %H} UTC, +{lead_h} h "
-                 f"(valid {graf.valid_time:%Y-%m-%d %H} UTC)")
-        png_out = plot_probability_maps(png, graf.grid, graf_mm, prob[pick],
-                                        tuple(thresholds[i] for i in pick), title)
+    png_out = _plot_from_file(config, out, png, init, lead_h) if plot else None
     logger.info("wrote %s%s", out, f" and {png_out}" if png_out else "")
     return InferenceResult(out, png_out, model.checkpoint)
+
+
+def _plot_from_file(config: Config, nc_path: Path, png: Path, init: dt.datetime, lead_h: int) -> Path:
+    """Draw the map panels of a probabilities file: GRAF and P(obs >= t) for the
+    configured thresholds the file holds (at most four, the larger ones first)."""
+    from pqpf.io.netcdf import read_grid_netcdf
+    from pqpf.plotting import plot_probability_maps
+
+    ds = read_grid_netcdf(nc_path, ["prob_exceed", "graf_precipitation"])
+    edges = [float(t) for t in ds.coords["threshold"]]
+    wanted = [t for t in config.probability.thresholds_mm if any(abs(t - e) < 1e-6 for e in edges)]
+    show = tuple(t for t in wanted if t >= 1.0)[:4] or tuple(wanted[-4:])
+    pick = [min(range(len(edges)), key=lambda i: abs(edges[i] - t)) for t in wanted]
+    valid = init + dt.timedelta(hours=lead_h)
+    title = f"GRAF + U-Net, init {init:%Y-%m-%d %H} UTC, +{lead_h} h (valid {valid:%Y-%m-%d %H} UTC)"
+    return plot_probability_maps(png, ds.grid, ds.data["graf_precipitation"], ds.data["prob_exceed"][pick],
+                                 tuple(wanted), title, show_thresholds=show)
+
+
+def _check_provenance(model: LoadedModel, terrain: Any, terrain_path: Path) -> None:
+    """Refuse a terrain file other than the one the model was trained with: another grid
+    or another smoothing changes what the terrain channels mean."""
+    trained_grid = model.info.get("grid_fingerprint") or ""
+    if trained_grid and trained_grid != terrain.grid.fingerprint():
+        raise InputFileError(terrain_path, f"grid differs from the one {model.checkpoint} was trained on")
+    sigma = float(model.info.get("terrain_smoothing_sigma_px", float("nan")))
+    have = float(getattr(terrain, "smoothing_sigma_px", float("nan")))
+    if np.isfinite(sigma) and np.isfinite(have) and abs(sigma - have) > 1e-6:
+        raise InputFileError(
+            terrain_path, f"terrain smoothed with sigma {have:g} px, but {model.checkpoint} was trained "
+            f"with {sigma:g} px; rerun terrain_height.py with [terrain] smoothing_sigma_px = {sigma:g}"
+        )

@@ -40,6 +40,7 @@ __all__ = [
     "verification_dir",
     "PATCH_SPLITS",
     "locate_graf",
+    "require_graf",
     "graf_mrms_png_path",
     "patch_samples_png_path",
 ]
@@ -171,3 +172,19 @@ def graf_mrms_png_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
 def patch_samples_png_path(config: Config, split: str, init: dt.datetime, lead_h: int) -> Path:
     """``plot_graf_mrms_samples.py``: a grid of sampled patches of one split."""
     return config.paths.plots_dir / f"patch_samples_{split}_{init:%Y%m%d%H}_{int(lead_h)}h.png"
+
+
+def require_graf(config: Config, init: dt.datetime, lead_h: int, prefer: str = "archive") -> Path:
+    """Like :func:`locate_graf`, but a missing file is an :class:`InputFileError` naming
+    both places looked in."""
+    from pqpf.errors import InputFileError
+
+    path = locate_graf(config, init, lead_h, prefer)
+    if path is None:
+        first, second = graf_archive_path(config, init, lead_h), graf_laptop_path(config, init, lead_h)
+        if prefer == "laptop":
+            first, second = second, first
+        hint = "; fetch it with copy_graf_to_laptop.py" if prefer == "laptop" else ""
+        where = f" (nor at {second})" if second != first else ""
+        raise InputFileError(first, f"GRAF forecast not found{where}{hint}")
+    return path

@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from pqpf.model import cdf_at_edges, validate_bin_edges
+from pqpf.bins import edge_widths_mm, validate_bin_edges
+from pqpf.model import cdf_at_edges
 
 __all__ = [
     "LOSS_SCHEMES",
@@ -64,7 +65,7 @@ def _rps_weights(edges: NDArray[np.float64], thresholds_mm: Sequence[float] | No
 
 
 def _crps_weights(edges: NDArray[np.float64], thresholds_mm: Sequence[float] | None) -> NDArray[np.float64]:
-    return np.diff(edges)
+    return edge_widths_mm(edges)
 
 
 def _threshold_weights(
@@ -129,7 +130,9 @@ def observation_mask(obs_mm: Any, quality: Any, min_quality: float) -> Any:
     """
     if isinstance(obs_mm, torch.Tensor):
         return torch.isfinite(obs_mm) & (torch.nan_to_num(quality, nan=-1.0) >= min_quality)
-    return np.isfinite(obs_mm) & (np.nan_to_num(quality, nan=-1.0) >= min_quality)
+    from pqpf.verification import good_quality_mask
+
+    return good_quality_mask(obs_mm, quality, min_quality)
 
 
 def rps_per_pixel(

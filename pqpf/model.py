@@ -49,6 +49,9 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
+from pqpf.bins import EDGE_ATOL_MM as _EDGE_ATOL_MM
+from pqpf.bins import bin_index_numpy, validate_bin_edges
+
 if TYPE_CHECKING:
     from pqpf.config import ModelHParams
 
@@ -69,7 +72,6 @@ logger = logging.getLogger(__name__)
 
 _Array = TypeVar("_Array", NDArray[Any], torch.Tensor)
 #: Edges and thresholds are matched to within this (mm).
-_EDGE_ATOL_MM = 1e-6
 
 
 # --------------------------------------------------------------------------------------
@@ -277,38 +279,6 @@ def count_parameters(model: nn.Module) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def validate_bin_edges(
-    edges_mm: Sequence[float], thresholds_mm: Sequence[float] = ()
-) -> NDArray[np.float64]:
-    """Check bin lower edges and return them as a float64 array.
-
-    Parameters
-    ----------
-    edges_mm : sequence of float, length K >= 2
-        Lower edges (mm): strictly increasing, the first 0.
-    thresholds_mm : sequence of float
-        Probability thresholds (mm) that must each be one of the edges.
-
-    Raises
-    ------
-    ValueError
-        Naming the problem (and a missing threshold).
-    """
-    edges = np.asarray(edges_mm, dtype=np.float64)
-    if edges.ndim != 1 or edges.size < 2 or not np.isfinite(edges).all():
-        raise ValueError(f"bin edges must be at least 2 finite values, got {list(edges_mm)}")
-    if edges[0] != 0.0:
-        raise ValueError(f"the first bin edge must be 0 mm, got {edges[0]}")
-    if (np.diff(edges) <= 0).any():
-        raise ValueError(f"bin edges must be strictly increasing, got {list(edges_mm)}")
-    for t in thresholds_mm:
-        if not np.isclose(edges, t, rtol=0.0, atol=_EDGE_ATOL_MM).any():
-            raise ValueError(
-                f"threshold {t} mm is not a bin edge; edges are {[float(e) for e in edges]}"
-            )
-    return edges
-
-
 def _threshold_indices(edges: NDArray[np.float64], thresholds_mm: Sequence[float]) -> list[int]:
     validate_bin_edges(edges, thresholds_mm)
     return [int(np.argmin(np.abs(edges - t))) for t in thresholds_mm]
@@ -334,10 +304,7 @@ def bin_index(obs_mm: _Array, edges_mm: Sequence[float]) -> _Array:
         nan = torch.isnan(obs_mm)
         idx = torch.bucketize(torch.where(nan, torch.zeros_like(obs_mm), obs_mm), e, right=True) - 1
         return torch.where(nan, torch.full_like(idx, -1), idx.clamp_min(0))
-    obs = np.asarray(obs_mm)
-    nan = np.isnan(obs)
-    idx = np.searchsorted(edges, np.where(nan, 0.0, obs), side="right").astype(np.int64) - 1
-    return np.where(nan, -1, np.maximum(idx, 0))
+    return bin_index_numpy(obs_mm, edges)
 
 
 def probs_from_logits(logits: _Array, dim: int = 1) -> _Array:

@@ -10,9 +10,11 @@ For ``save_patched_graf_mrms.py INIT LEAD``:
   season's lead-in a year earlier.
 * **Split** (:func:`assign_splits`): time is cut into contiguous blocks of
   ``split_block_days`` anchored at 1970-01-01; each block goes whole to train,
-  validation or test (deterministically from the seed, at least one block each when
-  there are three or more), and inits within ``split_gap_h`` hours after a block of a
-  different split are dropped. No two neighbouring inits straddle splits.
+  validation or test, and inits within ``split_gap_h`` hours after a block of a
+  different split are dropped, so no two neighbouring inits straddle splits. Blocks are
+  stratified by the GRAF forecast's wet-area fraction (never by the observations) so
+  that every split sees dry and wet weather in the configured shares; a split drawn
+  wholly from a dry spell would make the validation score meaningless.
 * **Sampling** (:func:`sample_patches`): candidate patch origins on a stride of
   ``candidate_stride_px`` (the last row/column flush with the domain edge). A candidate
   is rejected when more than ``max_poor_quality_fraction`` of its pixels have MRMS quality
@@ -38,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ from pqpf.dates import format_yyyymmddhh, to_epoch_seconds
 from pqpf.errors import InputFileError, PqpfError
 from pqpf.layout import PATCH_SPLITS, locate_graf, mrms_remapped_path, patch_file_path
 from pqpf.progress import Progress
+from pqpf.verification import good_quality_mask
 
 __all__ = [
     "training_inits",
@@ -118,38 +122,64 @@ def _block_of(when: dt.datetime, block_days: int) -> int:
     return int(to_epoch_seconds(when) // (86400 * block_days))
 
 
-def assign_splits(inits: list[dt.datetime], cfg: PatchesConfig) -> dict[dt.datetime, str]:
+def _split_pattern(fractions: NDArray[np.float64]) -> list[str]:
+    """Labels of one group of blocks: as many as the smallest held-out share needs,
+    apportioned by largest remainders, with at least one block of each non-zero share."""
+    held = [f for f in fractions[1:] if f > 0]
+    size = int(math.ceil(1.0 / min(held) - 1e-9)) if held else 1
+    exact = fractions * size
+    counts = np.floor(exact).astype(int)
+    for k in np.argsort(-(exact - counts))[: size - counts.sum()]:
+        counts[k] += 1
+    for k in (1, 2):
+        if fractions[k] > 0 and counts[k] == 0:
+            counts[k] = 1
+            counts[0] -= 1
+    # Interleave: each label at its ideal evenly spaced position within the group.
+    slots = []
+    for name, count in zip(("train", "validation", "test"), counts):
+        slots += [((k + 0.5) * size / count, name) for k in range(int(count))]
+    return [name for _, name in sorted(slots)]
+
+
+def assign_splits(
+    inits: list[dt.datetime], cfg: PatchesConfig, wetness: dict[dt.datetime, float] | None = None
+) -> dict[dt.datetime, str]:
     """Assign each init to "train", "validation" or "test" by contiguous date blocks.
 
-    Inits within ``split_gap_h`` after a block of another split are left out (absent
-    from the returned dict). Deterministic for a given seed and set of blocks.
+    Blocks are ranked by ``wetness`` (e.g. the GRAF wet-area fraction of their inits;
+    the forecast, never the observations) and labelled in turn with the repeating,
+    interleaved pattern of :func:`_split_pattern` from a seeded random offset
+    (systematic sampling), so every run of consecutive ranks holds the shares.
+    Every split thus gets blocks from the dry and the wet end of the period's weather,
+    in the configured shares; without ``wetness`` the ranking is by time. Inits within
+    ``split_gap_h`` after a block of another split are left out (absent from the
+    returned dict). Deterministic for a given seed, set of blocks and wetness.
     """
     if cfg.split_block_days < 1:
         raise ValueError(f"split_block_days must be >= 1, got {cfg.split_block_days}")
     fractions = np.asarray(cfg.split_fractions, dtype=np.float64)
-    if fractions.shape != (3,) or (fractions < 0).any() or fractions.sum() <= 0:
-        raise ValueError(f"split_fractions must be three non-negative shares, got {cfg.split_fractions}")
+    if fractions.shape != (3,) or (fractions < 0).any() or fractions[0] <= 0:
+        raise ValueError(f"split_fractions must be three non-negative shares, training > 0, got {cfg.split_fractions}")
     fractions = fractions / fractions.sum()
-    blocks = sorted({_block_of(t, cfg.split_block_days) for t in inits})
-    n = len(blocks)
-    if n == 0:
+    members: dict[int, list[dt.datetime]] = {}
+    for t in inits:
+        members.setdefault(_block_of(t, cfg.split_block_days), []).append(t)
+    if not members:
         return {}
-    # Counts per split: at least one validation and test block when there are >= 3.
-    n_val = int(round(fractions[1] * n))
-    n_test = int(round(fractions[2] * n))
-    if n >= 3:
-        n_val = max(n_val, 1 if fractions[1] > 0 else 0)
-        n_test = max(n_test, 1 if fractions[2] > 0 else 0)
-    n_val = min(n_val, max(n - 1, 0))
-    n_test = min(n_test, max(n - 1 - n_val, 0))
-    # A seeded random order of the blocks picks which ones are held out.
-    keys = {b: np.random.default_rng([cfg.seed, b + 2**31]).random() for b in blocks}
-    ranked = sorted(blocks, key=lambda b: keys[b])
-    split_of_block = {b: "train" for b in blocks}
-    for b in ranked[:n_val]:
-        split_of_block[b] = "validation"
-    for b in ranked[n_val:n_val + n_test]:
-        split_of_block[b] = "test"
+    def block_wetness(b: int) -> float:
+        return float(np.mean([wetness.get(t, 0.0) for t in members[b]])) if wetness else float(b)
+    ranked = sorted(members, key=lambda b: (block_wetness(b), b))
+    pattern = _split_pattern(fractions)
+    offset = int(np.random.default_rng([cfg.seed, len(ranked)]).integers(len(pattern)))
+    split_of_block = {b: pattern[(i + offset) % len(pattern)] for i, b in enumerate(ranked)}
+    # Fewer blocks than the pattern: still hold out one block for each split with a
+    # share, taking training blocks from the middle of the wetness ranking.
+    if len(ranked) >= 3:
+        for name, share in (("validation", fractions[1]), ("test", fractions[2])):
+            if share > 0 and name not in split_of_block.values():
+                train_blocks = [b for b in ranked if split_of_block[b] == "train"]
+                split_of_block[train_blocks[len(train_blocks) // 2]] = name
     out: dict[dt.datetime, str] = {}
     gap = dt.timedelta(hours=cfg.split_gap_h)
     for t in sorted(inits):
@@ -222,7 +252,7 @@ def sample_patches(
 
     Returns origins (n, 2), sampling weights ``1 / pi`` (n,), and counts for the summary.
     """
-    poor = ~(quality >= min_quality) | ~np.isfinite(mrms_mm)
+    poor = ~good_quality_mask(mrms_mm, quality, min_quality)
     wet = (np.nan_to_num(graf_mm) >= cfg.wet_threshold_mm) | (np.nan_to_num(mrms_mm) >= cfg.wet_threshold_mm)
     good = ~poor
     domain_wet = float(wet[good].mean()) if good.any() else 0.0
@@ -269,29 +299,26 @@ class PatchSummary:
     patches: dict[str, int] = field(default_factory=lambda: {s: 0 for s in PATCH_SPLITS})
     wet_pixels: int = 0
     valid_pixels: int = 0
+    wet_threshold_mm: float = 0.25
+    weights: dict[str, list[NDArray[np.float32]]] = field(default_factory=lambda: {s: [] for s in PATCH_SPLITS})
     files: dict[str, Path] = field(default_factory=dict)
+
+    def effective_patches(self, split: str) -> float:
+        """Kish's effective sample size of the weighted patches, (sum w)^2 / sum w^2."""
+        if not self.weights[split]:
+            return 0.0
+        w = np.concatenate(self.weights[split]).astype(np.float64)
+        return float(w.sum() ** 2 / max((w**2).sum(), 1e-300))
 
     def line(self) -> str:
         """The one summary line the CLI prints."""
         wet = 100.0 * self.wet_pixels / max(self.valid_pixels, 1)
         skipped = ", ".join(f"{len(v)} {k}" for k, v in self.skipped.items() if v) or "none"
-        per_split = ", ".join(f"{k} {v}" for k, v in self.patches.items())
+        per_split = ", ".join(f"{k} {v} (effective {self.effective_patches(k):.0f})" for k, v in self.patches.items())
         return (
             f"inits used {self.inits_used}/{self.inits_considered} (skipped: {skipped}); "
-            f"patches: {per_split}; wet pixels {wet:.1f}% (MRMS >= 0.25 mm)"
+            f"patches: {per_split}; wet pixels {wet:.1f}% (MRMS >= {self.wet_threshold_mm:g} mm)"
         )
-
-
-def _read_mrms(config: Config, valid: dt.datetime, grid: Any) -> tuple[NDArray[np.float32], NDArray[np.float32]] | None:
-    from pqpf.io.netcdf import read_grid_netcdf
-
-    path = mrms_remapped_path(config, valid)
-    if not path.is_file():
-        return None
-    ds = read_grid_netcdf(path, ["precipitation", "quality"])
-    if not ds.grid.same_as(grid):
-        raise InputFileError(path, "remapped MRMS is not on the terrain file's grid")
-    return ds.data["precipitation"].astype(np.float32), ds.data["quality"].astype(np.float32)
 
 
 def make_patch_files(
@@ -310,12 +337,13 @@ def make_patch_files(
     from pqpf.features import FEATURE_SCHEMA_VERSION, build_features, channel_names
     from pqpf.io.grib import read_graf
     from pqpf.io.patchfile import PatchFileWriter
+    from pqpf.mrms import read_remapped_mrms
     from pqpf.reference import reference_sigma_px, smoothed_exceedance
     from pqpf.terrain import read_terrain
 
     cfg = config.patches
     outputs = {s: patch_file_path(config, s, init, lead_h) for s in PATCH_SPLITS}
-    summary = PatchSummary(files=outputs)
+    summary = PatchSummary(files=outputs, wet_threshold_mm=cfg.wet_threshold_mm)
     if not overwrite and all(p.is_file() for p in outputs.values()):
         logger.info("patch files for %s +%d h exist; use --overwrite to redo them",
                     format_yyyymmddhh(init), lead_h)
@@ -327,9 +355,26 @@ def make_patch_files(
     sigma_px = reference_sigma_px(config.probability, lead_h)
     names = channel_names(False)
     inits = training_inits(init, lead_h, cfg)
-    splits = assign_splits(inits, cfg)
     summary.inits_considered = len(inits)
-    summary.skipped["gap"] = [format_yyyymmddhh(t) for t in inits if t not in splits]
+    # Inits without data are counted now and kept out of the split assignment, so that
+    # no held-out block is wasted on hours the archive does not have.
+    available = []
+    for when in inits:
+        if locate_graf(config, when, lead_h) is None:
+            summary.skipped["graf"].append(format_yyyymmddhh(when))
+        elif not mrms_remapped_path(config, when + dt.timedelta(hours=lead_h)).is_file():
+            summary.skipped["mrms"].append(format_yyyymmddhh(when))
+        else:
+            available.append(when)
+    wetness = {}
+    for when in available:  # the forecast's wet-area fraction stratifies the split
+        try:
+            field = read_graf(locate_graf(config, when, lead_h), lead_h, init=when)  # type: ignore[arg-type]
+            wetness[when] = float(np.mean(np.nan_to_num(field.values) >= cfg.wet_threshold_mm))
+        except InputFileError:
+            wetness[when] = 0.0
+    splits = assign_splits(available, cfg, wetness)
+    summary.skipped["gap"] = [format_yyyymmddhh(t) for t in available if t not in splits]
     if not splits:
         raise PqpfError(f"no training inits for {format_yyyymmddhh(init)} +{lead_h} h (check [patches])")
 
@@ -343,13 +388,15 @@ def make_patch_files(
         "reference_sigma_px": float(sigma_px),
         "min_quality": float(config.mrms.min_quality),
         "grid": {k: v for k, v in dataclasses.asdict(grid).items()},
+        "grid_fingerprint": grid.fingerprint(),
+        "terrain_smoothing_sigma_px": float(terrain.smoothing_sigma_px),
         "sampling": {k: (list(v) if isinstance(v, tuple) else v)
                      for k, v in dataclasses.asdict(cfg).items()},
         "pqpf_version": __version__,
     }
     writers = {
         s: PatchFileWriter(outputs[s], {**header_common, "split": s,
-                                        "inits": [format_yyyymmddhh(t) for t, v in splits.items() if v == s]})
+                                        "inits_planned": [format_yyyymmddhh(t) for t, v in splits.items() if v == s]})
         for s in PATCH_SPLITS
     }
     progress = Progress(len(splits), "inits", logger)
@@ -360,15 +407,13 @@ def make_patch_files(
         for when, split in sorted(splits.items()):
             valid = when + dt.timedelta(hours=lead_h)
             graf_path = locate_graf(config, when, lead_h)
-            if graf_path is None:
-                summary.skipped["graf"].append(format_yyyymmddhh(when))
-                progress.step(note="GRAF missing")
+            mrms_ok = mrms_remapped_path(config, valid).is_file()
+            if graf_path is None or not mrms_ok:  # vanished since the check above
+                summary.skipped["graf" if graf_path is None else "mrms"].append(format_yyyymmddhh(when))
+                progress.step(note="input missing")
                 continue
-            mrms = _read_mrms(config, valid, grid)
-            if mrms is None:
-                summary.skipped["mrms"].append(format_yyyymmddhh(when))
-                progress.step(note="MRMS missing")
-                continue
+            observed = read_remapped_mrms(config, valid, grid)
+            mrms = (observed.data["precipitation"].astype(np.float32), observed.data["quality"].astype(np.float32))
             try:
                 graf = read_graf(graf_path, lead_h, init=when)
             except InputFileError as exc:
@@ -397,11 +442,13 @@ def make_patch_files(
                 "valid_time": np.full(n, to_epoch_seconds(valid), dtype=np.int64),
             }
             writers[split].append(record)
+            writers[split].trailer_extra.setdefault("inits_used", []).append(format_yyyymmddhh(when))
             summary.inits_used += 1
             summary.patches[split] += n
-            good = record["quality"] >= config.mrms.min_quality
+            good = good_quality_mask(record["mrms"], record["quality"], config.mrms.min_quality)
             summary.valid_pixels += int(good.sum())
-            summary.wet_pixels += int((np.nan_to_num(record["mrms"]) >= 0.25)[good].sum())
+            summary.wet_pixels += int((record["mrms"][good] >= cfg.wet_threshold_mm).sum())
+            summary.weights[split].append(sample.weights)
             progress.step(note=f"{n} patches")
     except BaseException as exc:  # leave no partial outputs behind
         failed = exc

@@ -47,9 +47,10 @@ from numpy.typing import NDArray
 from pqpf import __version__
 from pqpf.config import Config, HParams
 from pqpf.dates import format_yyyymmddhh
-from pqpf.errors import InputFileError, PqpfError
+from pqpf.errors import ConfigError, InputFileError, PqpfError
 from pqpf.io.atomic import atomic_path, atomic_write_text
 from pqpf.layout import patch_file_path, registry_path, training_run_dir
+from pqpf.verification import good_quality_mask
 
 __all__ = [
     "PatchSet",
@@ -299,6 +300,21 @@ def update_registry(config: Config, lead_h: int, entry: dict[str, Any]) -> Path:
     return path
 
 
+def _unregister_run(config: Config, lead_h: int, run_dir: Path) -> None:
+    """Remove the registry entry of ``lead_h`` if it points into ``run_dir`` (about to be
+    deleted), so inference never follows it to a checkpoint that is gone."""
+    path = registry_path(config)
+    if not path.is_file():
+        return
+    with _locked(path):
+        data = read_registry(config)
+        entry = data.get(str(int(lead_h)))
+        if isinstance(entry, dict) and _resolve(config, str(entry.get("checkpoint", ""))).parent == run_dir:
+            del data[str(int(lead_h))]
+            atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+            logger.warning("removed lead %d h from the registry until this training finishes", lead_h)
+
+
 def _resolve(config: Config, checkpoint: str) -> Path:
     path = Path(checkpoint)
     return path if path.is_absolute() else config.paths.trainings_dir / path
@@ -307,7 +323,11 @@ def _resolve(config: Config, checkpoint: str) -> Path:
 def registry_checkpoint(config: Config, lead_h: int) -> Path | None:
     """The checkpoint the registry names for ``lead_h``, or None."""
     entry = read_registry(config).get(str(int(lead_h)))
-    return _resolve(config, entry["checkpoint"]) if entry else None
+    if not entry:
+        return None
+    if not isinstance(entry, dict) or not entry.get("checkpoint"):
+        raise InputFileError(registry_path(config), f"the entry of lead {lead_h} h has no 'checkpoint'")
+    return _resolve(config, entry["checkpoint"])
 
 
 def nearest_registered_lead(config: Config, lead_h: int, exclude_self: bool = True) -> int | None:
@@ -370,12 +390,12 @@ class _BatchSource:
         d = self.data
         features = d.features[idx]
         if self.time_features:
-            from pqpf.features import time_feature_planes
+            from pqpf.features import append_time_channels
 
-            features = np.concatenate([features, time_feature_planes(d.valid_time[idx], features.shape[-2:])], axis=1)
+            features = append_time_channels(features, d.valid_time[idx])
         mrms = d.mrms_mm[idx]
         quality = d.quality[idx]
-        mask = (quality >= self.min_quality) & np.isfinite(mrms)
+        mask = good_quality_mask(mrms, quality, self.min_quality)
         weights = d.weights[idx] / self.weight_scale if self.use_weights else np.ones(len(idx), np.float32)
         return {
             "features": torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
@@ -388,15 +408,34 @@ class _BatchSource:
         }
 
 
-def _loader(source: _BatchSource, workers: int, pin: bool) -> Any:
-    import torch
+def _loader(source: _BatchSource, workers: int, pin: bool) -> Iterator[dict[str, Any]]:
+    """Batches in order; with ``workers`` > 0, assembled ahead by that many threads.
 
+    The patches live in memory, so assembling a batch is array indexing and copying,
+    which numpy and torch do without holding the GIL: threads keep the next batches ready
+    while the model trains, with no process start-up and no copy of the patch arrays into
+    worker processes (which on macOS, where workers are spawned, would pickle them all
+    every epoch). ``pin`` pins the batches' memory for faster copies to a CUDA device.
+    """
     if workers <= 0:
-        return (source[k] for k in range(len(source)))
-    return torch.utils.data.DataLoader(
-        source, batch_size=None, shuffle=False, num_workers=workers, pin_memory=pin,
-        prefetch_factor=4, persistent_workers=False,
-    )
+        for k in range(len(source)):
+            yield source[k]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    depth = 2 * workers
+
+    def make(k: int) -> dict[str, Any]:
+        batch = source[k]
+        return {key: value.pin_memory() for key, value in batch.items()} if pin else batch
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pqpf-batches") as pool:
+        pending = {k: pool.submit(make, k) for k in range(min(depth, len(source)))}
+        for k in range(len(source)):
+            batch = pending.pop(k).result()
+            if k + depth < len(source):
+                pending[k + depth] = pool.submit(make, k + depth)
+            yield batch
 
 
 # --------------------------------------------------------------------------------------
@@ -499,14 +538,15 @@ def _sample_digest(indices: NDArray[np.int64]) -> str:
 
 def _format_row(epoch: int, row: dict[str, Any]) -> str:
     bss = "  ".join(f"{row.get(f'val_bss_{t:g}mm', float('nan')):+7.3f}" for t in DIAGNOSTIC_THRESHOLDS_MM)
-    return (f"{epoch:5d}  {row['train_rps']:9.5f}  {row['val_rps']:9.5f}  {bss}  "
+    return (f"{epoch:5d}  {row['train_rps']:10.5f}  {row['val_rps']:10.5f}  {bss}  "
             f"{row['lr']:8.2e}  {row['seconds']:6.1f}  {row['samples_per_s']:8.1f}"
             f"{'  *' if row.get('improved') else ''}")
 
 
-def _header_row() -> str:
+def _header_row(scheme: str) -> str:
     bss = "  ".join(f"BSS{t:g}mm".rjust(7) for t in DIAGNOSTIC_THRESHOLDS_MM)
-    return f"epoch  train_rps    val_rps  {bss}        lr     sec  samples/s"
+    train, val = f"train_{scheme}", f"val_{scheme}"
+    return f"epoch  {train:>10}  {val:>10}  {bss}        lr     sec  samples/s   (* best so far)"
 
 
 def train(
@@ -552,6 +592,9 @@ def train(
     from pqpf.model import build_model, validate_bin_edges
 
     dev = select_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dev.type == "mps":
+        raise PqpfError("distributed training (torchrun) is not supported on MPS: the gloo backend cannot "
+                        "reduce MPS tensors; train in one process, or pass --device cpu")
     ctx = DistributedContext.from_environment(dev.type)
     if ctx.world_size > 1 and dev.type == "cuda":
         dev = torch.device("cuda", ctx.local_rank)
@@ -583,7 +626,13 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
         )
     thresholds = tuple(config.probability.thresholds_mm)
     edges = tuple(hp.model.bin_edges_mm)
-    validate_bin_edges(edges, thresholds)
+    try:
+        validate_bin_edges(edges, thresholds)
+    except ValueError as exc:
+        raise ConfigError(
+            f"hyper-parameters {hp.name!r} bin_edges_mm and [probability] thresholds_mm of "
+            f"{config.source} disagree: {exc}"
+        ) from None
     if tuple(train_set.thresholds_mm) != thresholds:
         raise InputFileError(paths["train"], f"patch thresholds {train_set.thresholds_mm} differ from the config's {thresholds}")
     channel_names = tuple(train_set.channel_names)
@@ -593,6 +642,9 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
         channel_names = channel_names + tuple(TIME_CHANNELS)
     patch_px = int(train_set.header["patch_px"])
     min_quality = float(config.mrms.min_quality)
+    if abs(float(train_set.header.get("min_quality", min_quality)) - min_quality) > 1e-9 and ctx.is_main:
+        logger.warning("the patches were cut with [mrms] min_quality = %s, this config says %s: "
+                       "patch rejection and the loss mask disagree", train_set.header.get("min_quality"), min_quality)
     epochs_total = min(hp.epochs, max_epochs) if max_epochs else hp.epochs
 
     # Normalisation from the training split (sampling-weighted), the same on every rank.
@@ -618,6 +670,12 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
         if latest is None:
             raise PqpfError(f"--resume: no epoch checkpoint in {run_dir}")
         state = load_checkpoint(latest, map_location=dev)
+        differ = _differing_hparams(state.get("hparams", {}), _plain(dataclasses.asdict(hp)))
+        if differ:
+            raise PqpfError(
+                f"--resume: {latest} was trained with other hyper-parameters ({differ}); "
+                "resume with the same set, or start again with --overwrite"
+            )
         if int(state.get("world_size", 1)) != ctx.world_size:
             raise PqpfError(
                 f"--resume: {latest} was trained with {state.get('world_size')} processes, "
@@ -641,8 +699,12 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             net.load_state_dict(state["net"])
         except RuntimeError as exc:
             raise PqpfError(f"--init-from {source}: the network shapes differ ({str(exc).splitlines()[0]})") from None
+        # The copied weights expect inputs scaled as in their own training: keep that
+        # normalisation (same features, so it stays appropriate for this lead).
+        normalisation = Normalisation.from_dict(state["normalisation"], source)
+        normalisation.check_channels(channel_names)
         if ctx.is_main:
-            logger.info("warm start from %s", source)
+            logger.info("warm start from %s (and its input normalisation)", source)
     else:
         # a fresh network starts from the training climatology of the amount bins
         net.set_prior(_bin_climatology(train_set, edges, min_quality, hp.use_sampling_weights))
@@ -658,6 +720,7 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
 
         atomic_write_text(run_dir / "hparams.yaml", yaml.safe_dump(_plain(dataclasses.asdict(hp)), sort_keys=False))
         if not resume:
+            _unregister_run(config, lead_h, run_dir)
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
             (run_dir / "best.pt").unlink(missing_ok=True)
             for old in run_dir.glob("epoch_*.pt"):
@@ -665,9 +728,10 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             logger.info("training %s +%d h on %s (%d processes): %d training / %d validation patches, "
                         "hparams %r, %d parameters", format_yyyymmddhh(init), lead_h, dev, ctx.world_size,
                         len(train_set), len(val_set), hp.name, sum(p.numel() for p in net.parameters()))
-        logger.info("%s", _header_row())
+        logger.info("%s", _header_row(hp.loss))
 
     weight_scale = float(np.mean(train_set.weights)) if len(train_set) else 1.0
+    valid_per_patch = _mean_weighted_valid_points(train_set, min_quality, weight_scale, hp.use_sampling_weights)
     workers = max(0, int(hp.num_workers))
     stopped_early = False
     epoch = start_epoch - 1
@@ -698,13 +762,18 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
                 logits = model(x)
             loss, n_valid = masked_rps_loss(logits.float(), obs, mask, edges, scheme=hp.loss, sample_weight=w,
                                             thresholds_mm=thresholds)
-            scaler.scale(loss).backward()
+            # The gradient uses a fixed denominator (the expected weighted count of valid
+            # points of a batch), not this batch's own weight sum: then every patch's
+            # contribution is proportional to its sampling weight whatever else is in the
+            # batch, and the mean gradient estimates that of the population's score.
+            (scaler.scale(loss * (n_valid / (x.shape[0] * valid_per_patch)))).backward()
             scaler.step(optimizer)
             scaler.update()
             loss_sum += float(loss.detach()) * float(n_valid)
             weight_sum += float(n_valid)
             samples += x.shape[0]
             t_wait = time.perf_counter()
+        train_seconds = time.perf_counter() - t0
         train_sums = ctx.all_reduce_sum(np.array([loss_sum, weight_sum, samples], dtype=np.float64))
         val = evaluate(net, val_set, normalisation, edges, hp, min_quality, dev, ctx)
         score = float(val["rps"])
@@ -722,7 +791,8 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
         row = {
             "epoch": epoch, "train_rps": train_sums[0] / max(train_sums[1], 1e-12),
             "val_rps": score, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
-            "samples_per_s": train_sums[2] / max(seconds, 1e-9), "data_wait_s": wait_s,
+            "samples_per_s": train_sums[2] / max(train_seconds, 1e-9), "train_seconds": train_seconds,
+            "data_wait_s": wait_s, "data_wait_share": wait_s / max(train_seconds, 1e-9),
             "improved": improved, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
             "world_size": ctx.world_size, "rank_sample_digests": digests,
             "rank_sample_counts": [int(x) for x in ctx.all_gather_strings(str(len(order)))],
@@ -769,7 +839,7 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
                 "checkpoint": rel, "init": format_yyyymmddhh(init), "hparams": hp.name,
                 "best_epoch": best_epoch, "val_rps": best_score,
                 "test": {k: v for k, v in test_scores.items()},
-                "updated": dt.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "updated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "pqpf_version": __version__,
             })
     return TrainResult(run_dir, best_path, best_epoch, best_score, epoch - start_epoch + 1,
@@ -779,15 +849,26 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
 def _training_normalisation(data: PatchSet, channel_names: tuple[str, ...], hp: HParams) -> Any:
     """Per-channel statistics of the training split, weighted by the sampling weights
     (so they describe the climatology rather than the wet-favouring sample)."""
-    from pqpf.features import NormalisationAccumulator, time_feature_planes
+    from pqpf.features import NormalisationAccumulator, append_time_channels
 
     acc = NormalisationAccumulator(channel_names)
     for start in range(0, len(data), 256):
         block = data.features[start:start + 256]
         if hp.time_features:
-            block = np.concatenate([block, time_feature_planes(data.valid_time[start:start + 256], block.shape[-2:])], axis=1)
+            block = append_time_channels(block, data.valid_time[start:start + 256])
         acc.update(block, data.weights[start:start + 256] if hp.use_sampling_weights else None)
     return acc.result()
+
+
+def _mean_weighted_valid_points(data: PatchSet, min_quality: float, weight_scale: float, weighted: bool) -> float:
+    """Mean over training patches of (normalised sampling weight x valid points)."""
+    total = 0.0
+    for start in range(0, len(data), 256):
+        obs = data.mrms_mm[start:start + 256]
+        valid = good_quality_mask(obs, data.quality[start:start + 256], min_quality).sum(axis=(1, 2))
+        w = data.weights[start:start + 256] / weight_scale if weighted else np.ones(len(obs))
+        total += float((w * valid).sum())
+    return max(total / max(len(data), 1), 1.0)
 
 
 def _bin_climatology(data: PatchSet, edges: tuple[float, ...], min_quality: float, weighted: bool
@@ -799,7 +880,7 @@ def _bin_climatology(data: PatchSet, edges: tuple[float, ...], min_quality: floa
     counts = np.zeros(len(edges), dtype=np.float64)
     for start in range(0, len(data), 256):
         obs = data.mrms_mm[start:start + 256]
-        ok = (data.quality[start:start + 256] >= min_quality) & np.isfinite(obs)
+        ok = good_quality_mask(obs, data.quality[start:start + 256], min_quality)
         idx = np.asarray(bin_index(np.where(ok, obs, np.nan), edges))
         w = data.weights[start:start + 256] if weighted else np.ones(len(obs), np.float32)
         wpix = np.broadcast_to(w[:, None, None], obs.shape)
@@ -808,13 +889,28 @@ def _bin_climatology(data: PatchSet, edges: tuple[float, ...], min_quality: floa
     return counts / counts.sum()
 
 
+def _differing_hparams(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
+    """``key: old -> new`` for every hyper-parameter that differs (nested keys dotted)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differing_hparams(a, b, f"{prefix}{key}.")
+            if inner:
+                out.append(inner)
+        elif a != b and key != "name":
+            out.append(f"{prefix}{key}: {a} -> {b}")
+    return ", ".join(out)
+
+
 def _warm_start_source(config: Config, lead_h: int, init_from: str) -> Path:
     if init_from == "nearest":
         lead = nearest_registered_lead(config, lead_h)
         if lead is None:
             raise PqpfError(f"--init-from nearest: the registry {registry_path(config)} has no other lead")
         path = registry_checkpoint(config, lead)
-        assert path is not None
+        if path is None:
+            raise PqpfError(f"--init-from nearest: the registry entry of lead {lead} h names no checkpoint")
         return path
     return Path(init_from)
 
@@ -835,6 +931,10 @@ def _checkpoint_state(net, optimizer, scheduler, scaler, epoch, best_score, best
         "hparams": _plain(dataclasses.asdict(hp)),
         "channel_names": list(channel_names),
         "feature_schema_version": int(train_set.header["feature_schema_version"]),
+        # provenance of the inputs, checked by inference
+        "grid_fingerprint": str(train_set.header.get("grid_fingerprint", "")),
+        "terrain_smoothing_sigma_px": float(train_set.header.get("terrain_smoothing_sigma_px", float("nan"))),
+        "min_quality": float(train_set.header.get("min_quality", float("nan"))),
         "bin_edges_mm": [float(e) for e in edges],
         "thresholds_mm": [float(t) for t in thresholds],
         "patch_px": int(patch_px),

@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from pqpf.bins import bin_index_numpy, edge_widths_mm, validate_bin_edges
+
 __all__ = [
     "cos_lat_weights",
     "good_quality_mask",
@@ -199,16 +201,7 @@ def brier_skill_score(bs: float, bs_ref: float) -> float:
 
 
 def _check_edges(edges_mm: ArrayLike) -> NDArray[np.float64]:
-    e = np.asarray(edges_mm, dtype=np.float64).ravel()
-    if e.size < 1 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
-        raise ValueError(f"edges_mm must be finite and strictly increasing, got {e.tolist()}")
-    return e
-
-
-def _bin_index(values_mm: NDArray[np.float64], edges: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Bin of each value for lower edges ``edges`` (below the first edge: bin 0)."""
-    k = np.searchsorted(edges, values_mm, side="right") - 1
-    return np.clip(k, 0, edges.size - 1)
+    return validate_bin_edges(edges_mm)
 
 
 def crps_bins(prob_bins: ArrayLike, edges_mm: ArrayLike, obs_mm: ArrayLike) -> NDArray[np.float64]:
@@ -251,7 +244,7 @@ def crps_bins(prob_bins: ArrayLike, edges_mm: ArrayLike, obs_mm: ArrayLike) -> N
         raise ValueError(f"obs_mm must have shape ({p.shape[1]},), got {y.shape}")
     if not np.all(np.isfinite(y)) or not np.all(np.isfinite(p)):
         raise ValueError("prob_bins and obs_mm must be finite; mask missing points first")
-    return _crps_bins_unchecked(p, e, _bin_index(y, e))
+    return _crps_bins_unchecked(p, e, bin_index_numpy(y, e))
 
 
 def _crps_bins_unchecked(
@@ -259,7 +252,7 @@ def _crps_bins_unchecked(
 ) -> NDArray[np.float64]:
     if e.size == 1:
         return np.zeros(p.shape[1])
-    widths = np.diff(e)
+    widths = edge_widths_mm(e)
     cdf = np.cumsum(p, axis=0)[:-1]  # F_m for m = 1..K-1
     below = k_obs[None, :] < np.arange(1, e.size)[:, None]
     return widths @ (cdf - below) ** 2
@@ -578,13 +571,13 @@ class Verifier:
             self.rel_ref[k]._accumulate(p_ref[k], events[k], w)
         if bins is not None and graf is not None and self.bin_edges_mm is not None:
             e = self.bin_edges_mm
-            k_obs = _bin_index(y, e)
+            k_obs = bin_index_numpy(y, e)
             g = graf[idx].astype(np.float64)
             self.crps_sums += np.array([
                 idx.size,
                 w.sum(),
                 _crps_bins_unchecked(bins[:, idx].astype(np.float64), e, k_obs) @ w,
-                _crps_onehot(_bin_index(g, e), e, k_obs) @ w,
+                _crps_onehot(bin_index_numpy(g, e), e, k_obs) @ w,
                 np.abs(g - y) @ w,
             ])
 

@@ -63,6 +63,8 @@ class VerificationReport:
     result: dict[str, Any]
     used: list[str] = field(default_factory=list)
     skipped_no_mrms: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    checkpoints: dict[str, int] = field(default_factory=dict)
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
 
@@ -82,23 +84,31 @@ def _read_case(config: Config, init: dt.datetime, lead_h: int, thresholds: tuple
     if not mrms.grid.same_as(probs.grid):
         raise InputFileError(mrms.source, "remapped MRMS grid differs from the probabilities' grid")
     d = probs.data
+    # stored with 4 significant digits: rounding may step a hair outside [0, 1]
+    model = np.clip(d["prob_exceed"].astype(np.float64), 0.0, 1.0)
     return {
-        "model": d["prob_exceed"][pick].astype(np.float64),
+        "model": model[pick],
         "raw": d["prob_exceed_raw"][pick].astype(np.float64),
-        "ref": d["prob_exceed_smoothed"][pick].astype(np.float64),
-        "bins": bin_probs_from_exceedance(d["prob_exceed"]),
+        "ref": np.clip(d["prob_exceed_smoothed"][pick].astype(np.float64), 0.0, 1.0),
+        "bins": bin_probs_from_exceedance(model),
         "edges": (0.0, *edges_interior),
         "graf": d["graf_precipitation"].astype(np.float64),
         "lat": d["lat"],
         "obs": mrms.data["precipitation"].astype(np.float64),
         "quality": mrms.data["quality"],
         "valid_fraction": mrms.data["valid_fraction"],
+        "checkpoint": f"{probs.attrs.get('checkpoint', '?')} (lead {probs.attrs.get('checkpoint_lead_h', '?')} h)",
+        "checkpoint_lead_h": probs.attrs.get("checkpoint_lead_h"),
     }
 
 
 def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: int,
-                 plot: bool = True) -> VerificationReport:
+                 plot: bool = True, overwrite: bool = False) -> VerificationReport:
     """Score every init in ``begin..end`` that has a probabilities file and MRMS.
+
+    An existing ``scores.json`` for the same range is reused (not recomputed) when it
+    covers exactly the inits that now have probabilities files and ``overwrite`` is
+    False; new or removed files make it stale.
 
     Raises
     ------
@@ -115,6 +125,18 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
             f"no probabilities files for +{lead_h} h between {format_yyyymmddhh(begin)} and "
             f"{format_yyyymmddhh(end)} in {config.paths.probs_dir} (run resunet_inference.py first)"
         )
+    out_dir = verification_dir(config, begin, end, lead_h)
+    previous = _previous_result(out_dir / "scores.json", inits) if not overwrite else None
+    if previous is not None:
+        logger.info("%s is up to date (use --overwrite to recompute)", out_dir / "scores.json")
+        report.result = previous
+        report.used = previous["inits_used"]
+        report.skipped_no_mrms = previous["inits_skipped_no_mrms"]
+        report.failed = [(x["init"], x["error"]) for x in previous.get("inits_failed", [])]
+        report.out_dir = out_dir
+        report.files = [p for p in (out_dir / "scores.json", out_dir / "scores.csv", out_dir / "reliability.png")
+                        if p.is_file()]
+        return report
     verifier: Verifier | None = None
     weights_cache: dict[str, NDArray[np.float32]] = {}
     progress = Progress(len(inits), "inits", logger)
@@ -124,7 +146,17 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
             report.skipped_no_mrms.append(format_yyyymmddhh(init))
             progress.step(note="no MRMS")
             continue
-        case = _read_case(config, init, lead_h, thresholds)
+        try:
+            case = _read_case(config, init, lead_h, thresholds)
+        except PqpfError as exc:  # count it, finish the rest, fail at the end
+            logger.error("%s", exc)
+            report.failed.append((format_yyyymmddhh(init), str(exc)))
+            progress.step(note="failed")
+            continue
+        if case["checkpoint_lead_h"] is not None and int(case["checkpoint_lead_h"]) != lead_h:
+            logger.warning("%s +%d h was made with the model of lead %s h", format_yyyymmddhh(init), lead_h,
+                           case["checkpoint_lead_h"])
+        report.checkpoints[case["checkpoint"]] = report.checkpoints.get(case["checkpoint"], 0) + 1
         if verifier is None:
             verifier = Verifier(thresholds, bin_edges_mm=case["edges"])
         key = "lat"
@@ -138,15 +170,19 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
         progress.step()
     if verifier is None:
         raise PqpfError(
-            f"none of the {len(inits)} inits with probabilities has remapped MRMS for its valid hour "
-            "(run save_remapped_mrms.py for those hours)"
+            f"none of the {len(inits)} inits with probabilities could be verified "
+            f"({len(report.skipped_no_mrms)} without remapped MRMS, {len(report.failed)} unreadable)"
         )
+    if len(report.checkpoints) > 1:
+        logger.warning("the verified files come from %d different models: %s", len(report.checkpoints),
+                       "; ".join(f"{k} x{v}" for k, v in report.checkpoints.items()))
     result = verifier.result()
     report.result = result
-    out_dir = verification_dir(config, begin, end, lead_h)
     report.out_dir = out_dir
     meta = {"begin": format_yyyymmddhh(begin), "end": format_yyyymmddhh(end), "lead_h": int(lead_h),
             "inits_used": report.used, "inits_skipped_no_mrms": report.skipped_no_mrms,
+            "inits_failed": [{"init": i, "error": e} for i, e in report.failed],
+            "checkpoints": report.checkpoints,
             "min_quality": config.mrms.min_quality, "weights": "cos(latitude) on good-quality MRMS points",
             "pqpf_version": __version__}
     json_path = out_dir / "scores.json"
@@ -166,6 +202,21 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
                  f"({len(report.used)} inits)")
         report.files.append(plot_reliability(out_dir / "reliability.png", result["per_threshold"], title))
     return report
+
+
+def _previous_result(path: Path, inits: list[dt.datetime]) -> dict[str, Any] | None:
+    """The stored result if it covers exactly these inits, else None."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        covered = set(data["inits_used"]) | set(data["inits_skipped_no_mrms"]) | {
+            x["init"] for x in data.get("inits_failed", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if covered != {format_yyyymmddhh(t) for t in inits} or data.get("inits_failed"):
+        return None
+    return data
 
 
 def format_score_table(result: dict[str, Any]) -> str:

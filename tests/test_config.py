@@ -115,3 +115,28 @@ def test_hparams_errors_name_the_problem(tmp_path):
         load_hparams("bad", path)
     with pytest.raises(ConfigError, match=r"no hyper-parameter set named 'nope' \(have: bad, ok\)"):
         load_hparams("nope", path)
+
+
+@pytest.mark.parametrize("section, line, message", [
+    ("probability", "thresholds_mm = 1, 0.5", "thresholds_mm must be positive and increasing"),
+    ("inference", "stride_px = 0", "stride_px must be >= 1"),
+    ("inference", "pad_mode = mirror", "pad_mode must be one of none, reflect, replicate"),
+    ("patches", "cycles = 0, 24", "cycles must be hours 0..23"),
+    ("patches", "split_fractions = 0, 0.5, 0.5", "split_fractions must be three shares"),
+    ("mrms", "min_quality = 1.5", "min_quality must be in [0, 1]"),
+    ("mrms", "remap_method = cubic", "remap_method must be one of conservative, nearest, bilinear"),
+])
+def test_bad_values_fail_at_load_time_naming_file_and_section(tmp_path, monkeypatch, section, line, message):
+    monkeypatch.setenv("PQPF_TEST_MRMS", "/x")
+    path = write(tmp_path, PATHS + f"[{section}]\n{line}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: [{section}]") and message in str(err.value)
+
+
+def test_bad_hyper_parameter_values_are_config_errors(tmp_path):
+    path = write(tmp_path, "a:\n  model: {norm: layer}\nb:\n  loss: mae\n", "h.yaml")
+    with pytest.raises(ConfigError, match=r"a.model: norm must be one of batch, group, instance"):
+        load_hparams("a", path)
+    with pytest.raises(ConfigError, match=r"b: loss must be one of rps, crps, threshold"):
+        load_hparams("b", path)

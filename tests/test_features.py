@@ -232,3 +232,30 @@ def test_augment_batch_torch_matches_per_sample_transforms():
         assert torch.equal(out_q[b], augment_spatial(quality[b], t))
     with pytest.raises(ValueError, match="square"):
         augment_batch_torch(feats[:, :, :, :8], [], ids, channel_names())
+
+
+def test_reflection_padding_flips_the_normal_slope_like_a_mirrored_terrain():
+    from pqpf.features import BASE_CHANNELS, pad_features
+
+    rng = np.random.default_rng(5)
+    h = rng.normal(size=(20, 24))
+    pad = 5
+
+    def slopes(height):
+        gy, gx = np.gradient(height)
+        return gx, gy
+
+    sx, sy = slopes(h)
+    field = np.stack([h, h * 0, h * 0, sx, sy]).astype(np.float32)
+    padded = pad_features(field, pad, BASE_CHANNELS)
+    mx, my = slopes(np.pad(h, pad, mode="reflect"))  # slopes of the mirrored terrain
+    inner = np.zeros(padded.shape[1:], bool)
+    inner[1:-1, 1:-1] = True  # np.gradient is one-sided on the outermost ring
+    inner[pad:-pad, pad:-pad] = False  # the original domain keeps its own (edge) slopes
+    for line in (pad, -pad - 1):  # on the mirror lines the edge slope is one-sided, not 0
+        inner[line, :] = False
+        inner[:, line] = False
+    assert np.allclose(padded[3][inner], mx[inner], atol=1e-6)
+    assert np.allclose(padded[4][inner], my[inner], atol=1e-6)
+    assert np.array_equal(padded[:, pad:-pad, pad:-pad], field)
+    assert np.allclose(padded[0], np.pad(h, pad, mode="reflect"))

@@ -84,3 +84,33 @@ def test_sampling_favours_rain_rejects_poor_quality_and_weights_invert_inclusion
     # a dry init gets fewer patches than a wet one
     dry = sample_patches(np.zeros_like(graf), np.zeros_like(mrms), quality, cfg, 0.5, rng)
     assert dry.expected == pytest.approx(0.5 * 30) and s0.expected > dry.expected
+
+
+def test_split_shares_follow_config_and_every_split_sees_wet_and_dry_blocks():
+    from pqpf.patches import _split_pattern
+
+    assert sorted(_split_pattern(np.array([0.7, 0.15, 0.15]))) == ["test"] + ["train"] * 5 + ["validation"]
+    assert sorted(_split_pattern(np.array([0.6, 0.2, 0.2]))) == ["test"] + ["train"] * 3 + ["validation"]
+    cfg = dataclasses.replace(CFG, split_block_days=2, split_fractions=(0.6, 0.2, 0.2), split_gap_h=0)
+    start = dt.datetime(2025, 1, 1)
+    inits = [start + dt.timedelta(hours=12 * k) for k in range(4 * 50)]  # 100 blocks
+    rng = np.random.default_rng(3)
+    # long dry spells: wetness persists over ~10 days, like the weather that broke the old split
+    spell = np.repeat(rng.random(21) ** 2, 10)[: len(inits)]
+    wetness = {t: float(w) for t, w in zip(inits, spell)}
+    splits = assign_splits(inits, cfg, wetness)
+    for name, share in (("train", 0.6), ("validation", 0.2), ("test", 0.2)):
+        members = [t for t, s in splits.items() if s == name]
+        assert len(members) / len(splits) == pytest.approx(share, abs=0.03)
+        wet = np.array([wetness[t] for t in members])
+        # each split spans the whole range of wetness, not one spell
+        assert wet.min() < np.quantile(spell, 0.2) and wet.max() > np.quantile(spell, 0.8)
+        assert wet.mean() == pytest.approx(spell.mean(), rel=0.25)
+
+
+def test_three_blocks_still_give_every_split_one():
+    cfg = dataclasses.replace(CFG, split_block_days=2, split_fractions=(0.6, 0.2, 0.2), split_gap_h=0)
+    inits = [dt.datetime(2025, 7, 1) + dt.timedelta(hours=12 * k) for k in range(12)]  # 3 blocks
+    for seed in range(10):
+        splits = assign_splits(inits, dataclasses.replace(cfg, seed=seed), {t: 0.1 for t in inits})
+        assert set(splits.values()) == {"train", "validation", "test"}

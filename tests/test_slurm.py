@@ -10,7 +10,6 @@ archive once those modules are merged.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
 import shlex
 import subprocess
@@ -148,7 +147,7 @@ def test_submit_helper_prints_patches_and_train_commands(helper_env, capsys, mon
         str(SLURM_DIR / "patches.sbatch")]
     # options before the sub-command count too
     assert submit_main(["--config", str(cfg), "train", "2025120100", "12", "--gpus", "2",
-                        "--hparams", "gpu", "--logs", str(logs)], script_dir=ROOT) == 0
+                        "--hparams-name", "gpu", "--logs", str(logs)], script_dir=ROOT) == 0
     assert _printed(capsys) == [
         "sbatch", "--parsable", f"--output={logs}/%x_%j.out", "--gres=gpu:2",
         f"--export=ALL,INIT=2025120100,LEAD=12,NPROC=2,HPARAMS_NAME=gpu,PQPF_HOME=/opt/pqpf,"
@@ -225,7 +224,7 @@ def test_train_script_dry_run_builds_the_torchrun_command():
     assert status == 0, log
     assert cmd == [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    "--nproc_per_node=2", "train_resunet.py", "2025120100", "12",
-                   "--hparams", "gpu", "--config", "/site/c.ini"]
+                   "--hparams-name", "gpu", "--config", "/site/c.ini"]
     assert "2 processes, OMP_NUM_THREADS=4" in log  # 8 CPUs shared by 2 processes
     status, cmd, log = _dry("train.sbatch", INIT="2025120100", LEAD="12", NPROC="2",
                             PQPF_TORCHRUN="torchrun")
@@ -377,20 +376,14 @@ def _snapshot(directory: Path) -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_remap_array_job_on_synthetic_archive(slurm_available, tmp_path):
-    for module in ("pqpf.synthetic", "pqpf.mrms"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not in this checkout yet (needs the synthetic and "
-                        "remap branches)")
     from pqpf.io.netcdf import read_grid_netcdf
     from pqpf.layout import mrms_remapped_path
     from pqpf.synthetic import generate_archive
 
     begin, end = dt.datetime(2024, 7, 1, 0), dt.datetime(2024, 7, 2, 5)  # 30 hours
     archive = tmp_path / "archive"
-    made = generate_archive(archive, begin, end, (1,), "demo", 7)
-    cfg = Path(made) if isinstance(made, (str, Path)) and str(made).endswith(".ini") \
-        else archive / "config.ini"
-    config = load_config(cfg)
+    config = generate_archive(archive, begin, end, (1,), "demo", 7)
+    cfg = config.source
     env = {**os.environ, "PQPF_HOME": str(ROOT), "PQPF_PYTHON": sys.executable,
            "OMP_NUM_THREADS": "1"}
     env.pop("PQPF_ACTIVATE", None)

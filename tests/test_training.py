@@ -124,3 +124,130 @@ def test_torchrun_two_ranks_see_different_data_and_write_one_set(tmp_path):
     # diagnostics are printed once, by rank 0
     assert res.stderr.count("epoch  train_rps") == 1
     assert list(read_registry(config)) == ["6"]
+
+
+def test_prefetching_threads_yield_the_same_batches_in_the_same_order(tmp_path):
+    from pqpf.layout import patch_file_path
+    from pqpf.training import _batches, _BatchSource, _loader, load_patch_set
+
+    config = trainkit.make(tmp_path)
+    data = load_patch_set(patch_file_path(config, "train", trainkit.INIT, trainkit.LEAD))
+    batches, order, transforms = _batches(len(data), 5, 0, 1, 1234, 3, shuffle=True)
+    source = _BatchSource(data, batches, transforms, order, 1.0, True, 0.5, False)
+    plain = list(_loader(source, 0, False))
+    threaded = list(_loader(source, 3, False))
+    assert len(plain) == len(threaded) == 10
+    for a, b in zip(plain, threaded):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # every patch appears exactly once per epoch
+    assert sorted(torch.cat([b["index"] for b in plain]).tolist()) == list(range(len(data)))
+
+
+def test_thresholds_that_are_not_bin_edges_are_a_config_error(tmp_path):
+    from pqpf.config import load_config
+    from pqpf.errors import ConfigError
+
+    config = trainkit.make(tmp_path)
+    path = tmp_path / "config.ini"
+    path.write_text(path.read_text().replace("thresholds_mm = 0.25, 1.0, 2.5, 5.0, 10.0, 25.0",
+                                             "thresholds_mm = 0.3, 1"))
+    with pytest.raises(ConfigError, match=r"disagree: .*0\.3"):
+        train(load_config(path), trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+    assert config.paths.trainings_dir.exists() is False or not any(config.paths.trainings_dir.iterdir())
+
+
+def test_sampling_weights_reach_batches_and_scores(tmp_path):
+    import dataclasses
+
+    from pqpf.features import compute_normalisation
+    from pqpf.layout import patch_file_path
+    from pqpf.loss import edge_weights, rps_per_pixel
+    from pqpf.model import build_model
+    from pqpf.training import DistributedContext, _batches, _BatchSource, evaluate, load_patch_set
+
+    torch.manual_seed(0)
+    config = trainkit.make(tmp_path)
+    data = load_patch_set(patch_file_path(config, "validation", trainkit.INIT, trainkit.LEAD))
+    scale = float(data.weights.mean())
+    batches, order, tr = _batches(len(data), 4, 0, 1, 0, 0, shuffle=False)
+    weighted = _BatchSource(data, batches, tr, order, scale, True, 0.5, False)[0]
+    plain = _BatchSource(data, batches, tr, order, scale, False, 0.5, False)[0]
+    assert torch.allclose(weighted["weights"], torch.from_numpy(data.weights[:4] / scale))
+    assert torch.equal(plain["weights"], torch.ones(4))
+
+    net = build_model(TINY.model, 5).eval()
+    norm = compute_normalisation(data.features, data.channel_names)
+    edges = TINY.model.bin_edges_mm
+    ctx = DistributedContext()
+    with torch.no_grad():
+        x = norm.apply_torch(torch.from_numpy(data.features))
+        score = rps_per_pixel(net(x), torch.from_numpy(np.nan_to_num(data.mrms_mm)), edges,
+                              torch.as_tensor(edge_weights(edges, "rps"))).numpy()
+    valid = (data.quality >= 0.5) & np.isfinite(data.mrms_mm)
+    w = np.broadcast_to(data.weights[:, None, None], valid.shape)
+    by_hand = {True: (score * w)[valid].sum() / w[valid].sum(), False: score[valid].mean()}
+    for use in (True, False):
+        hp = dataclasses.replace(TINY, use_sampling_weights=use)
+        got = evaluate(net, data, norm, edges, hp, 0.5, "cpu", ctx)["rps"]
+        assert got == pytest.approx(by_hand[use], rel=1e-5)
+    assert by_hand[True] != pytest.approx(by_hand[False], rel=1e-3)
+
+
+def test_resume_with_other_hyper_parameters_is_refused(tmp_path):
+    import dataclasses
+
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+    other = dataclasses.replace(TINY, learning_rate=TINY.learning_rate * 2)
+    with pytest.raises(PqpfError, match=r"learning_rate: 0.001 -> 0.002"):
+        train(config, trainkit.INIT, trainkit.LEAD, other, device="cpu", max_epochs=2, resume=True)
+
+
+def test_overwrite_takes_the_lead_out_of_the_registry_until_the_new_model_exists(tmp_path, monkeypatch):
+    import pqpf.training as training
+
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+    assert "6" in read_registry(config)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("node died")
+
+    monkeypatch.setattr(training, "evaluate", crash)  # the new training dies in its first epoch
+    with pytest.raises(RuntimeError):
+        train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True)
+    assert "6" not in read_registry(config)  # never pointing at the deleted best.pt
+
+
+def test_time_features_train_and_infer_with_the_same_channels(tmp_path):
+    import dataclasses
+    import datetime as dt
+
+    from scipy.ndimage import gaussian_filter
+
+    from pqpf.features import TIME_CHANNELS
+    from pqpf.inference import load_model_for_lead, predict_probabilities
+
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    hp = dataclasses.replace(TINY, time_features=True)
+    result = train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", max_epochs=1)
+    state = load_checkpoint(result.best_checkpoint)
+    assert state["channel_names"][-4:] == list(TIME_CHANNELS) and len(state["channel_names"]) == 9
+    assert state["normalisation"]["channel_names"] == state["channel_names"]
+    model = load_model_for_lead(config, trainkit.LEAD, torch.device("cpu"))
+    assert model.time_features and len(model.channel_names) == 9
+    rng = np.random.default_rng(0)
+    h = gaussian_filter(rng.normal(0, 300, (40, 56)), 3)
+    gy, gx = np.gradient(h, 4000.0)
+    terrain = {"height_local_difference": h - gaussian_filter(h, 5), "slope_x": gx, "slope_y": gy}
+    graf = np.maximum(gaussian_filter(rng.normal(size=(40, 56)), 2) * 10, 0).astype(np.float32)
+    prob, edges = predict_probabilities(model, graf, terrain, dt.datetime(2025, 12, 2, 6), 16, 8, 4,
+                                        torch.device("cpu"))
+    assert prob.shape == (13, 40, 56) and (np.diff(prob, axis=0) <= 1e-6).all()
+    # the hour of day reaches the network: another valid hour gives other probabilities
+    prob2, _ = predict_probabilities(model, graf, terrain, dt.datetime(2025, 12, 2, 18), 16, 8, 4,
+                                     torch.device("cpu"))
+    assert not np.allclose(prob, prob2)

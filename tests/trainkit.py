@@ -12,24 +12,22 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from pqpf.config import load_config
+from pqpf.config import Config, GrafConfig, load_config, paths_below
+from pqpf.config import write_config as write_config_file
 from pqpf.dates import to_epoch_seconds
 from pqpf.features import FEATURE_SCHEMA_VERSION, build_features, channel_names
 from pqpf.io.patchfile import PatchFileWriter
 from pqpf.layout import patch_file_path
 
-PATHS = ("graf_dir graf_dir_old graf_terrain_grib terrain_file mrms_raw_dir mrms_remapped_dir "
-         "patch_dir trainings_dir graf_laptop_dir probs_dir plots_dir").split()
 INIT = dt.datetime(2025, 12, 1, 0)
 LEAD = 6
 THRESHOLDS = (0.25, 1.0, 2.5, 5.0, 10.0, 25.0)
 
 
-def write_config(root: Path, extra: str = "") -> Path:
-    lines = ["[paths]"] + [f"{k} = {k}" for k in PATHS] + ["", "[graf]", "lead_max_h = 24", ""]
-    path = root / "config.ini"
-    path.write_text("\n".join(lines) + extra)
-    return path
+def write_config(root: Path) -> Path:
+    """config.ini in ``root`` with the standard layout below it."""
+    return write_config_file(Config(source=root / "config.ini", paths=paths_below(root),
+                                    graf=GrafConfig(lead_max_h=24)))
 
 
 def _patches(n: int, p: int, rng: np.random.Generator, t0: int):

@@ -28,6 +28,7 @@ __all__ = [
     "add_begin_end",
     "date_arg",
     "lead_arg",
+    "positive_int",
     "setup_logging",
     "load_config_from_args",
     "check_lead",
@@ -60,6 +61,17 @@ def lead_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"lead must be a whole number of hours, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"lead must not be negative, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type for a count or size that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
     return value
 
 

@@ -23,30 +23,28 @@ example: plot_graf_mrms.py 2025120100 12
 def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("plot_graf_mrms.py", DESCRIPTION, script_dir)
     add_init_lead(parser)
+    parser.add_argument("--overwrite", action="store_true", help="redraw an existing PNG")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from pqpf.errors import InputFileError
     from pqpf.io.grib import read_graf
-    from pqpf.io.netcdf import read_grid_netcdf
-    from pqpf.layout import graf_archive_path, graf_mrms_png_path, locate_graf, mrms_remapped_path
+    from pqpf.layout import graf_mrms_png_path, require_graf
+    from pqpf.mrms import read_remapped_mrms
     from pqpf.plotting import forecast_title, plot_fields_side_by_side
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
-    graf_path = locate_graf(config, args.init, lead)
-    if graf_path is None:
-        raise InputFileError(graf_archive_path(config, args.init, lead), "GRAF forecast not found (nor the laptop copy)")
-    graf = read_graf(graf_path, lead, init=args.init)
-    valid = args.init + dt.timedelta(hours=lead)
-    mrms = read_grid_netcdf(mrms_remapped_path(config, valid), ["precipitation", "quality"])
-    if not mrms.grid.same_as(graf.grid):
-        raise InputFileError(mrms.source, "remapped MRMS grid differs from the GRAF grid")
+    out_path = graf_mrms_png_path(config, args.init, lead)
+    if out_path.is_file() and not args.overwrite:
+        print(out_path)
+        return 0
+    graf = read_graf(require_graf(config, args.init, lead), lead, init=args.init)
+    mrms = read_remapped_mrms(config, args.init + dt.timedelta(hours=lead), graf.grid)
     out = plot_fields_side_by_side(
-        graf_mrms_png_path(config, args.init, lead), graf.grid, np.asarray(graf.values),
+        out_path, graf.grid, np.asarray(graf.values),
         mrms.data["precipitation"], mrms.data["quality"],
         forecast_title("GRAF vs MRMS 1-h precipitation", args.init, lead),
         min_quality=config.mrms.min_quality,

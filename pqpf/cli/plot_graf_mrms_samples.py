@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, positive_int, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -24,8 +24,9 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("plot_graf_mrms_samples.py", DESCRIPTION, script_dir)
     add_init_lead(parser)
     parser.add_argument("--split", choices=("train", "validation", "test"), default="train")
-    parser.add_argument("--n", type=int, default=8, help="number of patches (default 8)")
+    parser.add_argument("--n", type=positive_int, default=8, help="number of patches (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="which random patches (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="redraw an existing PNG")
     return parser
 
 
@@ -39,6 +40,10 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
+    out_path = patch_samples_png_path(config, args.split, args.init, lead)
+    if out_path.is_file() and not args.overwrite:
+        print(out_path)
+        return 0
     path = patch_file_path(config, args.split, args.init, lead)
     data = load_patch_set(path)
     if len(data) == 0:
@@ -47,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
 
     labels = [f"{from_epoch_seconds(int(t)):%Y-%m-%d %HZ}" for t in data.valid_time]
     out = plot_patch_samples(
-        patch_samples_png_path(config, args.split, args.init, lead), data.features, data.channel_names,
+        out_path, data.features, data.channel_names,
         data.mrms_mm, data.quality, n=args.n, seed=args.seed, graf_channel="graf_log1p",
         terrain_channel="terrain_local_difference", graf_to_mm=np.expm1, min_quality=config.mrms.min_quality,
         labels=labels, title=f"{args.split} patches for init {args.init:%Y%m%d%H} +{lead} h",

@@ -41,7 +41,7 @@ def _shared_options() -> argparse.ArgumentParser:
     res.add_argument("--partition", default=S, help="sbatch --partition")
     res.add_argument("--account", default=S, help="sbatch --account")
     res.add_argument("--mem", default=S, help="sbatch --mem, e.g. 32G")
-    res.add_argument("--cpus-per-task", type=_positive_int, default=S, metavar="N", help="sbatch --cpus-per-task")
+    res.add_argument("--cpus-per-task", type=common.positive_int, default=S, metavar="N", help="sbatch --cpus-per-task")
     res.add_argument("--time", default=S, help="sbatch --time, e.g. 04:00:00 (default: the script's)")
     res.add_argument("--logs", metavar="DIR", default=S,
                      help="directory of the job logs (default ./slurm_logs)")
@@ -50,16 +50,6 @@ def _shared_options() -> argparse.ArgumentParser:
     run.add_argument("--wait", action="store_true", default=S,
                      help="with --submit: wait for the job; exit 1 if any task failed")
     return shared
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
 
 
 def build_parser(script_dir: Path | None = None) -> common.PqpfArgumentParser:
@@ -71,25 +61,25 @@ def build_parser(script_dir: Path | None = None) -> common.PqpfArgumentParser:
     remap = sub.add_parser("remap", parents=[shared], help="remap MRMS over a date range",
                            description="Array job: remap MRMS to the GRAF grid, one chunk per task.")
     common.add_begin_end(remap)
-    remap.add_argument("--chunk-hours", type=_positive_int, default=24, metavar="H",
+    remap.add_argument("--chunk-hours", type=common.positive_int, default=24, metavar="H",
                        help="hours per array task (default 24)")
-    remap.add_argument("--max-parallel", type=_positive_int, default=None, metavar="K",
+    remap.add_argument("--max-parallel", type=common.positive_int, default=None, metavar="K",
                        help="run at most this many tasks at once (--array=...%%K)")
 
     patches = sub.add_parser("patches", parents=[shared], help="extract patches for leads",
                              description="Array job: patch extraction, one lead per task.")
     patches.add_argument("init", metavar="INIT", type=common.date_arg, help="YYYYMMDDHH")
     patches.add_argument("--leads", required=True, help="lead times, e.g. 1,6,12")
-    patches.add_argument("--max-parallel", type=_positive_int, default=None, metavar="K",
+    patches.add_argument("--max-parallel", type=common.positive_int, default=None, metavar="K",
                          help="run at most this many tasks at once")
 
     train = sub.add_parser("train", parents=[shared], help="train one lead's U-Net",
                            description="One job: torchrun --standalone train_resunet.py INIT LEAD.")
     common.add_init_lead(train)
-    train.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+    train.add_argument("--nproc", type=common.positive_int, default=None, metavar="N",
                        help="processes (one per GPU); default --gpus, else 1")
-    train.add_argument("--gpus", type=_positive_int, default=None, metavar="N", help="GPUs (--gres=gpu:N)")
-    train.add_argument("--hparams", default=None, metavar="NAME",
+    train.add_argument("--gpus", type=common.positive_int, default=None, metavar="N", help="GPUs (--gres=gpu:N)")
+    train.add_argument("--hparams-name", dest="hparams", default=None, metavar="NAME",
                        help="hyper-parameter set name (default: [training] hparams_name)")
     return parser
 

@@ -31,6 +31,8 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument("end", metavar="END", type=date_arg, help="last init, YYYYMMDDHH (inclusive)")
     parser.add_argument("lead", metavar="LEAD", type=lead_arg, help="lead time in hours")
     parser.add_argument("--no-plot", action="store_true", help="skip the reliability PNG")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute even if scores.json already covers the same inits")
     return parser
 
 
@@ -41,13 +43,16 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
     next(hour_range(args.begin, args.end))  # END before BEGIN is a usage error
-    report = verify_range(config, args.begin, args.end, lead, plot=not args.no_plot)
+    report = verify_range(config, args.begin, args.end, lead, plot=not args.no_plot, overwrite=args.overwrite)
     print(f"+{lead} h, {len(report.used)} inits verified"
-          + (f", {len(report.skipped_no_mrms)} skipped (no MRMS)" if report.skipped_no_mrms else ""))
+          + (f", {len(report.skipped_no_mrms)} skipped (no MRMS)" if report.skipped_no_mrms else "")
+          + (f", {len(report.failed)} failed" if report.failed else ""))
     print(format_score_table(report.result))
     for path in report.files:
         print(path)
-    return 0
+    for init, error in report.failed[:5]:
+        logger.error("failed %s: %s", init, error)
+    return 1 if report.failed else 0
 
 
 def main(argv: Sequence[str] | None = None, script_dir: Path | None = None) -> int:

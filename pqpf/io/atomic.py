@@ -37,6 +37,13 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"{tmp}: the writer produced no file")
+        # Flush the data to disk before the rename, so that after a crash of the node
+        # the name never points at an empty or partial file.
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

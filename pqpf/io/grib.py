@@ -219,11 +219,23 @@ def _times(msg: Any) -> tuple[dt.datetime, dt.datetime]:
     return init, valid
 
 
+def _accumulation_hours(msg: Any) -> float | None:
+    """Length of the accumulation period of a message in hours (None if not stated)."""
+    if msg.has_key("lengthOfTimeRange") and msg.has_key("indicatorOfUnitForTimeRange"):
+        factor = {0: 1.0 / 60.0, 1: 1.0, 2: 24.0}.get(int(msg["indicatorOfUnitForTimeRange"]))
+        if factor is not None:
+            return float(msg["lengthOfTimeRange"]) * factor
+    if msg.has_key("startStep") and msg.has_key("endStep") and msg.has_key("stepUnits"):
+        factor = {0: 1.0 / 60.0, 1: 1.0, 2: 24.0}.get(int(msg["stepUnits"]))
+        if factor is not None:
+            return (float(msg["endStep"]) - float(msg["startStep"])) * factor
+    return None
+
+
 def _param_id(msg: Any) -> tuple[int, int, int]:
-    try:
-        return (int(msg["discipline"]), int(msg["parameterCategory"]), int(msg["parameterNumber"]))
-    except Exception:
-        return (-1, -1, -1)
+    if not all(msg.has_key(k) for k in ("discipline", "parameterCategory", "parameterNumber")):
+        return (-1, -1, -1)  # GRIB1 has no such keys
+    return (int(msg["discipline"]), int(msg["parameterCategory"]), int(msg["parameterNumber"]))
 
 
 def _describe(msg: Any) -> str:
@@ -264,32 +276,31 @@ def read_graf(path: str | Path, lead_h: int, init: dt.datetime | None = None) ->
     """
     path = Path(path)
     messages = read_grib_messages(path)
-    candidates = []
+    found = []
+    chosen = None
     for msg in messages:
         if _param_id(msg) != _APCP_ID and msg["shortName"] not in ("tp", "apcp"):
             continue
-        try:
-            msg_init, msg_valid = _times(msg)
-        except Exception:
-            continue
+        msg_init, msg_valid = _times(msg)
         if msg_valid - msg_init != dt.timedelta(hours=lead_h):
             continue
-        length_h = None
-        if msg.has_key("lengthOfTimeRange") and msg.has_key("indicatorOfUnitForTimeRange"):
-            unit = int(msg["indicatorOfUnitForTimeRange"])
-            factor = {0: 1.0 / 60.0, 1: 1.0, 2: 24.0}.get(unit)
-            if factor is not None:
-                length_h = float(msg["lengthOfTimeRange"]) * factor
-        candidates.append((0 if length_h == 1.0 else 1, msg, msg_init, msg_valid))
-    if not candidates:
+        length_h = _accumulation_hours(msg)
+        found.append(length_h)
+        if length_h == 1.0:
+            chosen = (msg, msg_init, msg_valid)
+            break
+    if chosen is None:
+        if found:
+            lengths = ", ".join("unknown" if x is None else f"{x:g} h" for x in found)
+            raise InputFileError(
+                path, f"the precipitation ending at lead {lead_h} h is accumulated over {lengths}, "
+                "not 1 h (pqpf needs the 1-h amount)"
+            )
         have = "; ".join(_describe(m) for m in messages[:8])
         raise InputFileError(
             path, f"no precipitation message ending at lead {lead_h} h (file has: {have})"
         )
-    candidates.sort(key=lambda c: c[0])
-    _, msg, msg_init, msg_valid = candidates[0]
-    if candidates[0][0] != 0:
-        logger.warning("%s: no 1-h accumulation ending at %d h; using %s", path, lead_h, _describe(msg))
+    msg, msg_init, msg_valid = chosen
     if init is not None and msg_init != init:
         raise InputFileError(
             path, f"holds the forecast initialised {msg_init:%Y%m%d%H}, expected {init:%Y%m%d%H}"

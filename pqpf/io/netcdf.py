@@ -42,9 +42,9 @@ class NcVar:
     dims: tuple[str, ...] = ("y", "x")
     dtype: str | None = None
     fill_value: float | None = None
-    #: Quantise to this many decimal digits before compression (lossy, far smaller
-    #: files; e.g. 3 for probabilities). None keeps every bit.
-    least_significant_digit: int | None = None
+    #: Keep this many significant decimal digits and compress the rest away (lossy,
+    #: relative precision, so small values keep their precision too). None keeps every bit.
+    significant_digits: int | None = None
 
 
 @dataclass
@@ -145,7 +145,7 @@ def write_grid_netcdf(
                 v = nc.createVariable(
                     name, dtype, spec.dims, zlib=True, complevel=complevel, shuffle=True,
                     chunksizes=chunks, fill_value=fill,
-                    least_significant_digit=spec.least_significant_digit,
+                    significant_digits=spec.significant_digits,
                 )
                 v.set_auto_mask(False)
                 v[:] = data.astype(dtype, copy=False)

@@ -122,6 +122,8 @@ class PatchFileWriter:
         _check_plain(self.header, "header")
         self.n_records = 0
         self.n_patches = 0
+        #: Plain values written into the trailer (e.g. the inits actually used).
+        self.trailer_extra: dict[str, Any] = {}
         self._ctx: Any = None
         self._fh: BinaryIO | None = None
 
@@ -147,7 +149,9 @@ class PatchFileWriter:
         assert self._fh is not None
         try:
             if exc_type is None:
-                trailer = {"end": True, "n_records": self.n_records, "n_patches": self.n_patches}
+                trailer = {**self.trailer_extra, "end": True, "n_records": self.n_records,
+                           "n_patches": self.n_patches}
+                _check_plain(trailer, "trailer")
                 pickle.dump(trailer, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
         finally:
             self._fh.close()
@@ -187,8 +191,11 @@ def read_patch_header(path: str | Path) -> dict[str, Any]:
     return header
 
 
-def iter_patch_file(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield the header, then each record, checking the trailer at the end."""
+def iter_patch_file(path: str | Path, trailer: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the header, then each record, checking the trailer at the end.
+
+    If ``trailer`` is a dict, it receives the trailer's contents when the file is done.
+    """
     path = Path(path)
     header = read_patch_header(path)
     yield header
@@ -202,31 +209,51 @@ def iter_patch_file(path: str | Path) -> Iterator[dict[str, Any]]:
             if obj.get("end") is True:
                 if obj.get("n_records") != n_records:
                     raise InputFileError(path, "record count does not match the end marker")
+                if trailer is not None:
+                    trailer.update(obj)
                 return
             n_records += 1
             yield obj
 
 
 def load_patch_file(path: str | Path) -> dict[str, Any]:
-    """One dict: the header's keys plus every record's arrays concatenated (axis 0).
+    """One dict: the header's keys, the trailer's extras (e.g. ``inits_used``) and every
+    record's arrays concatenated along axis 0.
+
+    The file is read twice: once for the array shapes, once into arrays allocated at
+    their final size, so the peak memory is that of the result, not twice it.
 
     Raises
     ------
     InputFileError
-        Missing, truncated or corrupt file, wrong format/schema, or anything in it that
-        is not a numpy array or plain container (a malicious pickle is refused before
-        any of its code could run).
+        Missing, truncated or corrupt file, wrong format/schema, records whose arrays
+        disagree, or anything in it that is not a numpy array or plain container (a
+        malicious pickle is refused before any of its code could run).
     """
     path = Path(path)
-    stream = iter_patch_file(path)
+    trailer: dict[str, Any] = {}
+    stream = iter_patch_file(path, trailer)
     header = next(stream)
-    parts: dict[str, list[np.ndarray]] = {}
+    layout: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    counts: dict[str, int] = {}
     for record in stream:
         for key, value in record.items():
             if isinstance(value, np.ndarray):
-                parts.setdefault(key, []).append(value)
+                tail = (value.shape[1:], value.dtype)
+                if layout.setdefault(key, tail) != tail:
+                    raise InputFileError(path, f"records disagree on the shape or type of {key!r}")
+                counts[key] = counts.get(key, 0) + len(value)
     out = dict(header)
-    for key, chunks in parts.items():
-        out[key] = np.concatenate(chunks, axis=0)
-    out["n_patches"] = int(sum(len(c) for c in next(iter(parts.values())))) if parts else 0
+    out.update({k: v for k, v in trailer.items() if k not in ("end", "n_records", "n_patches")})
+    arrays = {k: np.empty((counts[k], *shape), dtype=dtype) for k, (shape, dtype) in layout.items()}
+    filled = dict.fromkeys(arrays, 0)
+    stream = iter_patch_file(path)
+    next(stream)
+    for record in stream:
+        for key, value in record.items():
+            if key in arrays:
+                arrays[key][filled[key]:filled[key] + len(value)] = value
+                filled[key] += len(value)
+    out.update(arrays)
+    out["n_patches"] = int(next(iter(counts.values()))) if counts else 0
     return out

@@ -87,3 +87,14 @@ def test_terrain_reader_finds_orography(real_data):
     field = read_terrain_grib(real_data(NAM_TERRAIN))
     assert field.values.shape == (65, 93)
     assert -20 < field.values.min() < 10 and 3000 < field.values.max() < 3400
+
+
+def test_a_run_total_is_never_taken_for_the_hourly_amount(real_data, tmp_path):
+    from pqpf.io.grib import _split_messages
+
+    path = real_data(HRRR_FULL)
+    first = _split_messages(path.read_bytes(), path)[0]  # the 0-12 h accumulation
+    only_total = tmp_path / "total_only.grb2"
+    only_total.write_bytes(first)
+    with pytest.raises(InputFileError, match="accumulated over 12 h, not 1 h"):
+        read_graf(only_total, 12)

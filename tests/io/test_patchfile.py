@@ -92,3 +92,20 @@ def test_failed_writer_leaves_no_file(tmp_path):
             writer.append(record(2, 0))
             writer.append({"features": np.zeros((2, 2, 8, 8)), "mrms": np.zeros((3, 8, 8))})
     assert os.listdir(tmp_path) == []
+
+
+def test_trailer_extras_are_returned_and_loading_does_not_hold_two_copies(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "p.cPick"
+    with PatchFileWriter(path, HEADER) as writer:
+        for k in range(6):
+            writer.append(record(50, k))
+        writer.trailer_extra["inits_used"] = ["2025110100", "2025110112"]
+    size = 300 * (2 * 8 * 8 + 8 * 8 + 2 + 1) * 4  # final arrays, bytes
+    tracemalloc.start()
+    data = load_patch_file(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert data["inits_used"] == ["2025110100", "2025110112"] and data["n_patches"] == 300
+    assert peak < 1.6 * size  # the result plus one record in flight, not the result twice

@@ -1,0 +1,61 @@
+"""End to end on a synthetic archive: every stage through its command-line entry point.
+
+The slow test is the honest-skill check of the issues: the trained U-Net must beat the
+smoothed-GRAF reference on the held-out split, and the whole chain (inference files,
+verification scores, maps) must hold together numerically.
+"""
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+from pqpf.config import load_config
+from pqpf.io.netcdf import read_grid_netcdf
+from pqpf.layout import probs_path, verification_dir
+
+
+@pytest.mark.slow
+def test_demo_pipeline_trains_a_model_that_beats_the_smoothed_graf_reference(tmp_path, capsys):
+    from pqpf.demo import run_demo
+
+    work = tmp_path / "demo"
+    assert run_demo(work, days=24, lead_h=6, test_days=5, seed=1) == 0
+    out = capsys.readouterr().out
+    config = load_config(work / "config.ini")
+
+    # training: the best model's held-out test split beats the smoothed-GRAF reference
+    run = config.paths.trainings_dir / "resunet_2025062000_6h"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    test = rows[-1]["test"]
+    assert test["bss_1mm"] > 0.0, test
+    assert test["bss_0.25mm"] > 0.0, test
+
+    # inference files: probabilities in [0, 1], non-increasing in the threshold, the
+    # configured thresholds present, the checkpoint named
+    first = dt.datetime(2025, 6, 20, 0)
+    ds = read_grid_netcdf(probs_path(config, first, 6))
+    thresholds = ds.coords["threshold"]
+    for t in config.probability.thresholds_mm:
+        assert np.isclose(thresholds, t).any()
+    prob = ds.data["prob_exceed"]
+    assert prob.min() >= 0.0 and prob.max() <= 1.0
+    assert (np.diff(prob, axis=0) <= 1e-3).all()  # stored to 3 decimals
+    raw = ds.data["prob_exceed_raw"].astype(float)
+    graf = ds.data["graf_precipitation"]
+    k1 = int(np.argmin(np.abs(thresholds - 1.0)))
+    assert np.array_equal(raw[k1] == 1, graf >= 1.0)
+    assert ds.attrs["checkpoint"].endswith("best.pt") and ds.attrs["lead_h"] == 6
+
+    # verification: every threshold verified on the same good-quality points, CRPS of
+    # the U-Net better than GRAF scored the same way
+    vdir = verification_dir(config, first, dt.datetime(2025, 6, 24, 12), 6)
+    scores = json.loads((vdir / "scores.json").read_text())
+    assert len(scores["inits_used"]) == 10
+    ns = {row["n"] for row in scores["per_threshold"]}
+    assert len(ns) == 1 and ns.pop() > 100000
+    assert scores["crps"]["crps_model"] < scores["crps"]["crps_raw_binned"]
+    assert "BSS vs ref" in out and str(vdir / "reliability.png") in out
+    for png in (vdir / "reliability.png", config.paths.plots_dir / "2025062000_6h_probs.png"):
+        assert png.stat().st_size > 50_000

@@ -1,0 +1,194 @@
+"""The stage commands on a small synthetic archive: patches, inference, verification,
+plots. One archive (8 days, demo grid, lead 3 h) and a one-epoch model are shared by
+the tests of this module."""
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pqpf.config import load_config
+from pqpf.dates import from_epoch_seconds
+from pqpf.features import build_features
+from pqpf.io.grib import read_graf
+from pqpf.io.netcdf import read_grid_netcdf
+from pqpf.io.patchfile import load_patch_file
+from pqpf.layout import graf_archive_path, mrms_remapped_path, patch_file_path, probs_path
+from pqpf.terrain import read_terrain
+
+pytestmark = pytest.mark.slow  # one shared archive and model: ~45 s for the module
+
+ROOT = Path(__file__).resolve().parent.parent
+START = dt.datetime(2025, 7, 1, 0)
+END = dt.datetime(2025, 7, 8, 23)
+INIT = dt.datetime(2025, 7, 7, 0)
+LEAD = 3
+
+
+def run(script, *args, check=True):
+    res = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True,
+                         text=True, timeout=900, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    if check:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    from pqpf.cli import save_remapped_mrms, terrain_height
+    from pqpf.synthetic import generate_archive
+
+    root = tmp_path_factory.mktemp("stages")
+    config = generate_archive(root, START, END, (LEAD,), grid_name="demo", seed=3)
+    text = config.source.read_text()  # train on all six days before INIT
+    config.source.write_text(text.replace(f"ndays_train = {config.patches.ndays_train}", "ndays_train = 6"))
+    config = load_config(config.source)
+    cfg = ["--config", str(config.source), "-q"]
+    assert terrain_height.main(cfg) == 0
+    assert save_remapped_mrms.main([START.strftime("%Y%m%d%H"), END.strftime("%Y%m%d%H"), *cfg]) == 0
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(archive):
+    cfg = archive.source
+    run("save_patched_graf_mrms.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", cfg, "-q")
+    run("train_resunet.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", cfg, "--hparams-name", "tiny",
+        "--max-epochs", "1", "--device", "cpu", "-q")
+    return archive
+
+
+def test_patches_are_cut_from_the_stage_inputs_and_splits_do_not_overlap(trained):
+    config = trained
+    data = {s: load_patch_file(patch_file_path(config, s, INIT, LEAD)) for s in ("train", "validation", "test")}
+    inits = {s: set(d.get("inits_used", [])) for s, d in data.items()}
+    for s, d in data.items():  # the trailer lists exactly the inits whose patches are in the file
+        assert inits[s] == {f"{from_epoch_seconds(int(t)):%Y%m%d%H}" for t in d["init_time"]} or d["n_patches"] == 0
+    assert not (inits["train"] & inits["validation"]) and not (inits["train"] & inits["test"])
+    assert not (inits["validation"] & inits["test"])
+    train = data["train"]
+    assert train["n_patches"] > 50 and train["features"].dtype == np.float32
+    assert train["features"].shape[1:] == (5, 64, 64) and train["ref_prob"].shape[1:] == (6, 64, 64)
+    assert (train["weights"] >= 1.0).all()  # 1/pi with pi <= 1
+    assert (train["valid_time"] - train["init_time"] == 3600 * LEAD).all()
+    assert (train["valid_time"] < int((INIT - dt.datetime(1970, 1, 1)).total_seconds())).all()
+    # one patch recomputed from the files it came from
+    k = int(np.argmax(train["weights"] < np.median(train["weights"])))
+    init = from_epoch_seconds(int(train["init_time"][k]))
+    j, i = (int(v) for v in train["origins"][k])
+    graf = read_graf(graf_archive_path(config, init, LEAD), LEAD, init=init)
+    terrain = read_terrain(config.paths.terrain_file)
+    full = build_features(np.nan_to_num(graf.values), terrain, graf.valid_time)
+    assert np.array_equal(train["features"][k], full[:, j:j + 64, i:i + 64])
+    mrms = read_grid_netcdf(mrms_remapped_path(config, graf.valid_time), ["precipitation", "quality"])
+    assert np.array_equal(train["mrms"][k], mrms.data["precipitation"][j:j + 64, i:i + 64], equal_nan=True)
+    assert np.array_equal(train["quality"][k], mrms.data["quality"][j:j + 64, i:i + 64])
+    assert 0.0 <= train["ref_prob"].min() and train["ref_prob"].max() <= 1.0
+
+
+def test_patch_extraction_counts_missing_inputs_and_skips_finished_outputs(trained, tmp_path):
+    config = trained
+    res = run("save_patched_graf_mrms.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", config.source)
+    assert "exist; use --overwrite" in res.stderr
+    # a copy of the archive with one GRAF file and one MRMS hour missing
+    copy = tmp_path / "copy"
+    shutil.copytree(config.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "trainings", "patches"))
+    cfg2 = load_config(copy / "config.ini")
+    graf_archive_path(cfg2, dt.datetime(2025, 7, 3, 0), LEAD).unlink()
+    mrms_remapped_path(cfg2, dt.datetime(2025, 7, 4, 12 + LEAD)).unlink()
+    res = run("save_patched_graf_mrms.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", cfg2.source)
+    line = [x for x in res.stderr.splitlines() if "inits used" in x][0]
+    assert "1 mrms" in line and "graf" in line
+    skipped = json.dumps([load_patch_file(patch_file_path(cfg2, s, INIT, LEAD)).get("inits_used", [])
+                          for s in ("train", "validation", "test")])
+    assert "2025070300" not in skipped and "2025070412" not in skipped
+
+
+def test_inference_writes_cf_probabilities_and_reruns_skip(trained):
+    config = trained
+    init = dt.datetime(2025, 7, 7, 12)
+    res = run("resunet_inference.py", init.strftime("%Y%m%d%H"), LEAD, "--config", config.source)
+    nc, png = res.stdout.split()
+    assert Path(nc) == probs_path(config, init, LEAD) and Path(png).stat().st_size > 50_000
+    ds = read_grid_netcdf(nc)
+    assert ds.grid.same_as(read_terrain(config.paths.terrain_file).grid)
+    assert ds.data["prob_exceed"].shape == (13, 200, 250)
+    assert ds.time == init + dt.timedelta(hours=LEAD)
+    import xarray as xr
+
+    x = xr.open_dataset(nc)
+    assert x["prob_exceed"].attrs["grid_mapping"] == "lambert_conformal_conic"
+    assert "lat" in x.coords and "lon" in x.coords
+    mtime = Path(nc).stat().st_mtime_ns
+    res = run("resunet_inference.py", init.strftime("%Y%m%d%H"), LEAD, "--config", config.source)
+    assert Path(nc).stat().st_mtime_ns == mtime
+
+
+def test_inference_errors_are_one_line(trained, tmp_path):
+    config = trained
+    res = run("resunet_inference.py", "2026010100", LEAD, "--config", config.source, check=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "GRAF forecast not found" in res.stderr and "20260101T000000Z" in res.stderr
+    res = run("resunet_inference.py", "2025070712", 99, "--config", config.source, check=False)
+    assert res.returncode == 2 and "outside the configured range" in res.stderr
+    # a lead without a model falls back to the nearest registered lead, with a warning
+    empty = tmp_path / "empty"
+    shutil.copytree(config.source.parent, empty, ignore=shutil.ignore_patterns("mrms_raw", "trainings", "patches", "probs"))
+    res = run("resunet_inference.py", "2025070712", LEAD, "--config", empty / "config.ini", check=False)
+    assert res.returncode == 1 and "no trained model" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_verification_and_plots(trained):
+    config = trained
+    for init in (dt.datetime(2025, 7, 7, 0), dt.datetime(2025, 7, 7, 12), dt.datetime(2025, 7, 8, 0)):
+        run("resunet_inference.py", init.strftime("%Y%m%d%H"), LEAD, "--config", config.source, "--no-plot", "-q")
+    res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
+    assert "3 inits verified" in res.stdout and "BSS vs ref" in res.stdout
+    scores = config.paths.plots_dir / "verification_2025070700_2025070812_3h" / "scores.json"
+    stamp = scores.stat().st_mtime_ns
+    again = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
+    assert scores.stat().st_mtime_ns == stamp and again.stdout.splitlines()[1:8] == res.stdout.splitlines()[1:8]
+    run("resunet_inference.py", "2025070812", LEAD, "--config", config.source, "--no-plot", "-q")
+    res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
+    assert "4 inits verified" in res.stdout and scores.stat().st_mtime_ns != stamp  # a new file: recomputed
+    res = run("verify_resunet.py", "2025070812", "2025070700", LEAD, "--config", config.source, check=False)
+    assert res.returncode == 2 and "before BEGIN" in res.stderr
+    res = run("verify_resunet.py", "2025080100", "2025080212", LEAD, "--config", config.source, check=False)
+    assert res.returncode == 1 and "no probabilities files" in res.stderr and res.stderr.count("\n") == 1
+    res = run("plot_graf_mrms.py", "2025070700", LEAD, "--config", config.source)
+    assert Path(res.stdout.strip()).stat().st_size > 50_000
+    res = run("plot_graf_mrms_samples.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", config.source, "--n", "4")
+    assert Path(res.stdout.strip()).stat().st_size > 20_000
+
+
+def test_verification_counts_a_corrupt_file_finishes_the_rest_and_fails(trained, tmp_path):
+    config = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(config.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "patches", "plots"))
+    cfg2 = load_config(copy / "config.ini")
+    for init in (dt.datetime(2025, 7, 7, 0), dt.datetime(2025, 7, 7, 12)):
+        run("resunet_inference.py", init.strftime("%Y%m%d%H"), LEAD, "--config", cfg2.source, "--no-plot", "-q")
+    probs_path(cfg2, dt.datetime(2025, 7, 7, 12), LEAD).write_bytes(b"not netcdf")
+    res = run("verify_resunet.py", "2025070700", "2025070712", LEAD, "--config", cfg2.source, check=False)
+    assert res.returncode == 1
+    assert "1 inits verified" in res.stdout and "1 failed" in res.stdout and "2025070712" in res.stderr
+    scores = json.loads((cfg2.paths.plots_dir / "verification_2025070700_2025070712_3h" / "scores.json").read_text())
+    assert scores["inits_used"] == ["2025070700"] and scores["inits_failed"][0]["init"] == "2025070712"
+    assert list(scores["checkpoints"].values()) == [1]
+
+
+def test_inference_refuses_a_terrain_file_smoothed_differently_from_training(trained, tmp_path):
+    config = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(config.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "patches", "plots", "probs"))
+    text = (copy / "config.ini").read_text()
+    (copy / "config.ini").write_text(text.replace("smoothing_sigma_px = 8.0", "smoothing_sigma_px = 4.0"))
+    run("terrain_height.py", "--config", copy / "config.ini", "--overwrite", "-q")
+    res = run("resunet_inference.py", "2025070712", LEAD, "--config", copy / "config.ini", check=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "smoothed with sigma 4 px" in res.stderr and "trained with 8 px" in res.stderr
