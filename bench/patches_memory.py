@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def main() -> int:
             peak_mb, log = _peak_in_new_process(cmd)
             summary = [line for line in log.splitlines() if "inits used" in line][-1]
             used = summary.split("inits used ")[1].split("/")[0]
-            patches = sum(int(part.split()[-1]) for part in summary.split("patches: ")[1].split(";")[0].split(","))
+            patches = sum(int(n) for n in re.findall(r"(?:train|validation|test) (\d+) \(effective", summary))
             results.append((days, int(used), patches, peak_mb))
     print("\npeak memory of save_patched_graf_mrms.py (demo grid 200x250, 64x64 patches)")
     print(f"{'window':>8}  {'inits':>5}  {'patches':>7}  {'peak RSS':>9}  {'all patches':>11}  vs 10-init baseline")
