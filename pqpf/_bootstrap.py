@@ -33,7 +33,7 @@ def _stamp(extras: str) -> str:
     return digest.hexdigest()
 
 
-def ensure_venv_and_reexec(extras: str = "") -> None:
+def ensure_venv_and_reexec(extras: str = "test") -> None:
     """Make sure we run inside ``.venv`` with pqpf installed; re-exec there if needed.
 
     ``PQPF_VENV`` chooses another environment directory; ``PQPF_NO_VENV=1`` uses the

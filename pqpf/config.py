@@ -374,6 +374,8 @@ def load_config(path: str | Path) -> Config:
         If the file cannot be read, or a section/key is unknown, missing or malformed.
     """
     source = Path(path).expanduser().resolve()
+    if source.is_dir():
+        raise ConfigError(f"{source}: is a directory; --config wants the INI file (e.g. {source / 'config.ini'})")
     if not source.is_file():
         raise ConfigError(f"{source}: configuration file not found")
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))

@@ -91,9 +91,11 @@ def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6,
     _step(3, total, "remap MRMS to the GRAF grid (every hour)",
           f"python save_remapped_mrms.py {ymdh(start)} {ymdh(end)} --config {cfg_path}",
           lambda: save_remapped_mrms.main([ymdh(start), ymdh(end), *cfg, "-q"]))
-    _step(4, total, "a look at the data",
-          f"python plot_graf_mrms.py {ymdh(first_test)} {lead_h} --config {cfg_path}",
-          lambda: plot_graf_mrms.main([ymdh(first_test), str(lead_h), *cfg, "-q"]))
+    test_inits = [t for t in hour_range(first_test, last_test) if t.hour in config.patches.cycles]
+    shown = _wettest(config, test_inits, lead_h)  # the held-out hour the maps show
+    _step(4, total, "a look at the data (the wettest held-out hour)",
+          f"python plot_graf_mrms.py {ymdh(shown)} {lead_h} --config {cfg_path}",
+          lambda: plot_graf_mrms.main([ymdh(shown), str(lead_h), *cfg, "-q"]))
     _step(5, total, "training patches", f"python save_patched_graf_mrms.py {ymdh(first_test)} {lead_h} --config {cfg_path}",
           lambda: save_patched_graf_mrms.main([ymdh(first_test), str(lead_h), *cfg]))
     from pqpf.training import read_registry
@@ -107,29 +109,41 @@ def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6,
               f"python train_resunet.py {ymdh(first_test)} {lead_h} --hparams-name {hparams_name} --config {cfg_path}",
               lambda: train_resunet.main([ymdh(first_test), str(lead_h), "--hparams-name", hparams_name,
                                           "--overwrite", *cfg]))
-    test_inits = [t for t in hour_range(first_test, last_test) if t.hour in config.patches.cycles]
-
     def inference() -> int:
         for t in test_inits:
             status = resunet_inference.main([ymdh(t), str(lead_h), *cfg, "-q", "--no-plot"])
             if status:
                 return status
-        # maps for the first held-out init
-        return resunet_inference.main([ymdh(test_inits[0]), str(lead_h), *cfg, "-q", "--overwrite"])
+        return resunet_inference.main([ymdh(shown), str(lead_h), *cfg, "-q", "--overwrite"])  # maps
 
     _step(7, total, f"inference for {len(test_inits)} held-out inits",
-          f"python resunet_inference.py {ymdh(test_inits[0])} {lead_h} --config {cfg_path}   (and the others)",
+          f"python resunet_inference.py {ymdh(shown)} {lead_h} --config {cfg_path}   (and the others)",
           inference)
     _step(8, total, "verification against MRMS",
           f"python verify_resunet.py {ymdh(test_inits[0])} {ymdh(test_inits[-1])} {lead_h} --config {cfg_path}",
           lambda: verify_resunet.main([ymdh(test_inits[0]), ymdh(test_inits[-1]), str(lead_h), *cfg, "-q"]))
     vdir = verification_dir(config, test_inits[0], test_inits[-1], lead_h)
     _say(f"\ndemo finished in {(time.perf_counter() - t_all) / 60:.1f} min. Pictures:")
-    for png in (probs_png_path(config, test_inits[0], lead_h), vdir / "reliability.png",
-                config.paths.plots_dir / f"graf_mrms_{ymdh(first_test)}_{lead_h}h.png"):
+    for png in (probs_png_path(config, shown, lead_h), vdir / "reliability.png",
+                config.paths.plots_dir / f"graf_mrms_{ymdh(shown)}_{lead_h}h.png"):
         _say(f"  {png}")
     _say(f"scores: {vdir / 'scores.csv'}")
     return 0
+
+
+def _wettest(config: object, inits: list[dt.datetime], lead_h: int) -> dt.datetime:
+    """The init whose GRAF forecast wets most of the domain (>= 0.25 mm): maps of a dry
+    hour would show nothing."""
+    import numpy as np
+
+    from pqpf.io.grib import read_graf
+    from pqpf.layout import require_graf
+
+    def wet(t: dt.datetime) -> float:
+        values = read_graf(require_graf(config, t, lead_h), lead_h, init=t).values  # type: ignore[arg-type]
+        return float(np.mean(np.nan_to_num(values) >= 0.25))
+
+    return max(inits, key=wet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

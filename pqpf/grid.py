@@ -285,7 +285,9 @@ class Grid:
                 f"Lambert {self.ny}x{self.nx} dx={self.dx:g} m lat_1={self.lat_1:g} "
                 f"lat_2={self.lat_2:g} lon_0={self.lon_0:g}"
             )
-        return f"lat/lon {self.ny}x{self.nx} d={self.dy:g}x{self.dx:g} deg from ({self.y0:g}N, {self.x0:g}E)"
+        lat = f"{abs(self.y0):g}{'N' if self.y0 >= 0 else 'S'}"
+        lon = f"{abs(self.x0):g}{'E' if self.x0 >= 0 else 'W'}"
+        return f"lat/lon {self.ny}x{self.nx}, {abs(self.dy):g} x {abs(self.dx):g} deg, first point {lat} {lon}"
 
     def cf_grid_mapping(self) -> tuple[str, dict[str, Any]]:
         """Name and attributes of the CF grid-mapping variable for this grid."""

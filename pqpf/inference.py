@@ -253,7 +253,10 @@ def _plot_from_file(config: Config, nc_path: Path, png: Path, init: dt.datetime,
     ds = read_grid_netcdf(nc_path, ["prob_exceed", "graf_precipitation"])
     edges = [float(t) for t in ds.coords["threshold"]]
     wanted = [t for t in config.probability.thresholds_mm if any(abs(t - e) < 1e-6 for e in edges)]
-    show = tuple(t for t in wanted if t >= 1.0)[:4] or tuple(wanted[-4:])
+    # four panels: the lightest threshold, 1 mm, and the two above the middle (usually
+    # 0.25, 1, 5, 10 mm; 25 mm is blank on all but the wettest hours)
+    preferred = [t for t in (0.25, 1.0, 5.0, 10.0) if t in wanted]
+    show = tuple(preferred) if len(preferred) == 4 else tuple(wanted[:4])
     pick = [min(range(len(edges)), key=lambda i: abs(edges[i] - t)) for t in wanted]
     valid = init + dt.timedelta(hours=lead_h)
     title = f"GRAF + U-Net, init {init:%Y-%m-%d %H} UTC, +{lead_h} h (valid {valid:%Y-%m-%d %H} UTC)"

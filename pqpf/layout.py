@@ -184,7 +184,7 @@ def require_graf(config: Config, init: dt.datetime, lead_h: int, prefer: str = "
         first, second = graf_archive_path(config, init, lead_h), graf_laptop_path(config, init, lead_h)
         if prefer == "laptop":
             first, second = second, first
-        hint = "; fetch it with copy_graf_to_laptop.py" if prefer == "laptop" else ""
+        hint = "; fetch it with copy_graf_to_laptop.py" if prefer == "laptop" and config.remote.host else ""
         where = f" (nor at {second})" if second != first else ""
         raise InputFileError(first, f"GRAF forecast not found{where}{hint}")
     return path

@@ -130,7 +130,7 @@ def _variables(
     return {
         "precipitation": NcVar(precip, {
             "long_name": "MRMS 1-h multi-sensor precipitation amount remapped to the model grid",
-            "standard_name": "precipitation_amount", "units": "mm",
+            "standard_name": "lwe_thickness_of_precipitation_amount", "units": "mm",
             "cell_methods": f"time: sum {cell}",
             "comment": "mean over the valid MRMS cells of each grid cell; NaN where none is valid",
         }),
@@ -199,7 +199,7 @@ def remap_hour(
         time=valid, lonlat=lonlat,
         global_attrs={
             "title": "MRMS 1-h QPE and quality remapped to the model grid",
-            "source": "NOAA MRMS",
+            "source": f"MRMS files {qpe_path.name} and {quality_path.name}",
             "remap_method": weights.method,
             "remap_weights_fingerprint": weights.fingerprint,
             "source_grid": weights.grid_in.describe(),

@@ -376,7 +376,12 @@ def make_patch_files(
     splits = assign_splits(available, cfg, wetness)
     summary.skipped["gap"] = [format_yyyymmddhh(t) for t in available if t not in splits]
     if not splits:
-        raise PqpfError(f"no training inits for {format_yyyymmddhh(init)} +{lead_h} h (check [patches])")
+        raise PqpfError(
+            f"no training inits for {format_yyyymmddhh(init)} +{lead_h} h: of {len(inits)} candidate inits "
+            f"({format_yyyymmddhh(inits[0]) if inits else '-'}..{format_yyyymmddhh(inits[-1]) if inits else '-'}), "
+            f"{len(summary.skipped['graf'])} have no GRAF file for +{lead_h} h and "
+            f"{len(summary.skipped['mrms'])} no remapped MRMS for their valid hour"
+        )
 
     header_common = {
         "init": format_yyyymmddhh(init),

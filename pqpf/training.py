@@ -471,6 +471,7 @@ def evaluate(net: Any, data: PatchSet, normalisation: Any, edges_mm: tuple[float
     source = _BatchSource(data, batches, transforms, order, scale, hp.use_sampling_weights, min_quality,
                           hp.time_features)
     sums = np.zeros(2 + 3 * len(thresholds), dtype=np.float64)  # rps*w, w, then per t: bs_m, bs_r, w
+    base = np.zeros(len(thresholds), dtype=np.float64)  # weighted event counts
     net.eval()
     with torch.inference_mode():
         for k in range(len(source)):
@@ -491,17 +492,20 @@ def evaluate(net: Any, data: PatchSet, normalisation: Any, edges_mm: tuple[float
             ref = b["ref"].to(device)[:, t_index]
             for m, t in enumerate(thresholds):
                 event = (obs >= t).float()
+                base[m] += float((event * pix_w).sum())
                 sums[2 + 3 * m] += float(((exc[:, m] - event) ** 2 * pix_w).sum())
                 sums[3 + 3 * m] += float(((ref[:, m] - event) ** 2 * pix_w).sum())
                 sums[4 + 3 * m] += wsum
     sums = ctx.all_reduce_sum(sums)
-    out = {"rps": sums[0] / max(sums[1], 1e-12)}
+    base = ctx.all_reduce_sum(base)
+    out = {"rps": sums[0] / max(sums[1], 1e-12), "n_patches": float(len(data))}
     for m, t in enumerate(thresholds):
         bs_m = sums[2 + 3 * m] / max(sums[4 + 3 * m], 1e-12)
         bs_r = sums[3 + 3 * m] / max(sums[4 + 3 * m], 1e-12)
         out[f"bs_{t:g}mm"] = bs_m
         out[f"bs_ref_{t:g}mm"] = bs_r
         out[f"bss_{t:g}mm"] = 1.0 - bs_m / bs_r if bs_r > 0 else float("nan")
+        out[f"base_rate_{t:g}mm"] = base[m] / max(sums[4 + 3 * m], 1e-12)
     return out
 
 
@@ -725,8 +729,9 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             (run_dir / "best.pt").unlink(missing_ok=True)
             for old in run_dir.glob("epoch_*.pt"):
                 old.unlink()
-            logger.info("training %s +%d h on %s (%d processes): %d training / %d validation patches, "
+            logger.info("training %s +%d h on %s (%d process%s): %d training / %d validation patches, "
                         "hparams %r, %d parameters", format_yyyymmddhh(init), lead_h, dev, ctx.world_size,
+                        "" if ctx.world_size == 1 else "es",
                         len(train_set), len(val_set), hp.name, sum(p.numel() for p in net.parameters()))
         logger.info("%s", _header_row(hp.loss))
 
@@ -826,8 +831,14 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             logger.info("early stop: no improvement for %d epochs", hp.patience)
         logger.info("best epoch %d, validation RPS %.5f -> %s", best_epoch, best_score, best_path)
         if test_scores:
-            skill = ", ".join(f"{t:g} mm {test_scores[f'bss_{t:g}mm']:+.3f}" for t in thresholds)
-            logger.info("held-out test split: RPS %.5f; Brier skill vs smoothed GRAF: %s", test_scores["rps"], skill)
+            def skill(t: float) -> str:
+                value = test_scores[f"bss_{t:g}mm"]
+                return f"{t:g} mm {value:+.3f}" if math.isfinite(value) else f"{t:g} mm n/a (no events)"
+
+            logger.info("held-out test split (%d patches, %.1f%% of valid points >= 1 mm): %s %.5f; "
+                        "Brier skill vs smoothed GRAF: %s", test_scores["n_patches"],
+                        100 * test_scores.get("base_rate_1mm", float("nan")), hp.loss, test_scores["rps"],
+                        ", ".join(skill(t) for t in thresholds))
             with open(run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(_plain({"test": test_scores, "best_epoch": best_epoch})) + "\n")
         if register:
@@ -838,7 +849,7 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             update_registry(config, lead_h, {
                 "checkpoint": rel, "init": format_yyyymmddhh(init), "hparams": hp.name,
                 "best_epoch": best_epoch, "val_rps": best_score,
-                "test": {k: v for k, v in test_scores.items()},
+                "test": _plain(test_scores),
                 "updated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "pqpf_version": __version__,
             })
@@ -952,5 +963,7 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     if isinstance(obj, np.generic):
-        return obj.item()
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # JSON has no NaN: an undefined score is null
     return obj

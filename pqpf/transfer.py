@@ -421,9 +421,13 @@ def fetch_graf(
     tool = _resolve_method(method)
     local = graf_laptop_path(config, init, lead_h)
     exists = local.exists() and not overwrite
-    if dry_run:
-        if exists:
+    if exists:  # checked before [remote] so a dry run predicts the real run
+        if dry_run:
             logger.info("%s exists; a real run would skip it (--overwrite to fetch again)", local)
+            return local
+        logger.info("%s exists, skipping (--overwrite to fetch again)", local)
+        return local
+    if dry_run:
         return shlex.join(transfer_command(config, init, lead_h, tool, overwrite))
     if exists:
         logger.info("%s exists, skipping (--overwrite to fetch again)", local)

@@ -223,7 +223,12 @@ def format_score_table(result: dict[str, Any]) -> str:
     """The Brier-skill table the CLI and the demo print."""
 
     def f(value: Any, fmt: str) -> str:
-        return "     n/a" if value is None else format(value, fmt)
+        width = int("".join(c for c in fmt.split(".")[0] if c.isdigit()) or 0)
+        if value is None:
+            return "n/a".rjust(width)
+        if fmt.endswith("f") and "+" not in fmt and 0 < abs(value) < 1e-3:
+            return format(value, f"{width}.2e")  # small Brier scores and base rates
+        return format(value, fmt)
 
     lines = [" thresh   base rate   BS model    BS ref   BSS vs ref  BSS vs clim   points",
              " ------   ---------   --------  --------   ----------  -----------  -------"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     lead = check_lead(config, args.lead)
     out_path = graf_mrms_png_path(config, args.init, lead)
     if out_path.is_file() and not args.overwrite:
+        logging.getLogger(__name__).info("%s exists; use --overwrite to draw it again", out_path)
         print(out_path)
         return 0
     graf = read_graf(require_graf(config, args.init, lead), lead, init=args.init)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, positive_int, run_cli
 
 __all__ = ["build_parser", "main"]
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Draw randomly chosen patches of one split of the patch files of
@@ -23,8 +26,9 @@ example: plot_graf_mrms_samples.py 2025120100 12 --split validation --n 12
 def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("plot_graf_mrms_samples.py", DESCRIPTION, script_dir)
     add_init_lead(parser)
-    parser.add_argument("--split", choices=("train", "validation", "test"), default="train")
-    parser.add_argument("--n", type=positive_int, default=8, help="number of patches (default 8)")
+    parser.add_argument("--split", choices=("train", "validation", "test"), default="train",
+                        help="which patch file (default train)")
+    parser.add_argument("--n", type=positive_int, default=8, help="number of patches, at most 48 (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="which random patches (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="redraw an existing PNG")
     return parser
@@ -33,15 +37,18 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from pqpf.errors import PqpfError
+    from pqpf.errors import PqpfError, UsageError
     from pqpf.layout import patch_file_path, patch_samples_png_path
     from pqpf.plotting import plot_patch_samples
     from pqpf.training import load_patch_set
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
+    if args.n > 48:
+        raise UsageError(f"--n {args.n}: draw at most 48 patches in one picture")
     out_path = patch_samples_png_path(config, args.split, args.init, lead)
     if out_path.is_file() and not args.overwrite:
+        logger.info("%s exists; use --overwrite to draw it again (e.g. with another --n or --seed)", out_path)
         print(out_path)
         return 0
     path = patch_file_path(config, args.split, args.init, lead)
@@ -50,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         raise PqpfError(f"{path}: no patches in the {args.split} split")
     from pqpf.dates import from_epoch_seconds
 
-    labels = [f"{from_epoch_seconds(int(t)):%Y-%m-%d %HZ}" for t in data.valid_time]
+    labels = [f"valid {from_epoch_seconds(int(t)):%Y-%m-%d %HZ}" for t in data.valid_time]
     out = plot_patch_samples(
         out_path, data.features, data.channel_names,
         data.mrms_mm, data.quality, n=args.n, seed=args.seed, graf_channel="graf_log1p",
