@@ -3,7 +3,7 @@
 ``python3 run_demo.py`` (or ``python -m pqpf.demo``) builds a small synthetic GRAF/MRMS
 archive (demo grid, 200 x 250 points at 4 km) and runs, with the same command-line
 entry points a user types, terrain -> MRMS remapping -> patch extraction -> training of
-the ``tiny`` U-Net -> inference for the inits after the training period -> verification,
+the ``demo`` U-Net -> inference for the inits after the training period -> verification,
 then prints the Brier-skill table and the paths of the PNGs. Each step prints the
 command that does it by hand. Stages skip what already exists, so a second run is quick;
 ``--fresh`` starts from nothing.
@@ -41,7 +41,7 @@ def _step(n: int, total: int, what: str, command: str, fn: Callable[[], int]) ->
 
 
 def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6, seed: int = 1,
-             hparams_name: str = "tiny", fresh: bool = False) -> int:
+             hparams_name: str = "demo", fresh: bool = False) -> int:
     """Run every stage; return 0 on success.
 
     Parameters
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=30, help="days of synthetic archive (default 30)")
     parser.add_argument("--lead", type=int, default=6, help="lead time in hours (default 6)")
     parser.add_argument("--test-days", type=int, default=6, help="held-out days at the end (default 6)")
-    parser.add_argument("--hparams-name", default="tiny", help="hyper-parameter set (default tiny)")
+    parser.add_argument("--hparams-name", default="demo", help="hyper-parameter set (default demo)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fresh", action="store_true", help="delete the work directory first")
     args = parser.parse_args(argv)
