@@ -111,3 +111,31 @@ def sshd_dir() -> Path:
             ok = False
     require(ok, "no loopback sshd (start one with ../shared/ci/sshd_up.sh)")
     return SSHD_DIR
+
+
+GOLDEN_DIR = ROOT / "tests" / "data" / "golden"
+
+
+def assert_matches_golden(output: Path, name: str, atol: float = 1e-4, rtol: float = 1e-4) -> None:
+    """Compare every variable of a netCDF output with the known-good file ``name``.
+
+    With ``PQPF_REGENERATE=<dir>`` the output is copied to ``<dir>/<name>`` for review
+    (copy it into tests/data/golden/ to accept it) and the comparison is skipped.
+    """
+    import netCDF4
+    import numpy as np
+
+    regenerate = os.environ.get("PQPF_REGENERATE")
+    if regenerate:
+        Path(regenerate).mkdir(parents=True, exist_ok=True)
+        shutil.copy(output, Path(regenerate) / name)
+        pytest.skip(f"PQPF_REGENERATE: wrote {Path(regenerate) / name} for review")
+    golden = GOLDEN_DIR / name
+    assert golden.is_file(), f"no known-good file {golden}; make one with PQPF_REGENERATE=<dir>"
+    with netCDF4.Dataset(output) as got, netCDF4.Dataset(golden) as want:
+        assert set(got.variables) == set(want.variables), (set(got.variables) ^ set(want.variables))
+        for name_, var in want.variables.items():
+            a = np.ma.filled(got.variables[name_][...].astype(np.float64), np.nan)
+            b = np.ma.filled(var[...].astype(np.float64), np.nan)
+            assert a.shape == b.shape, name_
+            np.testing.assert_allclose(a, b, atol=atol, rtol=rtol, equal_nan=True, err_msg=name_)

@@ -179,3 +179,10 @@ def test_quality_sentinels_and_missing_qpe_give_quality_zero(archive):
     assert none_valid.sum() > 0
     assert (out["quality"][none_valid] == 0).all() and np.isnan(out["precipitation"][none_valid]).all()
     assert np.isnan(qpe.values).any()
+
+
+def test_cli_output_matches_the_known_good_file(archive):
+    from conftest import assert_matches_golden
+
+    assert _run(archive, "2022080915", "2022080915") == 0
+    assert_matches_golden(mrms_remapped_path(archive, HOURS[1]), "mrms_crop_conservative_2022080915.nc")

@@ -141,6 +141,17 @@ def test_inference_errors_are_one_line(trained, tmp_path):
     shutil.copytree(config.source.parent, empty, ignore=shutil.ignore_patterns("mrms_raw", "trainings", "patches", "probs"))
     res = run("resunet_inference.py", "2025070712", LEAD, "--config", empty / "config.ini", check=False)
     assert res.returncode == 1 and "no trained model" in res.stderr and res.stderr.count("\n") == 1
+    # a registered checkpoint that has gone, and a missing terrain file: one line each
+    broken = tmp_path / "broken"
+    shutil.copytree(config.source.parent, broken, ignore=shutil.ignore_patterns("mrms_raw", "patches", "probs"))
+    cfg3 = load_config(broken / "config.ini")
+    best = next(cfg3.paths.trainings_dir.glob("resunet_*/best.pt"))
+    best.unlink()
+    res = run("resunet_inference.py", "2025070712", LEAD, "--config", cfg3.source, check=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and f"{best}: checkpoint not found" in res.stderr
+    cfg3.paths.terrain_file.unlink()
+    res = run("resunet_inference.py", "2025070712", LEAD, "--config", cfg3.source, check=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and str(cfg3.paths.terrain_file) in res.stderr
 
 
 def test_verification_and_plots(trained):

@@ -518,3 +518,10 @@ def test_missing_grib_script_prints_one_line_naming_it_and_exits_1(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert lines == [f"terrain_height.py: error: {missing}: file not found"], res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_stage_output_matches_the_known_good_file(nam_run):
+    from conftest import assert_matches_golden
+
+    _, out, _ = nam_run
+    assert_matches_golden(out, "terrain_nam211_sigma2.nc")
