@@ -321,24 +321,78 @@ class PatchSummary:
         )
 
 
+def _extract_record(config: Config, when: dt.datetime, lead_h: int, terrain: Any, thresholds: tuple[float, ...],
+                    sigma_px: float) -> tuple[dict[str, Any], float, _Sample] | None:
+    """Read one init's GRAF and MRMS once and cut its patches.
+
+    Returns the record, the GRAF wet-area fraction (which stratifies the split) and the
+    sample; None if an input is missing or the GRAF file unreadable.
+    """
+    from pqpf.features import build_features
+    from pqpf.io.grib import read_graf
+    from pqpf.mrms import read_remapped_mrms
+    from pqpf.reference import smoothed_exceedance
+
+    cfg = config.patches
+    valid = when + dt.timedelta(hours=lead_h)
+    graf_path = locate_graf(config, when, lead_h)
+    if graf_path is None or not mrms_remapped_path(config, valid).is_file():
+        return None
+    try:
+        graf = read_graf(graf_path, lead_h, init=when)
+    except InputFileError as exc:
+        logger.warning("skipping %s: %s", format_yyyymmddhh(when), exc)
+        return None
+    if not graf.grid.same_as(terrain.grid):
+        raise InputFileError(graf_path, "GRAF grid differs from the terrain file's grid")
+    observed = read_remapped_mrms(config, valid, terrain.grid)
+    mrms_mm = observed.data["precipitation"].astype(np.float32)
+    quality = observed.data["quality"].astype(np.float32)
+    graf_mm = np.nan_to_num(graf.values, nan=0.0)
+    wet = float(np.mean(graf_mm >= cfg.wet_threshold_mm))
+    rng = np.random.default_rng([cfg.seed, to_epoch_seconds(when) // 3600, lead_h])
+    sample = sample_patches(graf_mm, mrms_mm, quality, cfg, config.mrms.min_quality, rng)
+    features = build_features(graf_mm, terrain, valid, time_features=False)
+    ref = smoothed_exceedance(graf_mm, thresholds, sigma_px)
+    p = cfg.patch_px
+    n = len(sample.origins)
+    record = {
+        "features": _cut(features, sample.origins, p).astype(np.float32),
+        "mrms": _cut(mrms_mm, sample.origins, p).astype(np.float32),
+        "quality": _cut(quality, sample.origins, p).astype(np.float32),
+        "ref_prob": _cut(ref, sample.origins, p).astype(np.float16),
+        "origins": sample.origins,
+        "weights": sample.weights,
+        "init_time": np.full(n, to_epoch_seconds(when), dtype=np.int64),
+        "valid_time": np.full(n, to_epoch_seconds(valid), dtype=np.int64),
+    }
+    return record, wet, sample
+
+
 def make_patch_files(
     config: Config, init: dt.datetime, lead_h: int, overwrite: bool = False
 ) -> PatchSummary:
     """Write the train/validation/test patch files for (INIT, LEAD).
 
-    Missing GRAF or MRMS hours are skipped and counted. Existing complete outputs are
-    kept unless ``overwrite``.
+    Each init's GRAF and MRMS are read once: its patches are cut and spooled to a
+    temporary directory beside the outputs while the GRAF wet fractions that stratify
+    the split are gathered; the split is then decided and the spooled records streamed,
+    in time order, into the three files. Memory holds one init at a time. Missing GRAF
+    or MRMS hours are skipped and counted. Existing complete outputs are kept unless
+    ``overwrite``.
 
     Raises
     ------
     PqpfError
         No usable init at all, or a missing terrain file.
     """
-    from pqpf.features import FEATURE_SCHEMA_VERSION, build_features, channel_names
-    from pqpf.io.grib import read_graf
-    from pqpf.io.patchfile import PatchFileWriter
-    from pqpf.mrms import read_remapped_mrms
-    from pqpf.reference import reference_sigma_px, smoothed_exceedance
+    import pickle
+    import shutil
+    import tempfile
+
+    from pqpf.features import FEATURE_SCHEMA_VERSION, channel_names
+    from pqpf.io.patchfile import PatchFileWriter, safe_loads
+    from pqpf.reference import reference_sigma_px
     from pqpf.terrain import read_terrain
 
     cfg = config.patches
@@ -353,7 +407,6 @@ def make_patch_files(
     grid = terrain.grid
     thresholds = tuple(config.probability.thresholds_mm)
     sigma_px = reference_sigma_px(config.probability, lead_h)
-    names = channel_names(False)
     inits = training_inits(init, lead_h, cfg)
     summary.inits_considered = len(inits)
     # Inits without data are counted now and kept out of the split assignment, so that
@@ -366,16 +419,7 @@ def make_patch_files(
             summary.skipped["mrms"].append(format_yyyymmddhh(when))
         else:
             available.append(when)
-    wetness = {}
-    for when in available:  # the forecast's wet-area fraction stratifies the split
-        try:
-            field = read_graf(locate_graf(config, when, lead_h), lead_h, init=when)  # type: ignore[arg-type]
-            wetness[when] = float(np.mean(np.nan_to_num(field.values) >= cfg.wet_threshold_mm))
-        except InputFileError:
-            wetness[when] = 0.0
-    splits = assign_splits(available, cfg, wetness)
-    summary.skipped["gap"] = [format_yyyymmddhh(t) for t in available if t not in splits]
-    if not splits:
+    if not available:
         raise PqpfError(
             f"no training inits for {format_yyyymmddhh(init)} +{lead_h} h: of {len(inits)} candidate inits "
             f"({format_yyyymmddhh(inits[0]) if inits else '-'}..{format_yyyymmddhh(inits[-1]) if inits else '-'}), "
@@ -383,92 +427,73 @@ def make_patch_files(
             f"{len(summary.skipped['mrms'])} no remapped MRMS for their valid hour"
         )
 
-    header_common = {
-        "init": format_yyyymmddhh(init),
-        "lead_h": int(lead_h),
-        "patch_px": int(cfg.patch_px),
-        "channel_names": list(names),
-        "feature_schema_version": int(FEATURE_SCHEMA_VERSION),
-        "thresholds_mm": [float(t) for t in thresholds],
-        "reference_sigma_px": float(sigma_px),
-        "min_quality": float(config.mrms.min_quality),
-        "grid": {k: v for k, v in dataclasses.asdict(grid).items()},
-        "grid_fingerprint": grid.fingerprint(),
-        "terrain_smoothing_sigma_px": float(terrain.smoothing_sigma_px),
-        "sampling": {k: (list(v) if isinstance(v, tuple) else v)
-                     for k, v in dataclasses.asdict(cfg).items()},
-        "pqpf_version": __version__,
-    }
-    writers = {
-        s: PatchFileWriter(outputs[s], {**header_common, "split": s,
-                                        "inits_planned": [format_yyyymmddhh(t) for t, v in splits.items() if v == s]})
-        for s in PATCH_SPLITS
-    }
-    progress = Progress(len(splits), "inits", logger)
-    for w in writers.values():
-        w.__enter__()
-    failed: BaseException | None = None
+    config.paths.patch_dir.mkdir(parents=True, exist_ok=True)
+    spool = Path(tempfile.mkdtemp(prefix=".spool-", dir=config.paths.patch_dir))
     try:
-        for when, split in sorted(splits.items()):
-            valid = when + dt.timedelta(hours=lead_h)
-            graf_path = locate_graf(config, when, lead_h)
-            mrms_ok = mrms_remapped_path(config, valid).is_file()
-            if graf_path is None or not mrms_ok:  # vanished since the check above
-                summary.skipped["graf" if graf_path is None else "mrms"].append(format_yyyymmddhh(when))
-                progress.step(note="input missing")
-                continue
-            observed = read_remapped_mrms(config, valid, grid)
-            mrms = (observed.data["precipitation"].astype(np.float32), observed.data["quality"].astype(np.float32))
-            try:
-                graf = read_graf(graf_path, lead_h, init=when)
-            except InputFileError as exc:
-                logger.warning("skipping %s: %s", format_yyyymmddhh(when), exc)
+        # pass 1: read every init once, spool its record, note the forecast's wetness
+        wetness: dict[dt.datetime, float] = {}
+        samples: dict[dt.datetime, _Sample] = {}
+        progress = Progress(len(available), "inits", logger)
+        for when in available:
+            got = _extract_record(config, when, lead_h, terrain, thresholds, sigma_px)
+            if got is None:
                 summary.skipped["graf"].append(format_yyyymmddhh(when))
-                progress.step(note="GRAF unreadable")
+                progress.step(note="input missing or unreadable")
                 continue
-            if not graf.grid.same_as(grid):
-                raise InputFileError(graf_path, "GRAF grid differs from the terrain file's grid")
-            mrms_mm, quality = mrms
-            graf_mm = np.nan_to_num(graf.values, nan=0.0)
-            rng = np.random.default_rng([cfg.seed, to_epoch_seconds(when) // 3600, lead_h])
-            sample = sample_patches(graf_mm, mrms_mm, quality, cfg, config.mrms.min_quality, rng)
-            features = build_features(graf_mm, terrain, valid, time_features=False)
-            ref = smoothed_exceedance(graf_mm, thresholds, sigma_px)
-            p = cfg.patch_px
-            n = len(sample.origins)
-            record = {
-                "features": _cut(features, sample.origins, p).astype(np.float32),
-                "mrms": _cut(mrms_mm, sample.origins, p).astype(np.float32),
-                "quality": _cut(quality, sample.origins, p).astype(np.float32),
-                "ref_prob": _cut(ref, sample.origins, p).astype(np.float16),
-                "origins": sample.origins,
-                "weights": sample.weights,
-                "init_time": np.full(n, to_epoch_seconds(when), dtype=np.int64),
-                "valid_time": np.full(n, to_epoch_seconds(valid), dtype=np.int64),
-            }
-            writers[split].append(record)
-            writers[split].trailer_extra.setdefault("inits_used", []).append(format_yyyymmddhh(when))
-            summary.inits_used += 1
-            summary.patches[split] += n
-            good = good_quality_mask(record["mrms"], record["quality"], config.mrms.min_quality)
-            summary.valid_pixels += int(good.sum())
-            summary.wet_pixels += int((record["mrms"][good] >= cfg.wet_threshold_mm).sum())
-            summary.weights[split].append(sample.weights)
-            progress.step(note=f"{n} patches")
-    except BaseException as exc:  # leave no partial outputs behind
-        failed = exc
-        raise
-    finally:
+            record, wetness[when], samples[when] = got
+            with open(spool / f"{format_yyyymmddhh(when)}.pkl", "wb") as fh:
+                pickle.dump(record, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            progress.step(note=f"{len(record['weights'])} patches")
+        splits = assign_splits(sorted(wetness), cfg, wetness)
+        summary.skipped["gap"] = [format_yyyymmddhh(t) for t in sorted(wetness) if t not in splits]
+        if not splits:
+            raise PqpfError(f"no usable inits for {format_yyyymmddhh(init)} +{lead_h} h "
+                            f"({len(summary.skipped['graf'])} without readable GRAF)")
+        # pass 2: the spooled records, in time order, into their split's file
+        header_common = {
+            "init": format_yyyymmddhh(init),
+            "lead_h": int(lead_h),
+            "patch_px": int(cfg.patch_px),
+            "channel_names": list(channel_names(False)),
+            "feature_schema_version": int(FEATURE_SCHEMA_VERSION),
+            "thresholds_mm": [float(t) for t in thresholds],
+            "reference_sigma_px": float(sigma_px),
+            "min_quality": float(config.mrms.min_quality),
+            "grid": {k: v for k, v in dataclasses.asdict(grid).items()},
+            "grid_fingerprint": grid.fingerprint(),
+            "terrain_smoothing_sigma_px": float(terrain.smoothing_sigma_px),
+            "sampling": {k: (list(v) if isinstance(v, tuple) else v)
+                         for k, v in dataclasses.asdict(cfg).items()},
+            "pqpf_version": __version__,
+        }
+        writers = {
+            s: PatchFileWriter(outputs[s], {**header_common, "split": s,
+                                            "inits_planned": [format_yyyymmddhh(t) for t, v in splits.items() if v == s]})
+            for s in PATCH_SPLITS
+        }
         for w in writers.values():
-            if failed is None:
-                w.__exit__(None, None, None)
-            else:
-                w.__exit__(type(failed), failed, failed.__traceback__)
-    if summary.inits_used == 0:
-        for path in outputs.values():
-            path.unlink(missing_ok=True)
-        raise PqpfError(
-            f"no usable inits for {format_yyyymmddhh(init)} +{lead_h} h: "
-            f"{len(summary.skipped['graf'])} without GRAF, {len(summary.skipped['mrms'])} without MRMS"
-        )
+            w.__enter__()
+        failed: BaseException | None = None
+        try:
+            for when, split in sorted(splits.items()):
+                record = safe_loads((spool / f"{format_yyyymmddhh(when)}.pkl").read_bytes())
+                writers[split].append(record)
+                writers[split].trailer_extra.setdefault("inits_used", []).append(format_yyyymmddhh(when))
+                summary.inits_used += 1
+                summary.patches[split] += len(record["weights"])
+                good = good_quality_mask(record["mrms"], record["quality"], config.mrms.min_quality)
+                summary.valid_pixels += int(good.sum())
+                summary.wet_pixels += int((record["mrms"][good] >= cfg.wet_threshold_mm).sum())
+                summary.weights[split].append(samples[when].weights)
+        except BaseException as exc:  # leave no partial outputs behind
+            failed = exc
+            raise
+        finally:
+            for w in writers.values():
+                if failed is None:
+                    w.__exit__(None, None, None)
+                else:
+                    w.__exit__(type(failed), failed, failed.__traceback__)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
     return summary
