@@ -604,9 +604,13 @@ def train(
         dev = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(dev)
     try:
-        return _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, register, overwrite,
-                      torch, Normalisation, augment_batch_torch,
-                      masked_rps_loss, build_model, validate_bin_edges)
+        result = _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, register, overwrite,
+                        torch, Normalisation, augment_batch_torch,
+                        masked_rps_loss, build_model, validate_bin_edges)
+        # Leave together: a rank tearing down its process group while another still
+        # writes the registry could abort the gloo threads at exit.
+        ctx.barrier()
+        return result
     finally:
         ctx.close()
 

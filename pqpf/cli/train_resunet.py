@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     result = train(config, args.init, lead, hp, device=args.device, resume=args.resume,
                    init_from=args.init_from, max_epochs=args.max_epochs,
                    register=not args.no_register, overwrite=args.overwrite)
-    logger.info("run directory %s", result.run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
+        logger.info("run directory %s", result.run_dir)
     return 0
 
 
