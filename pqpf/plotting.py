@@ -458,6 +458,13 @@ def _fmt_score(value: Any) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:+.3f}"
 
 
+def _fmt_rate(value: Any) -> str:
+    """A base rate: 3 decimals, or 3 significant digits below 1e-3 (25 mm is rarer)."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:.2e}" if 0 < abs(value) < 1e-3 else f"{value:.3f}"
+
+
 def plot_reliability(
     path: str | Path,
     per_threshold: Sequence[Mapping[str, Any]],
@@ -535,18 +542,24 @@ def plot_reliability(
         n = entry.get("n", 0)
         ax.set_title(
             f"\u2265 {_fmt_mm(entry['threshold_mm'])} mm   n={n:,}   base rate "
-            f"{(base if base is not None else float('nan')):.3f}\n"
+            f"{_fmt_rate(base)}\n"
             f"U-Net BSS vs smoothed GRAF {_fmt_score(entry.get('bss_vs_ref'))}", fontsize=9)
         ax.legend(loc="lower right", fontsize=7, frameon=True)
         if edges is not None and freqs:
             inset = ax.inset_axes([0.07, 0.6, 0.36, 0.32])
             centres = 0.5 * (edges[:-1] + edges[1:])
             width = np.diff(edges)
+            smallest = 1.0
             for j, (freq, colour) in enumerate(freqs):
                 f_plot = np.where(np.isfinite(freq) & (freq > 0), freq, np.nan)
                 inset.bar(centres + (j - 0.5) * width * 0.42, f_plot, width=width * 0.42,
                           color=colour, alpha=0.85)
+                if np.isfinite(f_plot).any():
+                    smallest = min(smallest, float(np.nanmin(f_plot)))
             inset.set_yscale("log")
+            # Fractions never exceed 1; without limits a panel whose forecasts all fall in
+            # one bin gets an axis running to 10.
+            inset.set_ylim(10 ** np.floor(np.log10(smallest) - 0.3), 1.5)
             inset.yaxis.set_major_locator(LogLocator(numticks=4))
             inset.yaxis.set_minor_formatter(NullFormatter())
             inset.set_xlim(0, 1)
