@@ -10,14 +10,30 @@ model (:mod:`pqpf.model`), the loss (:mod:`pqpf.loss`) and verification
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["EDGE_ATOL_MM", "validate_bin_edges", "bin_index_numpy", "edge_widths_mm"]
+__all__ = ["EDGE_ATOL_MM", "AMOUNT_ATOL_MM", "reaches", "validate_bin_edges", "bin_index_numpy", "edge_widths_mm"]
 
 #: Two edges or an edge and a threshold closer than this (mm) are the same.
 EDGE_ATOL_MM = 1e-6
+
+#: An amount this close below a threshold or bin edge (mm) counts as reaching it. Amounts
+#: that are exactly a threshold in the data (MRMS stores 0.1 mm steps) come out a few
+#: float32 ulps low after averaging (a uniform 1 mm area remaps to 0.99999994 in about a
+#: quarter of the cells); without the tolerance they would miss the event and fall into
+#: the bin below. 1e-4 mm is far below any precipitation data's precision and above the
+#: round-off of float32 sums at 40 mm.
+AMOUNT_ATOL_MM = 1e-4
+
+
+def reaches(amount_mm: Any, threshold_mm: Any) -> Any:
+    """``amount >= threshold`` up to :data:`AMOUNT_ATOL_MM`: the event definition used
+    everywhere (training targets, verification, the GRAF reference). Works on numpy arrays,
+    torch tensors and floats, with broadcasting; NaN gives False."""
+    return amount_mm >= threshold_mm - AMOUNT_ATOL_MM
 
 
 def validate_bin_edges(edges_mm: Sequence[float] | ArrayLike, thresholds_mm: Sequence[float] = ()) -> NDArray[np.float64]:
@@ -49,11 +65,12 @@ def validate_bin_edges(edges_mm: Sequence[float] | ArrayLike, thresholds_mm: Seq
 
 
 def bin_index_numpy(obs_mm: ArrayLike, edges: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Bin ``k`` with ``edges[k] <= v < edges[k+1]`` of each amount; values below the first
-    edge (round-off) go to bin 0, NaN gives -1. ``edges`` must be validated."""
+    """Bin ``k`` with ``edges[k] <= v < edges[k+1]`` (each edge up to :data:`AMOUNT_ATOL_MM`,
+    as in :func:`reaches`) of each amount; values below the first edge (round-off) go to
+    bin 0, NaN gives -1. ``edges`` must be validated."""
     obs = np.asarray(obs_mm)
     nan = np.isnan(obs)
-    idx = np.searchsorted(edges, np.where(nan, 0.0, obs), side="right").astype(np.int64) - 1
+    idx = np.searchsorted(edges - AMOUNT_ATOL_MM, np.where(nan, 0.0, obs), side="right").astype(np.int64) - 1
     return np.where(nan, -1, np.maximum(idx, 0))
 
 

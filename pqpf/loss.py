@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from pqpf.bins import edge_widths_mm, validate_bin_edges
+from pqpf.bins import edge_widths_mm, reaches, validate_bin_edges
 from pqpf.model import cdf_at_edges
 
 __all__ = [
@@ -174,7 +174,7 @@ def rps_per_pixel(
     z = logits if logits.dtype == torch.float64 else logits.float()
     cdf = cdf_at_edges(torch.softmax(z, dim=1), dim=1)
     inner = torch.as_tensor(edges[1:], dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
-    obs_cdf = (obs_mm.to(z.dtype).unsqueeze(1) < inner).to(z.dtype)
+    obs_cdf = (~reaches(obs_mm.to(z.dtype).unsqueeze(1), inner)).to(z.dtype)  # O_k = 1{obs < e_k}
     wt = torch.as_tensor(w, dtype=z.dtype, device=z.device).view(1, -1, 1, 1)
     return (wt * (cdf - obs_cdf) ** 2).sum(dim=1)
 

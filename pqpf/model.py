@@ -49,8 +49,8 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
+from pqpf.bins import AMOUNT_ATOL_MM, bin_index_numpy, validate_bin_edges
 from pqpf.bins import EDGE_ATOL_MM as _EDGE_ATOL_MM
-from pqpf.bins import bin_index_numpy, validate_bin_edges
 
 if TYPE_CHECKING:
     from pqpf.config import ModelHParams
@@ -296,11 +296,12 @@ def bin_index(obs_mm: _Array, edges_mm: Sequence[float]) -> _Array:
 
     Returns
     -------
-    int64 array or tensor, same shape: ``k`` with ``edges[k] <= v < edges[k+1]``.
+    int64 array or tensor, same shape: ``k`` with ``edges[k] <= v < edges[k+1]``, each edge
+    up to :data:`pqpf.bins.AMOUNT_ATOL_MM` (see :func:`pqpf.bins.reaches`).
     """
     edges = validate_bin_edges(edges_mm)
     if isinstance(obs_mm, torch.Tensor):
-        e = torch.as_tensor(edges, dtype=obs_mm.dtype, device=obs_mm.device)
+        e = torch.as_tensor(edges - AMOUNT_ATOL_MM, dtype=obs_mm.dtype, device=obs_mm.device)
         nan = torch.isnan(obs_mm)
         idx = torch.bucketize(torch.where(nan, torch.zeros_like(obs_mm), obs_mm), e, right=True) - 1
         return torch.where(nan, torch.full_like(idx, -1), idx.clamp_min(0))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from pqpf.bins import reaches
 from pqpf.config import ProbabilityConfig
 
 __all__ = ["reference_sigma_px", "exceedance", "smoothed_exceedance"]
@@ -56,7 +57,7 @@ def _check_thresholds(thresholds_mm: Sequence[float]) -> NDArray[np.float64]:
 
 
 def exceedance(graf_mm: NDArray[np.floating], thresholds_mm: Sequence[float]) -> NDArray[np.float32]:
-    """0/1 fields of ``graf_mm >= threshold``.
+    """0/1 fields of ``graf_mm >= threshold`` (up to :data:`pqpf.bins.AMOUNT_ATOL_MM`).
 
     Parameters
     ----------
@@ -75,7 +76,7 @@ def exceedance(graf_mm: NDArray[np.floating], thresholds_mm: Sequence[float]) ->
     if g.ndim != 2:
         raise ValueError(f"graf_mm must be 2-D (ny, nx), got shape {g.shape}")
     t = _check_thresholds(thresholds_mm)
-    out = (g[None, :, :] >= t[:, None, None]).astype(np.float32)
+    out = reaches(g[None, :, :], t[:, None, None]).astype(np.float32)
     out[:, np.isnan(g)] = np.nan
     return out
 

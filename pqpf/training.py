@@ -45,6 +45,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pqpf import __version__
+from pqpf.bins import reaches
 from pqpf.config import Config, HParams
 from pqpf.dates import format_yyyymmddhh
 from pqpf.errors import ConfigError, InputFileError, PqpfError
@@ -491,7 +492,7 @@ def evaluate(net: Any, data: PatchSet, normalisation: Any, edges_mm: tuple[float
             exc = exceedance_probs(probs, edges_mm, thresholds, dim=1)
             ref = b["ref"].to(device)[:, t_index]
             for m, t in enumerate(thresholds):
-                event = (obs >= t).float()
+                event = reaches(obs, t).float()
                 base[m] += float((event * pix_w).sum())
                 sums[2 + 3 * m] += float(((exc[:, m] - event) ** 2 * pix_w).sum())
                 sums[3 + 3 * m] += float(((ref[:, m] - event) ** 2 * pix_w).sum())

@@ -11,7 +11,9 @@ as verifying one, and accumulators built by parallel workers combine with
 
 Conventions
 -----------
-* Events are ``obs >= threshold`` (the probabilities are P(obs >= t)).
+* Events are ``obs >= threshold`` (the probabilities are P(obs >= t)), up to
+  :data:`pqpf.bins.AMOUNT_ATOL_MM` so that float32 round-off cannot move an amount that
+  is exactly a threshold below it (:func:`pqpf.bins.reaches`).
 * Brier score ``BS = sum w (p - o)^2 / sum w`` (Brier 1950). Climatology is the sample
   base rate of the verified period, ``obar = sum w o / sum w``, with
   ``BS_clim = obar (1 - obar)``. Skill ``BSS = 1 - BS / BS_ref``.
@@ -42,7 +44,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from pqpf.bins import bin_index_numpy, edge_widths_mm, validate_bin_edges
+from pqpf.bins import bin_index_numpy, edge_widths_mm, reaches, validate_bin_edges
 
 __all__ = [
     "cos_lat_weights",
@@ -559,7 +561,7 @@ class Verifier:
         y = y_all[idx]
         w = w_all[idx]
         p_model, p_raw, p_ref = (p[:, idx].astype(np.float64) for p in probs)
-        events = (y[None, :] >= self.thresholds_mm[:, None]).astype(np.float64)
+        events = reaches(y[None, :], self.thresholds_mm[:, None]).astype(np.float64)
         self.sums[0] += idx.size
         self.sums[1] += w.sum()
         self.sums[2] += events @ w

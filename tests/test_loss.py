@@ -59,7 +59,8 @@ def test_rps_scheme_equals_textbook_three_category_example():
 
 def test_crps_scheme_equals_brute_force_crps_of_discretised_distributions():
     logits, obs = _case(0, b=1, h=4, w=5)
-    obs[0, 0, :4] = torch.tensor([0.0, 0.1, 40.0, 0.09999], dtype=torch.float64)  # on/near edges
+    # On an edge, within the round-off tolerance below one (counts as on it), and just outside it.
+    obs[0, 0, :5] = torch.tensor([0.0, 0.1, 40.0, 0.09999, 0.0998], dtype=torch.float64)
     score = rps_per_pixel(logits, obs, EDGES, edge_weights(EDGES, "crps"))
     probs = torch.softmax(logits, dim=1).numpy()
     for y, x in np.ndindex(4, 5):

@@ -144,11 +144,28 @@ def test_validate_bin_edges_names_the_problem():
 
 
 def test_bin_index_lower_edges_nan_and_negative():
-    obs = np.array([0.0, 0.09999, 0.1, 0.3, 25.0, 39.9, 40.0, 300.0, -0.001, np.nan])
+    obs = np.array([0.0, 0.0998, 0.1, 0.3, 25.0, 39.9, 40.0, 300.0, -0.001, np.nan])
     want = [0, 0, 1, 2, 12, 12, 13, 13, 0, -1]
     assert bin_index(obs, EDGES).tolist() == want
     got = bin_index(torch.tensor(obs, dtype=torch.float64), EDGES)
     assert got.dtype == torch.int64 and got.tolist() == want
+
+
+def test_amounts_a_float32_ulp_below_an_edge_reach_it():
+    """A uniform 1 mm area remapped in float32 can read 0.99999994: still the 1 mm bin,
+    still a 1 mm event; 1e-4 mm further down it is not."""
+    from pqpf.bins import AMOUNT_ATOL_MM, reaches
+
+    edges = np.asarray(EDGES, dtype=np.float64)
+    below = np.nextafter(edges[1:].astype(np.float32), np.float32(0))  # one ulp low
+    far = (edges[1:] - 2 * AMOUNT_ATOL_MM).astype(np.float64)
+    want = list(range(1, len(EDGES)))
+    assert bin_index(below, EDGES).tolist() == want
+    assert bin_index(torch.from_numpy(below), EDGES).tolist() == want
+    assert bin_index(far, EDGES).tolist() == [k - 1 for k in want]
+    assert reaches(below, edges[1:].astype(np.float32)).all()
+    assert not reaches(far, edges[1:]).any()
+    assert reaches(torch.from_numpy(below), torch.from_numpy(edges[1:].astype(np.float32))).all()
 
 
 def test_softmax_and_cdf_agree_between_numpy_and_torch():

@@ -132,6 +132,23 @@ def test_constant_field_stays_constant(weights, method):
     assert out.precipitation.dtype == np.float32 and out.valid_fraction.dtype == np.float32
 
 
+@pytest.mark.parametrize("amount", [1.0, 2.5, 5.0, 10.0, 25.0])
+def test_uniform_threshold_amount_stays_an_event_after_remapping(weights, amount):
+    """An area of exactly 1 mm remaps to a few float32 ulps either side of 1 mm; every
+    cell must still count as reaching 1 mm and fall into the 1 mm bin."""
+    from pqpf.bins import reaches
+    from pqpf.model import bin_index
+
+    edges = (0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.5, 5.0, 7.5, 10.0, 15.0, 25.0, 40.0)
+    holes = np.full(SRC.shape, amount, np.float32)
+    holes[np.random.default_rng(2).uniform(size=SRC.shape) < 0.2] = np.nan
+    out = weights["conservative"].apply(holes).precipitation
+    got = out[np.isfinite(out)]
+    assert got.size > 0.5 * DST.ny * DST.nx
+    assert reaches(got, amount).all()
+    assert (bin_index(got, edges) == edges.index(amount)).all()
+
+
 def test_conservative_regrid_keeps_domain_total(weights):
     w = weights["conservative"]
     values = _smooth_field(SRC)
