@@ -201,15 +201,23 @@ def run_inference(
     dev = select_device(device)
     model = load_model_for_lead(config, lead_h, dev)
     _check_provenance(model, terrain, config.paths.terrain_file)
-    graf_mm = np.nan_to_num(graf.values, nan=0.0).astype(np.float32)
+    graf_mm = graf.values.astype(np.float32)
+    missing = ~np.isfinite(graf_mm)
+    if missing.any():
+        logger.warning("%s: %d of %d GRAF points are missing; their probabilities are written as missing",
+                       graf_path, int(missing.sum()), missing.size)
     inf = config.inference
+    # The network sees 0 mm at missing points (NaN would spread over whole windows); the
+    # probabilities there are then masked, and the references handle NaN themselves.
     prob, thresholds = predict_probabilities(
-        model, graf_mm, terrain, graf.valid_time, inf.window_px, inf.stride_px, inf.batch_size, dev,
-        pad_mode=inf.pad_mode,
+        model, np.where(missing, np.float32(0.0), graf_mm), terrain, graf.valid_time,
+        inf.window_px, inf.stride_px, inf.batch_size, dev, pad_mode=inf.pad_mode,
     )
+    prob[:, missing] = np.nan
     sigma = reference_sigma_px(config.probability, lead_h)
     raw = exceedance(graf_mm, thresholds)
     smooth = smoothed_exceedance(graf_mm, thresholds, sigma)
+    raw = np.where(np.isnan(raw), -1, raw).astype(np.int8)  # -1 is the variable's fill value
     prob_attrs = {"units": "1", "valid_min": 0.0, "valid_max": 1.0}
     variables = {
         "prob_exceed": NcVar(prob, {**prob_attrs, "long_name": "U-Net probability that the 1-h MRMS amount >= threshold"},

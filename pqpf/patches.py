@@ -349,6 +349,8 @@ def _extract_record(config: Config, when: dt.datetime, lead_h: int, terrain: Any
     mrms_mm = observed.data["precipitation"].astype(np.float32)
     quality = observed.data["quality"].astype(np.float32)
     graf_mm = np.nan_to_num(graf.values, nan=0.0)
+    # Where GRAF is missing the input says 0 mm; such points must not be learnt from.
+    quality[~np.isfinite(graf.values)] = 0.0
     wet = float(np.mean(graf_mm >= cfg.wet_threshold_mm))
     rng = np.random.default_rng([cfg.seed, to_epoch_seconds(when) // 3600, lead_h])
     sample = sample_patches(graf_mm, mrms_mm, quality, cfg, config.mrms.min_quality, rng)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import logging
@@ -86,9 +87,11 @@ def _read_case(config: Config, init: dt.datetime, lead_h: int, thresholds: tuple
     d = probs.data
     # stored with 4 significant digits: rounding may step a hair outside [0, 1]
     model = np.clip(d["prob_exceed"].astype(np.float64), 0.0, 1.0)
+    raw = d["prob_exceed_raw"][pick].astype(np.float64)
+    raw[raw < 0] = np.nan  # the fill value -1 marks missing GRAF
     return {
         "model": model[pick],
-        "raw": d["prob_exceed_raw"][pick].astype(np.float64),
+        "raw": raw,
         "ref": np.clip(d["prob_exceed_smoothed"][pick].astype(np.float64), 0.0, 1.0),
         "bins": bin_probs_from_exceedance(model),
         "edges": (0.0, *edges_interior),
@@ -106,9 +109,10 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
                  plot: bool = True, overwrite: bool = False) -> VerificationReport:
     """Score every init in ``begin..end`` that has a probabilities file and MRMS.
 
-    An existing ``scores.json`` for the same range is reused (not recomputed) when it
-    covers exactly the inits that now have probabilities files and ``overwrite`` is
-    False; new or removed files make it stale.
+    An existing ``scores.json`` for the same range is reused (not recomputed) when it was
+    computed from exactly the files and settings there are now (see
+    :func:`_inputs_digest`) and ``overwrite`` is False; a new, removed or rewritten
+    probabilities or MRMS file, or another threshold or quality minimum, makes it stale.
 
     Raises
     ------
@@ -126,7 +130,8 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
             f"{format_yyyymmddhh(end)} in {config.paths.probs_dir} (run resunet_inference.py first)"
         )
     out_dir = verification_dir(config, begin, end, lead_h)
-    previous = _previous_result(out_dir / "scores.json", inits) if not overwrite else None
+    digest = _inputs_digest(config, inits, lead_h)
+    previous = _previous_result(out_dir / "scores.json", digest) if not overwrite else None
     if previous is not None:
         logger.info("%s is up to date (use --overwrite to recompute)", out_dir / "scores.json")
         report.result = previous
@@ -159,7 +164,20 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
         report.checkpoints[case["checkpoint"]] = report.checkpoints.get(case["checkpoint"], 0) + 1
         if verifier is None:
             verifier = Verifier(thresholds, bin_edges_mm=case["edges"])
-        key = "lat"
+            first_edges, first_grid = np.asarray(case["edges"]), case["lat"].shape
+        mismatch = None
+        if case["lat"].shape != first_grid:
+            mismatch = f"grid {case['lat'].shape} differs from the first file's {first_grid}"
+        elif np.asarray(case["edges"]).shape != first_edges.shape or not np.allclose(case["edges"], first_edges):
+            mismatch = (f"bin edges {list(case['edges'])} differ from the first file's {first_edges.tolist()} "
+                        "(made by another model): its CRPS would be wrong")
+        if mismatch is not None:
+            message = f"{probs_path(config, init, lead_h)}: {mismatch}"
+            logger.error("%s", message)
+            report.failed.append((format_yyyymmddhh(init), message))
+            progress.step(note="failed")
+            continue
+        key = hashlib.blake2b(np.ascontiguousarray(case["lat"]).tobytes(), digest_size=16).hexdigest()
         if key not in weights_cache:
             weights_cache[key] = cos_lat_weights(case["lat"])
         good = good_quality_mask(case["obs"], case["quality"], config.mrms.min_quality)
@@ -184,7 +202,7 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
             "inits_failed": [{"init": i, "error": e} for i, e in report.failed],
             "checkpoints": report.checkpoints,
             "min_quality": config.mrms.min_quality, "weights": "cos(latitude) on good-quality MRMS points",
-            "pqpf_version": __version__}
+            "pqpf_version": __version__, "inputs_digest": digest}
     json_path = out_dir / "scores.json"
     atomic_write_text(json_path, json.dumps({**meta, **result}, indent=1) + "\n")
     rows = verifier.to_csv_rows()
@@ -204,17 +222,31 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
     return report
 
 
-def _previous_result(path: Path, inits: list[dt.datetime]) -> dict[str, Any] | None:
-    """The stored result if it covers exactly these inits, else None."""
+def _inputs_digest(config: Config, inits: list[dt.datetime], lead_h: int) -> str:
+    """A digest of what the scores depend on: every probabilities and MRMS file (path,
+    size, modification time, or absent), the thresholds and the quality minimum. A file
+    rewritten, an MRMS hour that has arrived since, or a changed setting changes it."""
+    h = hashlib.sha256()
+    h.update(repr((tuple(config.probability.thresholds_mm), config.mrms.min_quality, int(lead_h))).encode())
+    for init in inits:
+        for path in (probs_path(config, init, lead_h), mrms_remapped_path(config, init + dt.timedelta(hours=lead_h))):
+            try:
+                st = path.stat()
+                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{path}|absent\n".encode())
+    return h.hexdigest()
+
+
+def _previous_result(path: Path, inputs_digest: str) -> dict[str, Any] | None:
+    """The stored result if it was computed from exactly these inputs, else None."""
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
-        covered = set(data["inits_used"]) | set(data["inits_skipped_no_mrms"]) | {
-            x["init"] for x in data.get("inits_failed", [])}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
-    if covered != {format_yyyymmddhh(t) for t in inits} or data.get("inits_failed"):
+    if not isinstance(data, dict) or data.get("inputs_digest") != inputs_digest or data.get("inits_failed"):
         return None
     return data
 
@@ -241,7 +273,8 @@ def format_score_table(result: dict[str, Any]) -> str:
     crps = result.get("crps") or {}
     if crps.get("crps_model") is not None:
         lines.append(
-            f"CRPS model {crps['crps_model']:.4f} mm, GRAF (binned) {f(crps.get('crps_raw_binned'), '.4f')} mm, "
-            f"skill {f(crps.get('crpss_vs_raw_binned'), '+.3f')}; GRAF MAE {f(crps.get('mae_raw'), '.4f')} mm"
+            f"CRPS on the bins (amounts at bin lower edges): model {crps['crps_model']:.4f} mm, "
+            f"GRAF {f(crps.get('crps_raw_binned'), '.4f')} mm, skill {f(crps.get('crpss_vs_raw_binned'), '+.3f')}"
         )
+        lines.append(f"(GRAF MAE on unbinned amounts {f(crps.get('mae_raw'), '.4f')} mm: not comparable with the above)")
     return "\n".join(lines)

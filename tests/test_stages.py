@@ -4,6 +4,7 @@ the tests of this module."""
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -167,6 +168,13 @@ def test_verification_and_plots(trained):
     run("resunet_inference.py", "2025070812", LEAD, "--config", config.source, "--no-plot", "-q")
     res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
     assert "4 inits verified" in res.stdout and scores.stat().st_mtime_ns != stamp  # a new file: recomputed
+    # an MRMS hour rewritten since (reprocessed data) makes the stored scores stale too
+    stamp = scores.stat().st_mtime_ns
+    mrms = mrms_remapped_path(config, dt.datetime(2025, 7, 7, LEAD))
+    os.utime(mrms, ns=(mrms.stat().st_atime_ns, mrms.stat().st_mtime_ns + 10**9))
+    res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
+    assert "4 inits verified" in res.stdout and scores.stat().st_mtime_ns != stamp
+    assert json.loads(scores.read_text())["inputs_digest"]
     res = run("verify_resunet.py", "2025070812", "2025070700", LEAD, "--config", config.source, check=False)
     assert res.returncode == 2 and "before BEGIN" in res.stderr
     res = run("verify_resunet.py", "2025080100", "2025080212", LEAD, "--config", config.source, check=False)
@@ -192,6 +200,19 @@ def test_verification_counts_a_corrupt_file_finishes_the_rest_and_fails(trained,
     assert scores["inits_used"] == ["2025070700"] and scores["inits_failed"][0]["init"] == "2025070712"
     assert list(scores["checkpoints"].values()) == [1]
 
+    # a file from a model with other bins (same thresholds, another interior edge): its
+    # CRPS would be computed on the wrong edges, so it is refused and counted, not mixed in
+    import netCDF4
+
+    run("resunet_inference.py", "2025070712", LEAD, "--config", cfg2.source, "--no-plot", "-q", "--overwrite")
+    with netCDF4.Dataset(probs_path(cfg2, dt.datetime(2025, 7, 7, 12), LEAD), "a") as nc:
+        edges = nc["threshold"][:]
+        edges[0] = 0.2  # 0.1 -> 0.2 mm
+        nc["threshold"][:] = edges
+    res = run("verify_resunet.py", "2025070700", "2025070712", LEAD, "--config", cfg2.source, check=False)
+    assert res.returncode == 1 and "1 inits verified" in res.stdout
+    assert "bin edges" in res.stderr and "2025070712_3h_probs.nc" in res.stderr
+
 
 def test_inference_refuses_a_terrain_file_smoothed_differently_from_training(trained, tmp_path):
     config = trained
@@ -203,3 +224,36 @@ def test_inference_refuses_a_terrain_file_smoothed_differently_from_training(tra
     res = run("resunet_inference.py", "2025070712", LEAD, "--config", copy / "config.ini", check=False)
     assert res.returncode == 1 and res.stderr.count("\n") == 1
     assert "smoothed with sigma 4 px" in res.stderr and "trained with 8 px" in res.stderr
+
+
+def test_inference_writes_missing_probabilities_where_graf_is_missing(trained, tmp_path, monkeypatch):
+    """Missing GRAF points are not 0 mm: every probability there is missing (NaN, or the
+    fill value -1 of the 0/1 raw field), and the points next to them are still forecast."""
+    import pqpf.io.grib
+    from pqpf.inference import run_inference
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "patches", "plots", "probs"))
+    cfg = load_config(copy / "config.ini")
+    real_read = pqpf.io.grib.read_graf
+
+    def read_with_a_hole(*args, **kwargs):
+        graf = real_read(*args, **kwargs)
+        graf.values[80:100, 120:150] = np.nan
+        return graf
+
+    monkeypatch.setattr(pqpf.io.grib, "read_graf", read_with_a_hole)
+    init = dt.datetime(2025, 7, 7, 12)
+    result = run_inference(cfg, init, LEAD, device="cpu", plot=False)
+    ds = read_grid_netcdf(result.nc_path)
+    hole = np.zeros((200, 250), bool)
+    hole[80:100, 120:150] = True
+    for name in ("prob_exceed", "prob_exceed_smoothed"):
+        p = ds.data[name]
+        assert np.isnan(p[:, hole]).all(), name
+        assert np.isfinite(p[:, ~hole]).all(), name
+    raw = ds.data["prob_exceed_raw"]
+    assert raw.dtype == np.int8 and (raw[:, hole] == -1).all()  # read unmasked: the fill value
+    assert set(np.unique(raw[:, ~hole]).tolist()) <= {0, 1}
+    assert np.isnan(ds.data["graf_precipitation"][hole]).all()
+    assert np.isfinite(ds.data["graf_precipitation"][~hole]).all()
