@@ -536,6 +536,10 @@ class HParams:
     weight_decay: float = 1.0e-4
     #: Epochs without improvement of the validation score before stopping.
     patience: int = 6
+    #: Relative decrease of the validation score that counts as an improvement (for
+    #: early stopping and ``best.pt``); smaller changes are noise on a few dozen
+    #: correlated validation inits.
+    min_improvement: float = 1.0e-3
     #: Learning-rate schedule: "plateau" (halve on a plateau) or "cosine".
     lr_schedule: str = "plateau"
     augment: bool = True
@@ -554,6 +558,7 @@ class HParams:
         _require(self.learning_rate > 0 and self.weight_decay >= 0,
                  f"learning_rate must be > 0 and weight_decay >= 0, got {self.learning_rate}, {self.weight_decay}")
         _require(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        _require(0.0 <= self.min_improvement < 1.0, f"min_improvement must be in [0, 1), got {self.min_improvement}")
 
 
 _HPARAM_CLASSES = {"model": ModelHParams}

@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -533,8 +534,29 @@ def _state_dict(net: Any) -> dict[str, Any]:
 
 
 def _latest_epoch_checkpoint(run_dir: Path) -> Path | None:
-    found = sorted(run_dir.glob("epoch_*.pt"))
-    return found[-1] if found else None
+    found = [p for p in run_dir.glob("epoch_*.pt") if p.stem[len("epoch_"):].isdigit()]
+    return max(found, key=lambda p: int(p.stem[len("epoch_"):])) if found else None
+
+
+def _repair_best(run_dir: Path, best_epoch: int) -> None:
+    """Make ``best.pt`` hold epoch ``best_epoch`` (a run killed between its two saves by an
+    older version could leave it behind), from that epoch's own checkpoint."""
+    if best_epoch < 1:
+        return
+    best = run_dir / "best.pt"
+    if best.is_file():
+        try:
+            if int(load_checkpoint(best).get("epoch", -1)) == best_epoch:
+                return
+        except PqpfError:
+            pass
+    source = run_dir / f"epoch_{best_epoch:03d}.pt"
+    if not source.is_file():
+        raise PqpfError(f"--resume: {best} does not hold the best epoch {best_epoch} and {source} is gone; "
+                        "start again with --overwrite")
+    logger.warning("%s did not hold the best epoch %d; restored it from %s", best, best_epoch, source)
+    with atomic_path(best) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def _sample_digest(indices: NDArray[np.int64]) -> str:
@@ -665,7 +687,9 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
     if hp.lr_schedule == "plateau":
         scheduler: Any = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
     elif hp.lr_schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs_total, 1))
+        # The period is the configured number of epochs, not --max-epochs: a run stopped
+        # early by --max-epochs and resumed continues on the same curve.
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.epochs)
     else:
         raise PqpfError(f"unknown lr_schedule {hp.lr_schedule!r}; valid: plateau, cosine")
     use_amp = dev.type == "cuda"
@@ -679,7 +703,8 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
         if latest is None:
             raise PqpfError(f"--resume: no epoch checkpoint in {run_dir}")
         state = load_checkpoint(latest, map_location=dev)
-        differ = _differing_hparams(state.get("hparams", {}), _plain(dataclasses.asdict(hp)))
+        differ = _differing_hparams(state.get("hparams", {}), _plain(dataclasses.asdict(hp)),
+                                    ignore=_RESULT_NEUTRAL_HPARAMS)
         if differ:
             raise PqpfError(
                 f"--resume: {latest} was trained with other hyper-parameters ({differ}); "
@@ -693,17 +718,29 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state.get("scaler"):  # empty when saved without fp16 (CPU, MPS, bf16)
+            scaler.load_state_dict(state["scaler"])
         normalisation = Normalisation.from_dict(state["normalisation"])
         start_epoch = int(state["epoch"]) + 1
         best_score, best_epoch = float(state["best_score"]), int(state["best_epoch"])
         bad_epochs = int(state["bad_epochs"])
         if ctx.is_main:
+            _repair_best(run_dir, best_epoch)
             logger.info("resuming from %s (epoch %d, best %.5f at epoch %d, patience used %d/%d)",
                         latest, start_epoch - 1, best_score, best_epoch, bad_epochs, hp.patience)
     elif init_from:
         source = _warm_start_source(config, lead_h, init_from)
         state = load_checkpoint(source, map_location=dev)
+        source_init = str(state.get("init", ""))
+        if source_init > format_yyyymmddhh(init):  # YYYYMMDDHH strings sort as times
+            raise PqpfError(
+                f"--init-from {source}: that model was trained for INIT {source_init}, after this "
+                f"run's {format_yyyymmddhh(init)}, on hours this run holds out; warm-start from an "
+                "earlier run (a back-test must not see its own future)")
+        source_edges = [float(e) for e in state.get("bin_edges_mm", [])]
+        if len(source_edges) != len(edges) or not np.allclose(source_edges, edges):
+            raise PqpfError(f"--init-from {source}: its bin edges {source_edges} differ from this run's "
+                            f"{[float(e) for e in edges]}")
         try:
             net.load_state_dict(state["net"])
         except RuntimeError as exc:
@@ -791,7 +828,7 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             scheduler.step(score)
         else:
             scheduler.step()
-        improved = score < best_score - 1e-7 * abs(best_score if math.isfinite(best_score) else 1.0)
+        improved = score < best_score - hp.min_improvement * abs(best_score if math.isfinite(best_score) else 1.0)
         if improved:
             best_score, best_epoch, bad_epochs = score, epoch, 0
         else:
@@ -813,9 +850,12 @@ def _train(config, init, lead_h, hp, dev, ctx, resume, init_from, max_epochs, re
             state = _checkpoint_state(net, optimizer, scheduler, scaler, epoch, best_score, best_epoch,
                                       bad_epochs, normalisation, hp, channel_names, edges, thresholds,
                                       patch_px, train_set, ctx, init, lead_h)
-            save_checkpoint(run_dir / f"epoch_{epoch:03d}.pt", state)
+            # best.pt first: a kill between the two saves then resumes from the previous
+            # epoch and redoes this one, instead of finding an epoch file whose best_epoch
+            # names weights best.pt does not hold.
             if improved:
                 save_checkpoint(run_dir / "best.pt", state)
+            save_checkpoint(run_dir / f"epoch_{epoch:03d}.pt", state)
             with open(run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(_plain(row)) + "\n")
             logger.info("%s", _format_row(epoch, row))
@@ -905,16 +945,21 @@ def _bin_climatology(data: PatchSet, edges: tuple[float, ...], min_quality: floa
     return counts / counts.sum()
 
 
-def _differing_hparams(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
+#: Hyper-parameters that do not change the numbers a run produces.
+_RESULT_NEUTRAL_HPARAMS = frozenset({"name", "num_workers"})
+
+
+def _differing_hparams(old: dict[str, Any], new: dict[str, Any], prefix: str = "",
+                       ignore: frozenset[str] = frozenset({"name"})) -> str:
     """``key: old -> new`` for every hyper-parameter that differs (nested keys dotted)."""
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            inner = _differing_hparams(a, b, f"{prefix}{key}.")
+            inner = _differing_hparams(a, b, f"{prefix}{key}.", ignore)
             if inner:
                 out.append(inner)
-        elif a != b and key != "name":
+        elif a != b and key not in ignore:
             out.append(f"{prefix}{key}: {a} -> {b}")
     return ", ".join(out)
 

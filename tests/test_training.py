@@ -251,3 +251,70 @@ def test_time_features_train_and_infer_with_the_same_channels(tmp_path):
     prob2, _ = predict_probabilities(model, graf, terrain, dt.datetime(2025, 12, 2, 18), 16, 8, 4,
                                      torch.device("cpu"))
     assert not np.allclose(prob, prob2)
+
+
+@pytest.mark.slow
+def test_cosine_schedule_resumed_after_max_epochs_continues_the_same_curve(tmp_path):
+    """--max-epochs stops a run early; resuming it must follow the schedule of the
+    configured epochs, not restart the cosine from a period of --max-epochs."""
+    import dataclasses
+
+    torch.set_num_threads(1)
+    hp = dataclasses.replace(TINY, lr_schedule="cosine", epochs=6, patience=10)
+    runs = {}
+    for name in ("straight", "stopped"):
+        config = trainkit.make(tmp_path / name)
+        if name == "stopped":
+            train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", max_epochs=2)
+            # num_workers does not change the numbers: a resume may change it
+            hp_resume = dataclasses.replace(hp, num_workers=1)
+            result = train(config, trainkit.INIT, trainkit.LEAD, hp_resume, device="cpu", max_epochs=4, resume=True)
+        else:
+            result = train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", max_epochs=4)
+        rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+        runs[name] = ([r["lr"] for r in rows if "epoch" in r and "lr" in r], result.run_dir)
+    lrs_straight, lrs_stopped = runs["straight"][0], runs["stopped"][0]
+    assert lrs_straight == pytest.approx(lrs_stopped, rel=1e-12)
+    # cosine over 6 epochs: epoch 4's row holds the rate after its step, lr0 (1 + cos(4 pi / 6)) / 2
+    assert lrs_straight[3] == pytest.approx(hp.learning_rate * 0.5 * (1 + np.cos(np.pi * 4 / 6)), rel=1e-9)
+    a, b = (_weights(run / "epoch_004.pt") for _, run in runs.values())
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+def test_resume_restores_a_best_checkpoint_that_does_not_hold_the_best_epoch(tmp_path, caplog):
+    import shutil
+
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    result = train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=2)
+    run = result.run_dir
+    best_epoch = load_checkpoint(run / "epoch_002.pt")["best_epoch"]
+    other = 2 if best_epoch == 1 else 1
+    shutil.copyfile(run / f"epoch_{other:03d}.pt", run / "best.pt")  # what a kill between saves could leave
+    result = train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=3, resume=True)
+    assert "did not hold the best epoch" in caplog.text
+    assert load_checkpoint(run / "best.pt")["epoch"] == result.best_epoch
+
+
+def test_warm_start_from_a_later_init_or_other_bins_is_refused(tmp_path):
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    result = train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+    state = load_checkpoint(result.run_dir / "best.pt")
+    later = dict(state, init=(trainkit.INIT.replace(year=trainkit.INIT.year + 1)).strftime("%Y%m%d%H"))
+    torch.save(later, tmp_path / "later.pt")
+    with pytest.raises(PqpfError, match="after this run's"):
+        train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True,
+              init_from=str(tmp_path / "later.pt"))
+    edges = list(state["bin_edges_mm"])
+    edges[1] = 0.2
+    torch.save(dict(state, bin_edges_mm=edges), tmp_path / "bins.pt")
+    with pytest.raises(PqpfError, match="bin edges"):
+        train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True,
+              init_from=str(tmp_path / "bins.pt"))
+    # the run's own earlier model is fine
+    torch.save(state, tmp_path / "same.pt")
+    train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True,
+          init_from=str(tmp_path / "same.pt"))

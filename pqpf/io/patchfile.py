@@ -95,8 +95,19 @@ def _check_plain(obj: Any, where: str) -> None:
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
             _check_plain(value, f"{where}[{i}]")
-    elif not isinstance(obj, (str, int, float, bool, bytes, type(None), np.generic)):
+    elif isinstance(obj, np.generic):
+        if obj.dtype.hasobject:  # e.g. a np.void scalar with object fields
+            raise pickle.UnpicklingError(f"object scalar in {where}")
+    elif not isinstance(obj, (str, int, float, bool, bytes, type(None))):
         raise pickle.UnpicklingError(f"unexpected {type(obj).__name__} in {where}")
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read it ({exc.strerror or exc})") from None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def safe_loads(data: bytes) -> Any:
@@ -233,7 +244,8 @@ def load_patch_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     trailer: dict[str, Any] = {}
     stream = iter_patch_file(path, trailer)
-    header = next(stream)
+    header = next(stream)  # a missing or foreign file fails here, with its own message
+    identity = _identity(path)
     layout: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     counts: dict[str, int] = {}
     for record in stream:
@@ -252,8 +264,12 @@ def load_patch_file(path: str | Path) -> dict[str, Any]:
     for record in stream:
         for key, value in record.items():
             if key in arrays:
+                if filled[key] + len(value) > counts[key]:
+                    raise InputFileError(path, "changed while it was being read; load it again")
                 arrays[key][filled[key]:filled[key] + len(value)] = value
                 filled[key] += len(value)
+    if filled != counts or _identity(path) != identity:  # rewritten (e.g. --overwrite) between the passes
+        raise InputFileError(path, "changed while it was being read; load it again")
     out.update(arrays)
     out["n_patches"] = int(next(iter(counts.values()))) if counts else 0
     return out

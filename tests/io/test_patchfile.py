@@ -61,7 +61,32 @@ def test_malicious_pickle_is_refused_without_running_code(tmp_path):
         safe_loads(pickle.dumps(_Evil(marker)))
     with pytest.raises(pickle.UnpicklingError):
         safe_loads(pickle.dumps(np.array([1, "x", None], dtype=object)))
+    with pytest.raises(pickle.UnpicklingError, match="object scalar"):  # a structured scalar with an object field
+        safe_loads(pickle.dumps(np.array([(1, "x")], dtype=[("a", "i4"), ("b", "O")])[0]))
     assert not marker.exists()
+
+
+def test_a_file_replaced_between_the_two_loading_passes_is_an_error(tmp_path, monkeypatch):
+    """load_patch_file reads the file twice (sizes, then data); a rerun with --overwrite
+    renaming a new file into place in between must not give half-filled arrays."""
+    import pqpf.io.patchfile as patchfile
+
+    path = tmp_path / "p.cPick"
+    for name, seed in ((path, 0), (tmp_path / "new.cPick", 1)):
+        with PatchFileWriter(name, HEADER) as writer:
+            writer.append(record(4, seed))
+    real_iter = patchfile.iter_patch_file
+    calls = []
+
+    def iter_then_replace(p, *args):
+        calls.append(p)
+        if len(calls) == 2:  # the second pass starts: another process replaces the file
+            os.replace(tmp_path / "new.cPick", path)
+        return real_iter(p, *args)
+
+    monkeypatch.setattr(patchfile, "iter_patch_file", iter_then_replace)
+    with pytest.raises(InputFileError, match="changed while it was being read"):
+        load_patch_file(path)
 
 
 def test_truncated_and_foreign_files_are_clear_errors(tmp_path):
