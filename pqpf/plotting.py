@@ -469,7 +469,7 @@ def plot_reliability(
     path: str | Path,
     per_threshold: Sequence[Mapping[str, Any]],
     title: str,
-    min_count: int = 1,
+    min_count: int = 100,
 ) -> Path:
     """Reliability (attributes) diagrams, one panel per threshold.
 
@@ -485,7 +485,9 @@ def plot_reliability(
     title : str
         Figure title (e.g. the lead and the date range).
     min_count : int
-        Bins with fewer points than this are not drawn on the curves.
+        Bins with fewer grid points than this are not drawn on the curves (neighbouring
+        points are strongly correlated, so a few dozen are one or two rain cells and
+        their observed frequency is noise); the frequency-of-use inset still shows them.
 
     Notes
     -----
