@@ -21,10 +21,10 @@ __all__ = ["EDGE_ATOL_MM", "AMOUNT_ATOL_MM", "reaches", "validate_bin_edges", "b
 EDGE_ATOL_MM = 1e-6
 
 #: An amount this close below a threshold or bin edge (mm) counts as reaching it. Amounts
-#: that are exactly a threshold in the data (MRMS stores 0.1 mm steps) come out a few
-#: float32 ulps low after averaging (a uniform 1 mm area remaps to 0.99999994 in about a
-#: quarter of the cells); without the tolerance they would miss the event and fall into
-#: the bin below. 1e-4 mm is far below any precipitation data's precision and above the
+#: that are exactly a threshold in the data (MRMS stores 0.1 mm steps) can come out one
+#: float32 ulp low after averaging (a uniform 2.5 mm area remaps to 2.4999998 in about
+#: half of the cells, 25 mm in a quarter); without the tolerance they would miss the
+#: event and fall into the bin below. 1e-4 mm is far below any precipitation data's precision and above the
 #: round-off of float32 sums at 40 mm.
 AMOUNT_ATOL_MM = 1e-4
 

@@ -152,8 +152,8 @@ def test_bin_index_lower_edges_nan_and_negative():
 
 
 def test_amounts_a_float32_ulp_below_an_edge_reach_it():
-    """A uniform 1 mm area remapped in float32 can read 0.99999994: still the 1 mm bin,
-    still a 1 mm event; 1e-4 mm further down it is not."""
+    """A uniform 2.5 mm area remapped in float32 can read 2.4999998: one ulp below an edge
+    is still that edge's bin and event; 2e-4 mm below it is not."""
     from pqpf.bins import AMOUNT_ATOL_MM, reaches
 
     edges = np.asarray(EDGES, dtype=np.float64)

@@ -134,8 +134,9 @@ def test_constant_field_stays_constant(weights, method):
 
 @pytest.mark.parametrize("amount", [1.0, 2.5, 5.0, 10.0, 25.0])
 def test_uniform_threshold_amount_stays_an_event_after_remapping(weights, amount):
-    """An area of exactly 1 mm remaps to a few float32 ulps either side of 1 mm; every
-    cell must still count as reaching 1 mm and fall into the 1 mm bin."""
+    """An area of exactly a threshold amount remaps to one float32 ulp either side of it
+    (2.5 mm: 46 % of these cells below); every cell must still count as reaching it and
+    fall into its bin."""
     from pqpf.bins import reaches
     from pqpf.model import bin_index
 
