@@ -208,8 +208,10 @@ def test_normalisation_dict_survives_weights_only_checkpoint(tmp_path):
     torch.save({"normalisation": norm.to_dict()}, path)
     again = Normalisation.from_dict(torch.load(path, weights_only=True)["normalisation"])
     assert again == norm
-    x = torch.randn(2, 5, 4, 4, dtype=torch.float64)
-    np.testing.assert_allclose(again.apply_torch(x).numpy(), norm.apply_numpy(x.numpy()), rtol=1e-6)
+    x = torch.randn(2, 5, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    # the two paths round differently in float32: compare at float32 resolution of O(1)
+    # values (a point near the mean has a tiny value and so no useful relative tolerance)
+    np.testing.assert_allclose(again.apply_torch(x).numpy(), norm.apply_numpy(x.numpy()), rtol=1e-6, atol=1e-6)
     stale = dict(norm.to_dict(), feature_schema_version=FEATURE_SCHEMA_VERSION + 1)
     with pytest.raises(InputFileError, match="feature schema version"):
         Normalisation.from_dict(stale, source="old.pt")
