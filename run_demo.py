@@ -14,6 +14,6 @@ from pqpf._bootstrap import ensure_venv_and_reexec  # noqa: E402
 
 ensure_venv_and_reexec("test")  # same environment as run_tests.py: no reinstall between them
 
-from pqpf.demo import main  # noqa: E402
+from pqpf.cli.demo import main  # noqa: E402
 
-sys.exit(main())
+sys.exit(main(script_dir=Path(__file__).resolve().parent))

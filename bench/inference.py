@@ -71,7 +71,7 @@ def _build_model(name: str, model_hparams, seed: int):
     torch.manual_seed(seed)
     n_bins = len(model_hparams.bin_edges_mm)
     if name == "resunet":
-        from pqpf.model import build_model
+        from pqpf.model.resunet import build_resunet as build_model
 
         return build_model(model_hparams, in_channels=IN_CHANNELS).eval()
     # Small fully convolutional CNN, zero padding, about 30 M multiply-adds per 64 x 64 window.
@@ -154,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from pqpf.config import ProbabilityConfig, load_hparams
-    from pqpf.model import exceedance_matrix
+    from pqpf.config import ProbabilityConfig
+    from pqpf.hparams import load_hparams
+    from pqpf.ordinal import exceedance_matrix
     from pqpf.stitching import stitch, tent_weights_2d, window_starts
 
     torch.set_num_threads(args.threads)

@@ -67,9 +67,10 @@ def main() -> int:
     import torch
     from monai.networks.nets import UNet
 
-    from pqpf.config import load_hparams
+    from pqpf.hparams import load_hparams
     from pqpf.features import channel_names
-    from pqpf.model import build_model, count_parameters
+    from pqpf.model.resunet import build_resunet as build_model
+    from pqpf.model.resunet import count_parameters
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

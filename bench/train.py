@@ -4,7 +4,7 @@ the share of step time spent waiting for data.
 
 Builds a patch set in a temporary directory (64 x 64 patches of learnable synthetic
 fields, the real feature builder), trains one epoch per setting through
-pqpf.training.train, and reads the per-epoch numbers the training writes to
+pqpf.stages.train.train_resunet, and reads the per-epoch numbers the training writes to
 metrics.jsonl. Baseline: the same epoch with synchronous batch assembly
 (num_workers = 0); the other rows assemble the next batches in that many background
 threads while the model trains.
@@ -27,7 +27,8 @@ from scipy.ndimage import gaussian_filter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pqpf.config import Config, load_config, load_hparams, paths_below, write_config  # noqa: E402
+from pqpf.config import Config, load_config, paths_below, write_config  # noqa: E402
+from pqpf.hparams import load_hparams  # noqa: E402
 from pqpf.features import FEATURE_SCHEMA_VERSION, build_features, channel_names  # noqa: E402
 from pqpf.io.patchfile import PatchFileWriter  # noqa: E402
 from pqpf.layout import patch_file_path  # noqa: E402
@@ -75,7 +76,7 @@ def main() -> int:
 
     import torch
 
-    from pqpf.training import train
+    from pqpf.stages.train import train_resunet as train
 
     torch.set_num_threads(args.threads)
     base = load_hparams(args.hparams_name)

@@ -56,7 +56,8 @@ def ensure_venv_and_reexec(extras: str = "test") -> None:
             str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
             "-c", str(ROOT / "requirements" / "ci-constraints.txt"), "-e", target,
         ]
-        print(f"[pqpf] installing pqpf and its dependencies into {env_dir} (first run takes a minute or two)", flush=True)
+        print(f"[pqpf] installing pqpf and its dependencies into {env_dir} (first run takes a minute or two)",
+              flush=True)
         subprocess.run(cmd, check=True)
         stamp_file.write_text(want)
     os.execv(str(python), [str(python), *sys.argv])

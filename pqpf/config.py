@@ -1,4 +1,4 @@
-"""The one configuration reader.
+"""The site configuration reader (INI).
 
 Two kinds of configuration:
 
@@ -7,8 +7,7 @@ Two kinds of configuration:
   (``config_hdo.ini`` on the HPC machine, ``config_laptop.ini`` on the laptop, and the
   ``config.ini`` that ``python -m pqpf.synthetic`` writes). Read once by
   :func:`load_config` into frozen dataclasses and passed down explicitly.
-* **Training hyper-parameters** (YAML): named configurations that inherit from a base
-  through YAML anchors and merge keys, chosen by name (:func:`load_hparams`).
+* **Training hyper-parameters** (YAML) are read by :mod:`pqpf.hparams`.
 
 Values may use ``~`` and ``$VARS``; relative paths are taken relative to the directory
 of the INI file, so a config can travel with its data. Unknown sections or keys, missing
@@ -24,12 +23,16 @@ import datetime as dt
 import os
 import re
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pqpf.dates import parse_yyyymmddhh
 from pqpf.errors import ConfigError, UsageError
+from pqpf.features import PAD_MODES
+from pqpf.io.atomic import atomic_write_text
+from pqpf.remap_methods import METHODS as REMAP_METHODS
 
 __all__ = [
     "Config",
@@ -42,29 +45,28 @@ __all__ = [
     "PatchesConfig",
     "TrainingConfig",
     "InferenceConfig",
-    "ModelHParams",
-    "HParams",
     "load_config",
     "config_to_ini",
     "paths_below",
     "write_config",
-    "load_hparams",
-    "hparams_names",
-    "default_hparams_file",
     "resolve_config_path",
+    "check",
+    "check_choice",
 ]
 
 _REQUIRED = dataclasses.MISSING
 
 
-def _require(condition: bool, message: str) -> None:
+def check(condition: bool, message: str) -> None:
     """Raise ValueError (turned into a ConfigError naming file and section by the loaders)."""
     if not condition:
         raise ValueError(message)
 
 
-def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
-    _require(value in valid, f"{name} must be one of {', '.join(valid)}; got {value!r}")
+def check_choice(name: str, value: str, valid: Iterable[str]) -> None:
+    """Raise ValueError unless ``value`` is one of ``valid`` (a registry's names)."""
+    names = tuple(valid)
+    check(value in names, f"{name} must be one of {', '.join(names)}; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class GrafConfig:
     prefix_old: str = "grid.hdo-graflr_conus."
 
     def __post_init__(self) -> None:
-        _require(0 <= self.lead_min_h <= self.lead_max_h,
+        check(0 <= self.lead_min_h <= self.lead_max_h,
                  f"lead_min_h..lead_max_h must be 0 <= min <= max, got {self.lead_min_h}..{self.lead_max_h}")
 
 
@@ -131,9 +133,9 @@ class MrmsConfig:
     download_url: str = "https://noaa-mrms-pds.s3.amazonaws.com/CONUS"
 
     def __post_init__(self) -> None:
-        _require(len(self.qpe_grib_id) == 3, f"qpe_grib_id must be discipline, category, number; got {self.qpe_grib_id}")
-        _require(0.0 <= self.min_quality <= 1.0, f"min_quality must be in [0, 1], got {self.min_quality}")
-        _one_of("remap_method", self.remap_method, ("conservative", "nearest", "bilinear"))
+        check(len(self.qpe_grib_id) == 3, f"qpe_grib_id must be discipline, category, number; got {self.qpe_grib_id}")
+        check(0.0 <= self.min_quality <= 1.0, f"min_quality must be in [0, 1], got {self.min_quality}")
+        check_choice("remap_method", self.remap_method, REMAP_METHODS)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class TerrainConfig:
     smoothing_sigma_px: float = 10.0
 
     def __post_init__(self) -> None:
-        _require(self.smoothing_sigma_px >= 0, f"smoothing_sigma_px must be >= 0, got {self.smoothing_sigma_px}")
+        check(self.smoothing_sigma_px >= 0, f"smoothing_sigma_px must be >= 0, got {self.smoothing_sigma_px}")
 
 
 @dataclass(frozen=True)
@@ -159,9 +161,9 @@ class ProbabilityConfig:
 
     def __post_init__(self) -> None:
         t = self.thresholds_mm
-        _require(len(t) > 0 and all(x > 0 for x in t) and all(a < b for a, b in zip(t, t[1:])),
+        check(len(t) > 0 and all(x > 0 for x in t) and all(a < b for a, b in zip(t, t[1:])),
                  f"thresholds_mm must be positive and increasing, got {t}")
-        _require(self.reference_sigma_px >= 0 and self.reference_sigma_px_per_h >= 0,
+        check(self.reference_sigma_px >= 0 and self.reference_sigma_px_per_h >= 0,
                  "reference_sigma_px and reference_sigma_px_per_h must be >= 0")
 
 
@@ -196,23 +198,23 @@ class PatchesConfig:
     seed: int = 20251201
 
     def __post_init__(self) -> None:
-        _require(self.patch_px >= 8, f"patch_px must be at least 8, got {self.patch_px}")
-        _require(self.candidate_stride_px >= 1, f"candidate_stride_px must be >= 1, got {self.candidate_stride_px}")
-        _require(self.ndays_train >= 1, f"ndays_train must be >= 1, got {self.ndays_train}")
-        _require(len(self.cycles) > 0 and all(0 <= c <= 23 for c in self.cycles),
+        check(self.patch_px >= 8, f"patch_px must be at least 8, got {self.patch_px}")
+        check(self.candidate_stride_px >= 1, f"candidate_stride_px must be >= 1, got {self.candidate_stride_px}")
+        check(self.ndays_train >= 1, f"ndays_train must be >= 1, got {self.ndays_train}")
+        check(len(self.cycles) > 0 and all(0 <= c <= 23 for c in self.cycles),
                  f"cycles must be hours 0..23, got {self.cycles}")
-        _require(self.previous_year_start_days > self.previous_year_end_days >= 0,
+        check(self.previous_year_start_days > self.previous_year_end_days >= 0,
                  "previous_year_start_days must exceed previous_year_end_days (days before INIT), got "
                  f"{self.previous_year_start_days} and {self.previous_year_end_days}")
-        _require(self.patches_per_init >= 1, f"patches_per_init must be >= 1, got {self.patches_per_init}")
-        _require(0.0 <= self.dry_share <= 1.0, f"dry_share must be in [0, 1], got {self.dry_share}")
-        _require(0.0 <= self.max_poor_quality_fraction <= 1.0,
+        check(self.patches_per_init >= 1, f"patches_per_init must be >= 1, got {self.patches_per_init}")
+        check(0.0 <= self.dry_share <= 1.0, f"dry_share must be in [0, 1], got {self.dry_share}")
+        check(0.0 <= self.max_poor_quality_fraction <= 1.0,
                  f"max_poor_quality_fraction must be in [0, 1], got {self.max_poor_quality_fraction}")
-        _require(self.split_block_days >= 1, f"split_block_days must be >= 1, got {self.split_block_days}")
+        check(self.split_block_days >= 1, f"split_block_days must be >= 1, got {self.split_block_days}")
         f = self.split_fractions
-        _require(len(f) == 3 and all(x >= 0 for x in f) and f[0] > 0,
+        check(len(f) == 3 and all(x >= 0 for x in f) and f[0] > 0,
                  f"split_fractions must be three shares (train > 0, validation, test), got {f}")
-        _require(self.split_gap_h >= 0, f"split_gap_h must be >= 0, got {self.split_gap_h}")
+        check(self.split_gap_h >= 0, f"split_gap_h must be >= 0, got {self.split_gap_h}")
 
 
 @dataclass(frozen=True)
@@ -237,10 +239,10 @@ class InferenceConfig:
     pad_mode: str = "reflect"
 
     def __post_init__(self) -> None:
-        _require(self.window_px >= 0, f"window_px must be >= 0 (0: the training patch size), got {self.window_px}")
-        _require(self.stride_px >= 1, f"stride_px must be >= 1, got {self.stride_px}")
-        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _one_of("pad_mode", self.pad_mode, ("none", "reflect", "replicate"))
+        check(self.window_px >= 0, f"window_px must be >= 0 (0: the training patch size), got {self.window_px}")
+        check(self.stride_px >= 1, f"stride_px must be >= 1, got {self.stride_px}")
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check_choice("pad_mode", self.pad_mode, PAD_MODES)
 
 
 @dataclass(frozen=True)
@@ -351,7 +353,7 @@ def _section_from_parser(
             values[fname] = _convert(
                 raw, hints[fname], where, source.parent, expand=(name, fname) not in _REMOTE_KEYS
             )
-        elif fdef.default is _REQUIRED and fdef.default_factory is _REQUIRED:  # type: ignore[misc]
+        elif fdef.default is _REQUIRED and fdef.default_factory is _REQUIRED:
             raise ConfigError(f"{where}: required key is missing")
     try:
         return cls(**values)
@@ -437,8 +439,6 @@ def paths_below(root: str | Path) -> PathsConfig:
 def write_config(config: Config, path: str | Path | None = None) -> Path:
     """Write ``config`` as INI (paths relative to the file's directory), atomically, and
     return the path; ``path`` defaults to ``config.source``."""
-    from pqpf.io.atomic import atomic_write_text
-
     target = Path(path) if path is not None else config.source
     atomic_write_text(target, config_to_ini(config, relative_to=target.parent))
     return target
@@ -483,177 +483,3 @@ def resolve_config_path(cli_value: str | None, default_dir: Path | None = None) 
     if env:
         return Path(env).expanduser()
     return (default_dir or Path.cwd()) / "config_laptop.ini"
-
-
-# --------------------------------------------------------------------------------------
-# Training hyper-parameters (YAML)
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelHParams:
-    """Architecture of the residual U-Net."""
-
-    #: Channels at the first level; each deeper level doubles them.
-    base_width: int = 32
-    #: Number of down-sampling steps (the patch size must be divisible by 2**depth).
-    depth: int = 4
-    attention: bool = True
-    #: "batch", "group" or "instance".
-    norm: str = "group"
-    dropout: float = 0.0
-    #: Lower edges (mm) of the ordinal amount bins; the last bin is open-ended.
-    #: Every probability threshold must be one of these edges.
-    bin_edges_mm: tuple[float, ...] = (
-        0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.5, 5.0, 7.5, 10.0, 15.0, 25.0, 40.0,
-    )
-
-    def __post_init__(self) -> None:
-        _require(self.base_width >= 1 and self.depth >= 1,
-                 f"base_width and depth must be >= 1, got {self.base_width} and {self.depth}")
-        _one_of("norm", self.norm, ("batch", "group", "instance"))
-        _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        e = self.bin_edges_mm
-        _require(len(e) >= 2 and e[0] == 0 and all(a < b for a, b in zip(e, e[1:])),
-                 f"bin_edges_mm must start at 0 and increase, got {e}")
-
-
-@dataclass(frozen=True)
-class HParams:
-    """One named hyper-parameter set."""
-
-    name: str
-    model: ModelHParams = field(default_factory=ModelHParams)
-    #: Loss: "rps" (ranked probability score, equal weight per edge), "crps" (edges
-    #: weighted by bin width: the CRPS of the discretised distributions) or
-    #: "threshold" (RPS with extra weight on the probability thresholds).
-    loss: str = "rps"
-    #: Optional time-of-day and season input channels.
-    time_features: bool = False
-    batch_size: int = 32
-    epochs: int = 40
-    learning_rate: float = 1.0e-3
-    weight_decay: float = 1.0e-4
-    #: Epochs without improvement of the validation score before stopping.
-    patience: int = 6
-    #: Relative decrease of the validation score that counts as an improvement (for
-    #: early stopping and ``best.pt``); smaller changes are noise on a few dozen
-    #: correlated validation inits.
-    min_improvement: float = 1.0e-3
-    #: Learning-rate schedule: "plateau" (halve on a plateau) or "cosine".
-    lr_schedule: str = "plateau"
-    augment: bool = True
-    #: Weight each patch by its inverse inclusion probability so that over-sampling of
-    #: wet patches does not bias the forecast probabilities.
-    use_sampling_weights: bool = True
-    #: Threads that assemble the next batches while the model trains (0: in turn).
-    num_workers: int = 0
-    seed: int = 1234
-
-    def __post_init__(self) -> None:
-        _one_of("loss", self.loss, ("rps", "crps", "threshold"))
-        _one_of("lr_schedule", self.lr_schedule, ("plateau", "cosine"))
-        _require(self.batch_size >= 1 and self.epochs >= 1 and self.patience >= 1,
-                 "batch_size, epochs and patience must be >= 1")
-        _require(self.learning_rate > 0 and self.weight_decay >= 0,
-                 f"learning_rate must be > 0 and weight_decay >= 0, got {self.learning_rate}, {self.weight_decay}")
-        _require(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
-        _require(0.0 <= self.min_improvement < 1.0, f"min_improvement must be in [0, 1), got {self.min_improvement}")
-
-
-_HPARAM_CLASSES = {"model": ModelHParams}
-
-
-def default_hparams_file() -> Path:
-    """The hyper-parameter YAML shipped inside the package."""
-    return Path(__file__).with_name("hparams.yaml")
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError(f"{path}: hyper-parameter file not found")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        one_line = " ".join(str(exc).split())
-        raise ConfigError(f"{path}: cannot parse YAML ({one_line})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of named configurations")
-    return data
-
-
-def hparams_names(path: str | Path | None = None) -> list[str]:
-    """Names of the selectable configurations (those not starting with ``_``)."""
-    data = _read_yaml(Path(path) if path else default_hparams_file())
-    return sorted(k for k in data if not str(k).startswith("_"))
-
-
-def _build_dataclass(cls: type, values: Any, where: str) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise ConfigError(
-                f"{where}: unknown key {key!r} (valid keys: {', '.join(sorted(fields))})"
-            )
-        typ = hints[key]
-        if key in _HPARAM_CLASSES:
-            kwargs[key] = _build_dataclass(_HPARAM_CLASSES[key], value, f"{where}.{key}")
-            continue
-        origin = typing.get_origin(typ)
-        try:
-            if origin is tuple:
-                item = typing.get_args(typ)[0]
-                seq = value if isinstance(value, (list, tuple)) else [value]
-                kwargs[key] = tuple(item(v) for v in seq)
-            elif typ is bool:
-                if not isinstance(value, bool):
-                    raise ValueError("expected true or false")
-                kwargs[key] = value
-            elif typ in (int, float, str):
-                if typ is int and isinstance(value, float) and not value.is_integer():
-                    raise ValueError("expected an integer")
-                kwargs[key] = typ(value)
-            else:
-                kwargs[key] = value
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}.{key}: bad value {value!r} ({exc})") from None
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def load_hparams(name: str, path: str | Path | None = None) -> HParams:
-    """Load the named hyper-parameter set from a YAML file.
-
-    Named sets inherit from a base through YAML anchors and merge keys
-    (``laptop: {<<: *base, batch_size: 16}``); nested mappings such as ``model`` are
-    merged the same way. Entries whose name starts with ``_`` are bases only.
-
-    Parameters
-    ----------
-    name : str
-        Which configuration to use, e.g. ``"laptop"``.
-    path : str or Path, optional
-        The YAML file; the one shipped with pqpf when omitted.
-
-    Raises
-    ------
-    ConfigError
-        If the file or name does not exist or a key is unknown or malformed.
-    """
-    yaml_path = Path(path).expanduser() if path else default_hparams_file()
-    data = _read_yaml(yaml_path)
-    if name not in data or str(name).startswith("_"):
-        names = ", ".join(sorted(k for k in data if not str(k).startswith("_")))
-        raise ConfigError(f"{yaml_path}: no hyper-parameter set named {name!r} (have: {names})")
-    values = dict(data[name] or {})
-    values.pop("name", None)
-    return _build_dataclass(HParams, {"name": name, **values}, f"{yaml_path}: {name}")

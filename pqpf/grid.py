@@ -254,7 +254,7 @@ class Grid:
         blob = json.dumps(canon, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
-    def same_as(self, other: "Grid", rtol: float = 1e-9) -> bool:
+    def same_as(self, other: Grid, rtol: float = 1e-9) -> bool:
         """Equal up to rounding of the floating-point parameters."""
         if (self.projection, self.ny, self.nx) != (other.projection, other.ny, other.nx):
             return False
@@ -264,7 +264,7 @@ class Grid:
                 return False
         return True
 
-    def subgrid(self, j0: int, j1: int, i0: int, i1: int) -> "Grid":
+    def subgrid(self, j0: int, j1: int, i0: int, i1: int) -> Grid:
         """The grid of ``array[j0:j1, i0:i1]``."""
         if not (0 <= j0 < j1 <= self.ny and 0 <= i0 < i1 <= self.nx):
             raise ValueError(f"subgrid [{j0}:{j1}, {i0}:{i1}] outside grid of shape {self.shape}")
@@ -319,7 +319,7 @@ class Grid:
     @classmethod
     def from_cf(
         cls, attrs: dict[str, Any], x: NDArray[np.float64], y: NDArray[np.float64]
-    ) -> "Grid":
+    ) -> Grid:
         """Rebuild a grid from CF grid-mapping attributes and its 1-D x/y coordinates."""
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
@@ -329,7 +329,7 @@ class Grid:
             a = b = float(attrs["earth_radius"])
         else:
             a, b = float(attrs["semi_major_axis"]), float(attrs["semi_minor_axis"])
-        common = dict(
+        common: dict[str, Any] = dict(
             ny=y.size, nx=x.size, x0=float(x[0]), y0=float(y[0]),
             dx=float((x[-1] - x[0]) / (x.size - 1)), dy=float((y[-1] - y[0]) / (y.size - 1)),
             earth_a=a, earth_b=b,

@@ -20,6 +20,7 @@ import datetime as dt
 from pathlib import Path, PurePosixPath
 
 from pqpf.config import Config
+from pqpf.errors import InputFileError
 
 __all__ = [
     "graf_filename",
@@ -124,13 +125,13 @@ def patch_file_path(config: Config, split: str, init: dt.datetime, lead_h: int) 
     return config.paths.patch_dir / f"GRAF_Unet_data_{split}_{init:%Y%m%d%H}_{int(lead_h)}h.cPick"
 
 
-def training_run_dir(config: Config, init: dt.datetime, lead_h: int) -> Path:
-    """Checkpoints, resolved hyper-parameters and metrics of one training."""
-    return config.paths.trainings_dir / f"resunet_{init:%Y%m%d%H}_{int(lead_h)}h"
+def training_run_dir(config: Config, init: dt.datetime, lead_h: int, kind: str = "resunet") -> Path:
+    """Checkpoints, resolved hyper-parameters and metrics of one training of a model kind."""
+    return config.paths.trainings_dir / f"{kind}_{init:%Y%m%d%H}_{int(lead_h)}h"
 
 
 def registry_path(config: Config) -> Path:
-    """JSON registry mapping lead time to the checkpoint inference uses."""
+    """JSON registry mapping model kind and lead time to the checkpoint inference uses."""
     return config.paths.trainings_dir / "registry.json"
 
 
@@ -177,8 +178,6 @@ def patch_samples_png_path(config: Config, split: str, init: dt.datetime, lead_h
 def require_graf(config: Config, init: dt.datetime, lead_h: int, prefer: str = "archive") -> Path:
     """Like :func:`locate_graf`, but a missing file is an :class:`InputFileError` naming
     both places looked in."""
-    from pqpf.errors import InputFileError
-
     path = locate_graf(config, init, lead_h, prefer)
     if path is None:
         first, second = graf_archive_path(config, init, lead_h), graf_laptop_path(config, init, lead_h)

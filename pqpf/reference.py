@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from pqpf.bins import reaches
 from pqpf.config import ProbabilityConfig
+from pqpf.ordinal import reaches
 
 __all__ = ["reference_sigma_px", "exceedance", "smoothed_exceedance"]
 
@@ -57,7 +57,7 @@ def _check_thresholds(thresholds_mm: Sequence[float]) -> NDArray[np.float64]:
 
 
 def exceedance(graf_mm: NDArray[np.floating], thresholds_mm: Sequence[float]) -> NDArray[np.float32]:
-    """0/1 fields of ``graf_mm >= threshold`` (up to :data:`pqpf.bins.AMOUNT_ATOL_MM`).
+    """0/1 fields of ``graf_mm >= threshold`` (up to :data:`pqpf.ordinal.AMOUNT_ATOL_MM`).
 
     Parameters
     ----------

@@ -12,30 +12,7 @@ field in memory order and scatters into the (much smaller) target field, which f
 MRMS onto a 4 km grid is about twice as fast as the row layout (33 ms instead of
 60 ms per CONUS field on one core), and lets each quantity be a contiguous vector.
 
-Methods (``METHODS``):
-
-``conservative``
-    Each source cell of a regular latitude/longitude grid belongs to the target cell that
-    contains its centre (the centre projected with the target grid's projection); its
-    weight is its exact area on the earth model of the source grid. A target value is
-    the area-weighted mean over the valid source cells assigned to it (missing cells
-    excluded, weights renormalised). This conserves ``sum(area * value)`` exactly over
-    the assigned cells: ``sum_t row_sums[t] * out[t] == sum_s area[s] * in[s]`` when
-    nothing is missing. When the source is not much finer than the target, the
-    assignment by centres is a coarse approximation of polygon overlap; ``subsample=s``
-    splits every source cell into ``s x s`` sub-cells (each assigned by its own centre,
-    each weighted by its own area), which converges to the exact overlap as ``s`` grows.
-    MRMS (0.01 degree, about 1 km) onto a 4 km grid puts about 16 source cells into each
-    target cell, where ``s = 1`` is adequate.
-``nearest``
-    The source cell that contains the target cell's centre.
-``bilinear``
-    The four source cells around the target cell's centre with bilinear weights in the
-    source grid's index space; missing (or off-grid) neighbours are excluded and the rest
-    renormalised.
-
-Target cells whose centre lies outside the source domain (or, for ``conservative``, to
-which no source centre belongs) get ``valid_fraction = 0``, quality 0 and NaN.
+Methods: :mod:`pqpf.remap_methods`.
 
 References
 ----------
@@ -50,10 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -65,23 +40,14 @@ from pqpf import __version__
 from pqpf.errors import GridMismatchError, InputFileError
 from pqpf.grid import Grid
 from pqpf.io.atomic import atomic_path
+from pqpf.remap_methods import METHODS, check_method
 
-__all__ = [
-    "METHODS",
-    "RegridWeights",
-    "Remapped",
-    "cached_weights",
-    "latlon_cell_area_m2",
-]
+__all__ = ["RegridWeights", "Remapped", "cached_weights"]
 
 logger = logging.getLogger(__name__)
 
 #: Version of the on-disk weight format; files of another version are rebuilt.
 _FORMAT_VERSION = 1
-#: Source points projected per block while building (bounds memory to ~100 MB a block).
-_BLOCK_POINTS = 1_000_000
-#: Extra source rows/columns kept around the target domain's bounding box.
-_WINDOW_MARGIN = 2
 
 
 class Remapped(NamedTuple):
@@ -94,208 +60,6 @@ class Remapped(NamedTuple):
     quality: NDArray[np.float32] | None
     #: Share of the assigned source area (weight) that holds valid data, in [0, 1].
     valid_fraction: NDArray[np.float32]
-
-
-# --------------------------------------------------------------------------------------
-# geometry
-# --------------------------------------------------------------------------------------
-
-
-def _zone_area_per_radian(lat_deg: NDArray[np.float64], a: float, b: float) -> NDArray[np.float64]:
-    """Area (m^2) between the equator and latitude ``lat_deg`` per radian of longitude.
-
-    Sphere: ``a^2 sin(phi)``. Ellipsoid: ``(b^2 / 2) [sin(phi) / (1 - e^2 sin^2 phi) +
-    artanh(e sin phi) / e]`` (Snyder 1987, eq. 3-12 times ``a^2 (1 - e^2) / 2``).
-    """
-    s = np.sin(np.radians(lat_deg))
-    e2 = 1.0 - (b * b) / (a * a)
-    if e2 < 1e-14:
-        return a * a * s
-    e = math.sqrt(e2)
-    return 0.5 * b * b * (s / (1.0 - e2 * s * s) + np.arctanh(e * s) / e)
-
-
-def latlon_cell_area_m2(
-    grid: Grid, rows: slice | None = None, subsample: int = 1
-) -> NDArray[np.float64]:
-    """Exact area of the cells of a regular latitude/longitude grid, one value per row.
-
-    Parameters
-    ----------
-    grid : Grid
-        A latitude/longitude grid; cells extend half a step either side of the centres,
-        clipped at the poles.
-    rows : slice, optional
-        Rows to compute (default all).
-    subsample : int
-        Split every cell into ``subsample x subsample`` sub-cells and return the area of
-        one sub-cell per sub-row (the output then has ``subsample`` values per row).
-
-    Returns
-    -------
-    float64 array, shape (n_rows * subsample,)
-        Area in m^2 on the grid's earth model (sphere or ellipsoid: the ellipsoidal zone
-        area through the authalic latitude, exact).
-    """
-    if grid.is_lambert:
-        raise ValueError(f"need a latitude/longitude grid, got {grid.describe()}")
-    if subsample < 1:
-        raise ValueError(f"subsample must be a positive integer, got {subsample}")
-    rows = rows if rows is not None else slice(0, grid.ny)
-    lat_c = grid.y[rows]
-    step = abs(grid.dy) / subsample
-    offsets = (np.arange(subsample) + 0.5) * step - 0.5 * abs(grid.dy)
-    lat_sub = (lat_c[:, None] + offsets[None, :]).ravel()
-    top = np.clip(lat_sub + 0.5 * step, -90.0, 90.0)
-    bottom = np.clip(lat_sub - 0.5 * step, -90.0, 90.0)
-    dlon_rad = math.radians(abs(grid.dx)) / subsample
-    zone = _zone_area_per_radian(top, grid.earth_a, grid.earth_b) - _zone_area_per_radian(
-        bottom, grid.earth_a, grid.earth_b
-    )
-    return dlon_rad * zone
-
-
-def _source_window(grid_in: Grid, grid_out: Grid) -> tuple[int, int, int, int]:
-    """Rows ``j0:j1`` and columns ``i0:i1`` of ``grid_in`` that can meet ``grid_out``.
-
-    The target domain's outline (every cell edge of its border) and a coarse sample of
-    its interior are mapped into the source grid's index space; the window is their
-    bounding box plus a margin, clipped to the source grid. A window that wraps the
-    source's longitude seam comes out as the full width (correct, only slower).
-    """
-    xe = grid_out.x0 + grid_out.dx * (np.arange(grid_out.nx + 1) - 0.5)
-    ye = grid_out.y0 + grid_out.dy * (np.arange(grid_out.ny + 1) - 0.5)
-    step_y = max(1, grid_out.ny // 64)
-    step_x = max(1, grid_out.nx // 64)
-    xi, yi = np.meshgrid(grid_out.x[::step_x], grid_out.y[::step_y])
-    px = np.concatenate([xe, xe, np.full(ye.size, xe[0]), np.full(ye.size, xe[-1]), xi.ravel()])
-    py = np.concatenate([np.full(xe.size, ye[0]), np.full(xe.size, ye[-1]), ye, ye, yi.ravel()])
-    lon, lat = grid_out.to_lonlat(px, py)
-    fj, fi = grid_in.fractional_index(lon, lat)
-    ok = np.isfinite(fj) & np.isfinite(fi)
-    if not ok.any():
-        return 0, 0, 0, 0
-    j0 = max(0, int(np.floor(fj[ok].min())) - _WINDOW_MARGIN)
-    j1 = min(grid_in.ny, int(np.ceil(fj[ok].max())) + _WINDOW_MARGIN + 1)
-    i0 = max(0, int(np.floor(fi[ok].min())) - _WINDOW_MARGIN)
-    i1 = min(grid_in.nx, int(np.ceil(fi[ok].max())) + _WINDOW_MARGIN + 1)
-    return j0, max(j0, j1), i0, max(i0, i1)
-
-
-def _containing_cell(grid: Grid, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Flat index of the cell of ``grid`` containing each point given in grid
-    coordinates, -1 outside the grid (cell = centre +- half a step)."""
-    i = np.floor((x - grid.x0) / grid.dx + 0.5)
-    j = np.floor((y - grid.y0) / grid.dy + 0.5)
-    inside = (i >= 0) & (i < grid.nx) & (j >= 0) & (j < grid.ny)
-    flat = np.where(inside, j * grid.nx + i, -1.0)
-    return flat.astype(np.int64)
-
-
-# --------------------------------------------------------------------------------------
-# builders: each returns (rows, cols, raw weights) of the triplets of W
-# --------------------------------------------------------------------------------------
-
-_Triplets = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64]]
-
-
-def _concat(parts: list[_Triplets]) -> _Triplets:
-    if not parts:
-        return (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float64))
-    return (
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]),
-    )
-
-
-def _build_conservative(grid_in: Grid, grid_out: Grid, subsample: int) -> _Triplets:
-    if grid_in.is_lambert:
-        raise ValueError(
-            f"conservative remapping needs a latitude/longitude source grid, got {grid_in.describe()}"
-        )
-    s = int(subsample)
-    j0, j1, i0, i1 = _source_window(grid_in, grid_out)
-    if j1 <= j0 or i1 <= i0:
-        return _concat([])
-    offsets = (np.arange(s) + 0.5) / s - 0.5  # sub-cell centres in cell units
-    sub_x = (grid_in.x[i0:i1, None] + offsets[None, :] * grid_in.dx).ravel()
-    sub_col = np.repeat(np.arange(i0, i1, dtype=np.int64), s)
-    rows_per_block = max(1, _BLOCK_POINTS // (sub_x.size * s))
-    parts: list[_Triplets] = []
-    for b0 in range(j0, j1, rows_per_block):
-        b1 = min(j1, b0 + rows_per_block)
-        sub_y = (grid_in.y[b0:b1, None] + offsets[None, :] * grid_in.dy).ravel()
-        sub_row = np.repeat(np.arange(b0, b1, dtype=np.int64), s)
-        area = latlon_cell_area_m2(grid_in, slice(b0, b1), s)
-        xx, yy = np.meshgrid(sub_x, sub_y)
-        tx, ty = grid_out.to_xy(xx, yy)
-        target = _containing_cell(grid_out, tx, ty)
-        del xx, yy, tx, ty
-        jj, ii = np.nonzero(target >= 0)
-        if jj.size == 0:
-            continue
-        rows = target[jj, ii].astype(np.int32)
-        cols = (sub_row[jj] * grid_in.nx + sub_col[ii]).astype(np.int32)
-        parts.append((rows, cols, area[jj]))
-    return _concat(parts)
-
-
-def _target_centre_blocks(
-    grid_in: Grid, grid_out: Grid
-) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]]:
-    """Blocks of target cells whose centre lies inside the source domain: their flat
-    indices and the fractional source indices ``(fj, fi)`` of their centres."""
-    rows_per_block = max(1, _BLOCK_POINTS // grid_out.nx)
-    for b0 in range(0, grid_out.ny, rows_per_block):
-        b1 = min(grid_out.ny, b0 + rows_per_block)
-        lon, lat = grid_out.lonlat(slice(b0, b1))
-        fj, fi = grid_in.fractional_index(lon, lat)
-        fj, fi = fj.ravel(), fi.ravel()
-        tgt = np.arange(b0 * grid_out.nx, b1 * grid_out.nx, dtype=np.int64)
-        inside = (fj >= -0.5) & (fj < grid_in.ny - 0.5) & (fi >= -0.5) & (fi < grid_in.nx - 0.5)
-        yield tgt[inside], fj[inside], fi[inside]
-
-
-def _build_nearest(grid_in: Grid, grid_out: Grid, subsample: int) -> _Triplets:
-    parts: list[_Triplets] = []
-    for tgt, fj, fi in _target_centre_blocks(grid_in, grid_out):
-        j = np.minimum(np.floor(fj + 0.5), grid_in.ny - 1)
-        i = np.minimum(np.floor(fi + 0.5), grid_in.nx - 1)
-        src = (j * grid_in.nx + i).astype(np.int32)
-        parts.append((tgt.astype(np.int32), src, np.ones(tgt.size)))
-    return _concat(parts)
-
-
-def _build_bilinear(grid_in: Grid, grid_out: Grid, subsample: int) -> _Triplets:
-    parts: list[_Triplets] = []
-    for tgt, fj, fi in _target_centre_blocks(grid_in, grid_out):
-        ja, ia = np.floor(fj), np.floor(fi)
-        tj, ti = fj - ja, fi - ia
-        for dj, di, w in (
-            (0, 0, (1 - tj) * (1 - ti)),
-            (0, 1, (1 - tj) * ti),
-            (1, 0, tj * (1 - ti)),
-            (1, 1, tj * ti),
-        ):
-            j, i = ja + dj, ia + di
-            ok = (j >= 0) & (j < grid_in.ny) & (i >= 0) & (i < grid_in.nx) & (w > 0)
-            src = (j[ok] * grid_in.nx + i[ok]).astype(np.int32)
-            parts.append((tgt[ok].astype(np.int32), src, w[ok]))
-    return _concat(parts)
-
-
-#: Remapping methods by name: builder(grid_in, grid_out, subsample) -> triplets.
-METHODS: dict[str, Callable[[Grid, Grid, int], _Triplets]] = {
-    "conservative": _build_conservative,
-    "nearest": _build_nearest,
-    "bilinear": _build_bilinear,
-}
-
-
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown remapping method {method!r}; valid methods: {', '.join(METHODS)}")
 
 
 # --------------------------------------------------------------------------------------
@@ -366,7 +130,7 @@ class RegridWeights:
     @classmethod
     def build(
         cls, grid_in: Grid, grid_out: Grid, method: str = "conservative", subsample: int = 1
-    ) -> "RegridWeights":
+    ) -> RegridWeights:
         """Compute the weights (seconds for MRMS CONUS onto a 4 km CONUS grid).
 
         Parameters
@@ -387,7 +151,7 @@ class RegridWeights:
         """
         import scipy.sparse as sp
 
-        _check_method(method)
+        check_method(method)
         if int(subsample) != subsample or subsample < 1:
             raise ValueError(f"subsample must be a positive integer, got {subsample}")
         if method != "conservative" and subsample != 1:
@@ -397,7 +161,7 @@ class RegridWeights:
             raise ValueError(f"grids too large for int32 indices ({n_in} and {n_out} points)")
         logger.info("building %s weights %s -> %s", method, grid_in.describe(), grid_out.describe())
         rows, cols, w = METHODS[method](grid_in, grid_out, int(subsample))
-        row_sums = np.bincount(rows, weights=w, minlength=n_out)
+        row_sums: NDArray[np.float64] = np.asarray(np.bincount(rows, weights=w, minlength=n_out), np.float64)
         data = (w / row_sums[rows]).astype(np.float32)
         del w
         matrix = sp.csc_matrix((data, (rows, cols)), shape=(n_out, n_in))  # sums duplicates
@@ -451,7 +215,7 @@ class RegridWeights:
             q = np.nan_to_num(q, nan=0.0, posinf=0.0, neginf=0.0)
         w = self.matrix
         covered = self._covered
-        norm = np.where(covered, self.norm, np.float32(1.0))  # 1 avoids 0/0 on empty rows
+        norm: NDArray[np.float32] = np.where(covered, np.asarray(self.norm), np.float32(1.0))  # no 0/0 on empty rows
         if not any_missing:
             # Nothing missing: the valid weight of every row is its norm.
             precip = w @ v
@@ -509,7 +273,7 @@ class RegridWeights:
                     indices=self.matrix.indices,
                     indptr=self.matrix.indptr,
                     row_sums=self.row_sums,
-                    norm=self.norm,
+                    norm=np.asarray(self.norm),
                     meta=np.array(json.dumps(self._meta(), sort_keys=True)),
                 )
         return path
@@ -518,7 +282,7 @@ class RegridWeights:
     def load(
         cls, path: str | Path, grid_in: Grid, grid_out: Grid, method: str = "conservative",
         subsample: int = 1,
-    ) -> "RegridWeights":
+    ) -> RegridWeights:
         """Read weights written by :meth:`save`, checking they are the ones asked for.
 
         Raises
@@ -531,7 +295,7 @@ class RegridWeights:
         """
         import scipy.sparse as sp
 
-        _check_method(method)
+        check_method(method)
         path = Path(path)
         if not path.is_file():
             raise InputFileError(path, "file not found")
@@ -589,7 +353,7 @@ def cached_weights(
     warning and replaced. If the cache directory is not writable the weights are still
     returned (with a warning), only not stored.
     """
-    _check_method(method)
+    check_method(method)
     path = Path(cache_dir) / _cache_name(grid_in, grid_out, method, subsample)
     if path.is_file():
         try:

@@ -51,7 +51,6 @@ SCRIPTS = {
     "train": "train.sbatch",
 }
 
-_DEFAULT_SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "slurm"
 
 
 class SlurmError(PqpfError):
@@ -166,9 +165,9 @@ def _export_value(name: str, value: str) -> str:
 
 def _sbatch(
     kind: str, options: SlurmOptions, exports: dict[str, str], n_tasks: int | None,
-    scripts_dir: Path | None,
+    scripts_dir: Path,
 ) -> list[str]:
-    script = (scripts_dir or _DEFAULT_SCRIPTS_DIR) / SCRIPTS[kind]
+    script = Path(scripts_dir) / SCRIPTS[kind]
     logs = str(Path(options.logs_dir).resolve()).replace("%", "%%")
     cmd = ["sbatch", "--parsable"]
     if n_tasks is not None:
@@ -195,7 +194,7 @@ def _env(pqpf_home: Path, config_path: Path) -> dict[str, str]:
 
 def remap_command(
     begin: dt.datetime, end: dt.datetime, chunk_hours: int, options: SlurmOptions,
-    config_path: Path, pqpf_home: Path, scripts_dir: Path | None = None,
+    config_path: Path, pqpf_home: Path, scripts_dir: Path,
 ) -> list[str]:
     """sbatch command of the MRMS remap array: one task per chunk of ``chunk_hours``."""
     n_chunks = len(chunk_range(begin, end, chunk_hours))
@@ -206,7 +205,7 @@ def remap_command(
 
 def patches_command(
     init: dt.datetime, leads: tuple[int, ...], options: SlurmOptions,
-    config_path: Path, pqpf_home: Path, scripts_dir: Path | None = None,
+    config_path: Path, pqpf_home: Path, scripts_dir: Path,
 ) -> list[str]:
     """sbatch command of the patch-extraction array: one task per lead time.
 
@@ -219,8 +218,7 @@ def patches_command(
 
 def train_command(
     init: dt.datetime, lead_h: int, nproc: int, options: SlurmOptions,
-    config_path: Path, pqpf_home: Path, hparams_name: str | None = None,
-    scripts_dir: Path | None = None,
+    config_path: Path, pqpf_home: Path, scripts_dir: Path, hparams_name: str | None = None,
 ) -> list[str]:
     """sbatch command of one training job running ``nproc`` processes under torchrun."""
     if nproc < 1:

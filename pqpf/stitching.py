@@ -40,12 +40,12 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from pqpf.features import PAD_MODES
 from pqpf.progress import Progress
 
 __all__ = [
@@ -58,7 +58,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PadMode = Literal["reflect", "replicate"] | None
 
 #: Window weights by name; each maps the window size N to N positive int64 weights.
 _WEIGHTS: dict[str, Callable[[int], NDArray[np.int64]]] = {
@@ -66,8 +65,9 @@ _WEIGHTS: dict[str, Callable[[int], NDArray[np.int64]]] = {
     "constant": lambda n: np.ones(n, dtype=np.int64),
 }
 
-#: Edge padding modes for ``pad_mode``: name -> torch padding mode. Each pads every edge
-#: by ``N // 2`` points so that the edge points sit at the centre of their first window.
+#: Edge padding (the names of :data:`pqpf.features.PAD_MODES`) -> torch padding mode. The
+#: modes other than "none" pad every edge by ``N // 2`` points so that the edge points sit
+#: at the centre of their first window.
 _EDGE_PAD_MODES: dict[str, str] = {"reflect": "reflect", "replicate": "replicate"}
 
 
@@ -87,10 +87,9 @@ def _check_weight(weight: str) -> None:
         raise ValueError(f"unknown weight {weight!r}; valid: {', '.join(sorted(_WEIGHTS))}")
 
 
-def _check_pad_mode(pad_mode: str | None) -> None:
-    if pad_mode is not None and pad_mode not in _EDGE_PAD_MODES:
-        valid = ", ".join(["None", *sorted(_EDGE_PAD_MODES)])
-        raise ValueError(f"unknown pad_mode {pad_mode!r}; valid: {valid}")
+def _check_pad_mode(pad_mode: str) -> None:
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"unknown pad_mode {pad_mode!r}; valid: {', '.join(PAD_MODES)}")
 
 
 def window_starts(length: int, window_px: int, stride_px: int) -> NDArray[np.int64]:
@@ -154,16 +153,16 @@ def tent_weights_2d(window_px: int) -> NDArray[np.int64]:
     return np.outer(psi, psi)
 
 
-def _pad_plan(length: int, window_px: int, pad_mode: str | None) -> tuple[int, int, str]:
+def _pad_plan(length: int, window_px: int, pad_mode: str) -> tuple[int, int, str]:
     """Padding (before, after, torch mode) of one axis of ``length`` points.
 
-    ``pad_mode=None``: no padding when ``length >= N``; a shorter axis is padded up to N,
+    ``pad_mode="none"``: no padding when ``length >= N``; a shorter axis is padded up to N,
     centred (the odd point goes after), by reflection when the pad is shorter than the
     axis (torch's reflect needs that), else by replicating the edge value.
     ``pad_mode="reflect"``/``"replicate"``: ``N // 2`` on both sides (at least enough to
     reach N in total); reflection falls back to replication on an axis shorter than the pad.
     """
-    if pad_mode is None:
+    if pad_mode == "none":
         total = max(window_px - length, 0)
         before = total // 2
         after = total - before
@@ -178,7 +177,7 @@ def _pad_plan(length: int, window_px: int, pad_mode: str | None) -> tuple[int, i
 
 
 def _axis_weight_sum(
-    length: int, window_px: int, stride_px: int, pad_mode: str | None, weight: str
+    length: int, window_px: int, stride_px: int, pad_mode: str, weight: str
 ) -> NDArray[np.int64]:
     """Sum of the 1-D window weights over all windows at each point of one axis (int64)."""
     before, after, _ = _pad_plan(length, window_px, pad_mode)
@@ -191,7 +190,7 @@ def _axis_weight_sum(
 
 @functools.lru_cache(maxsize=32)
 def _weight_sum_cached(
-    ny: int, nx: int, window_px: int, stride_px: int, pad_mode: str | None, weight: str
+    ny: int, nx: int, window_px: int, stride_px: int, pad_mode: str, weight: str
 ) -> NDArray[np.float64]:
     sum_y = _axis_weight_sum(ny, window_px, stride_px, pad_mode, weight)
     sum_x = _axis_weight_sum(nx, window_px, stride_px, pad_mode, weight)
@@ -208,7 +207,7 @@ def weight_sum(
     shape: tuple[int, int],
     window_px: int,
     stride_px: int,
-    pad_mode: PadMode = None,
+    pad_mode: str = "none",
     weight: str = "tent",
 ) -> NDArray[np.float64]:
     """Sum of the window weights at every point of the domain, exact and cached.
@@ -219,7 +218,7 @@ def weight_sum(
         Domain size (ny, nx) in grid points, before any padding.
     window_px, stride_px : int
         Window size N and stride S (1 <= S <= N).
-    pad_mode : {None, "reflect", "replicate"}
+    pad_mode : {"none", "reflect", "replicate"}
         Edge padding as in :func:`stitch` (it moves the windows, hence the sum).
     weight : {"tent", "constant"}
         Window weight; ``"constant"`` is plain averaging, kept for comparisons.
@@ -309,7 +308,7 @@ def stitch(
     batch_size: int = 16,
     reduction: NDArray | torch.Tensor | None = None,
     post: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    pad_mode: PadMode = None,
+    pad_mode: str = "none",
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
     weight: str = "tent",
@@ -337,8 +336,8 @@ def stitch(
     post : callable, optional
         Applied to each batch of model outputs first, e.g.
         ``lambda z: torch.softmax(z, dim=1)``.
-    pad_mode : {None, "reflect", "replicate"}
-        None: no padding, except that an axis shorter than N is padded up to N (centred,
+    pad_mode : {"none", "reflect", "replicate"}
+        "none": no padding, except that an axis shorter than N is padded up to N (centred,
         by reflection when the axis is long enough, else by replicating the edge) and the
         result cropped. "reflect"/"replicate": every edge is padded by ``N // 2`` points
         so that the edge points get the centre of a window rather than its rim

@@ -1,7 +1,9 @@
 """Terrain fields on the model grid: height, smoothed height, local difference, slopes.
 
-The stage behind ``terrain_height.py``: the GRAF terrain GRIB becomes one CF netCDF file
-(SPEC section 3) with, all float32 on ``(y, x)``:
+Arrays in, arrays out: :func:`compute_terrain_fields` makes, from a height field on a
+grid, every variable of the terrain file (SPEC section 3; written and read by
+:mod:`pqpf.io.terrain_file`, made by the stage :mod:`pqpf.stages.terrain`), all float32 on
+``(y, x)``:
 
 ``height``, ``height_smoothed``, ``height_local_difference`` (m)
     The terrain height, its Gaussian smoothing (standard deviation in grid points from
@@ -94,59 +96,23 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pqpf.errors import InputFileError
 from pqpf.grid import Grid
-from pqpf.io.netcdf import NcVar, read_grid_netcdf, write_grid_netcdf
 
-if TYPE_CHECKING:
-    from pqpf.config import Config
-
-__all__ = [
-    "TERRAIN_VARIABLES",
-    "Terrain",
-    "compute_terrain_fields",
-    "write_terrain",
-    "read_terrain",
-    "make_terrain_file",
-]
+__all__ = ["TERRAIN_VARIABLES", "Terrain", "compute_terrain_fields"]
 
 logger = logging.getLogger(__name__)
 
-_SLOPE_DOC = "per metre on the ground (map factor applied)"
-_SLOPE_X = "positive when height increases with the column index"
-_SLOPE_Y = "positive when height increases with the row index"
-
-#: name -> (units, long_name, comment); the order is the order of the file.
-_ATTRS: dict[str, tuple[str, str, str]] = {
-    "height": ("m", "terrain height above mean sea level", ""),
-    "height_smoothed": ("m", "Gaussian-smoothed terrain height", ""),
-    "height_local_difference": ("m", "terrain height minus smoothed terrain height", ""),
-    "slope_x": ("m m-1", "terrain slope along the grid x axis", f"{_SLOPE_DOC}; {_SLOPE_X}"),
-    "slope_y": ("m m-1", "terrain slope along the grid y axis", f"{_SLOPE_DOC}; {_SLOPE_Y}"),
-    "slope_east": ("m m-1", "terrain slope towards true east", "positive when height increases eastward"),
-    "slope_north": ("m m-1", "terrain slope towards true north", "positive when height increases northward"),
-    "slope_x_smoothed": ("m m-1", "smoothed-terrain slope along the grid x axis", f"{_SLOPE_DOC}; {_SLOPE_X}"),
-    "slope_y_smoothed": ("m m-1", "smoothed-terrain slope along the grid y axis", f"{_SLOPE_DOC}; {_SLOPE_Y}"),
-    "slope_east_smoothed": ("m m-1", "smoothed-terrain slope towards true east", ""),
-    "slope_north_smoothed": ("m m-1", "smoothed-terrain slope towards true north", ""),
-    "map_factor": ("1", "map scale factor (projection length per ground length)", ""),
-    "convergence_angle": (
-        "radian", "meridian convergence angle",
-        "angle of true north counter-clockwise from the grid +y axis; true east is "
-        "(cos a, sin a) and true north (-sin a, cos a) in grid-axis components",
-    ),
-}
-
 #: Names of the terrain variables, in file order.
-TERRAIN_VARIABLES: tuple[str, ...] = tuple(_ATTRS)
+TERRAIN_VARIABLES: tuple[str, ...] = (
+    "height", "height_smoothed", "height_local_difference", "slope_x", "slope_y", "slope_east", "slope_north",
+    "slope_x_smoothed", "slope_y_smoothed", "slope_east_smoothed", "slope_north_smoothed", "map_factor",
+    "convergence_angle",
+)
 
 #: Gaussian kernel half-width in standard deviations (scipy's default).
 _TRUNCATE = 4.0
@@ -191,7 +157,7 @@ def _axis_slopes(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Slopes along increasing column and row index: index gradient / ground step (m)."""
     d_row, d_col = np.gradient(height_m)
-    return d_col / step_x_m, d_row / step_y_m
+    return np.asarray(d_col / step_x_m, dtype=np.float64), np.asarray(d_row / step_y_m, dtype=np.float64)
 
 
 def compute_terrain_fields(
@@ -300,135 +266,8 @@ class Terrain:
                 f"terrain has no field {name!r}; available: {', '.join(self.fields)}"
             ) from None
 
-    def subset(self, j0: int, j1: int, i0: int, i1: int) -> "Terrain":
+    def subset(self, j0: int, j1: int, i0: int, i1: int) -> Terrain:
         """The terrain of ``array[j0:j1, i0:i1]`` (fields are views, not recomputed)."""
         sub = self.grid.subgrid(j0, j1, i0, i1)
         fields = {name: values[j0:j1, i0:i1] for name, values in self.fields.items()}
         return Terrain(sub, fields, self.smoothing_sigma_px)
-
-
-def _check_names(names: Any) -> list[str]:
-    unknown = [n for n in names if n not in _ATTRS]
-    if unknown:
-        raise ValueError(
-            f"unknown terrain variable(s) {', '.join(map(repr, unknown))}; "
-            f"valid names: {', '.join(TERRAIN_VARIABLES)}"
-        )
-    return list(names)
-
-
-def write_terrain(path: str | Path, terrain: Terrain, source: str) -> Path:
-    """Write a terrain netCDF file atomically (CF, with lat/lon and the grid mapping).
-
-    Parameters
-    ----------
-    path : str or Path
-        Output file.
-    terrain : Terrain
-        Fields to write (any subset of :data:`TERRAIN_VARIABLES`).
-    source : str
-        Where the height came from (the terrain GRIB path); global attribute ``source``.
-
-    Returns
-    -------
-    Path
-        ``path``.
-    """
-    _check_names(terrain.fields)
-    variables = {}
-    for name in TERRAIN_VARIABLES:
-        if name not in terrain.fields:
-            continue
-        units, long_name, comment = _ATTRS[name]
-        attrs = {"units": units, "long_name": long_name}
-        if name == "height":
-            attrs["standard_name"] = "surface_altitude"
-        if comment:
-            attrs["comment"] = comment
-        variables[name] = NcVar(np.asarray(terrain.fields[name], dtype=np.float32), attrs)
-    global_attrs: dict[str, Any] = {
-        "title": "pqpf terrain fields",
-        "source": str(source),
-        "smoothing_boundary": "local-linear (Gaussian-weighted line fit over in-domain points)",
-    }
-    if math.isfinite(terrain.smoothing_sigma_px):
-        global_attrs["smoothing_sigma_px"] = float(terrain.smoothing_sigma_px)
-    return write_grid_netcdf(path, terrain.grid, variables, global_attrs=global_attrs)
-
-
-def read_terrain(path: str | Path, names: list[str] | tuple[str, ...] | None = None) -> Terrain:
-    """Read a terrain netCDF file written by :func:`write_terrain`.
-
-    Parameters
-    ----------
-    path : str or Path
-    names : sequence of str, optional
-        Variables to read; all of :data:`TERRAIN_VARIABLES` when omitted.
-
-    Raises
-    ------
-    InputFileError
-        The file is missing or unreadable, has no grid mapping, or lacks a variable.
-    ValueError
-        A name is not a terrain variable.
-    """
-    wanted = _check_names(TERRAIN_VARIABLES if names is None else names)
-    ds = read_grid_netcdf(path, wanted)
-    fields = {}
-    for name in wanted:
-        values = np.asarray(ds.data[name], dtype=np.float32)
-        if values.shape != ds.grid.shape:
-            raise InputFileError(path, f"variable {name!r} has shape {values.shape}, grid is {ds.grid.shape}")
-        fields[name] = values
-    try:
-        sigma = float(ds.attrs.get("smoothing_sigma_px", math.nan))
-    except (TypeError, ValueError):
-        sigma = math.nan
-    return Terrain(ds.grid, fields, sigma)
-
-
-# --------------------------------------------------------------------------------------
-# the stage
-# --------------------------------------------------------------------------------------
-
-
-def make_terrain_file(config: "Config", overwrite: bool = False) -> Path | None:
-    """The ``terrain_height.py`` stage: terrain GRIB -> terrain netCDF.
-
-    Reads ``config.paths.graf_terrain_grib``, computes every terrain variable with
-    ``config.terrain.smoothing_sigma_px`` and writes ``config.paths.terrain_file``.
-
-    Returns
-    -------
-    Path or None
-        The file written, or None when it already existed and ``overwrite`` is false.
-
-    Raises
-    ------
-    InputFileError
-        The terrain GRIB is missing, corrupt or holds no terrain height.
-    """
-    from pqpf.io.grib import read_terrain_grib
-
-    out = Path(config.paths.terrain_file)
-    if out.exists() and not overwrite:
-        logger.info("%s exists, skipping (use --overwrite to rewrite it)", out)
-        return None
-    start = time.perf_counter()
-    src = Path(config.paths.graf_terrain_grib)
-    field = read_terrain_grib(src)
-    logger.info("read terrain height from %s (%s)", src, field.grid.describe())
-    sigma = config.terrain.smoothing_sigma_px
-    try:
-        fields = compute_terrain_fields(field.values, field.grid, sigma)
-    except ValueError as exc:
-        raise InputFileError(src, str(exc)) from None
-    terrain = Terrain(field.grid, fields, float(sigma))
-    write_terrain(out, terrain, source=str(src))
-    steepest = float(np.hypot(fields["slope_x"], fields["slope_y"]).max())
-    logger.info(
-        "wrote %s: height %.0f..%.0f m, max slope %.4f m/m, smoothing sigma %g px, %.1f s",
-        out, float(fields["height"].min()), float(fields["height"].max()), steepest, sigma,
-        time.perf_counter() - start,
-    )
-    return out

@@ -3,9 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from pqpf.config import (
-    config_to_ini, hparams_names, load_config, load_hparams, resolve_config_path,
-)
+from pqpf.config import config_to_ini, load_config, resolve_config_path
+from pqpf.hparams import default_hparams_file, hparams_names, load_hparams
 from pqpf.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,13 +107,38 @@ def test_hparams_inherit_through_anchors():
     assert tiny.weight_decay == default.weight_decay
 
 
+def _shipped_plus(text: str) -> str:
+    """The shipped hyper-parameter file (whose ``_base`` defines every key) plus ``text``."""
+    return default_hparams_file().read_text() + "\n" + text
+
+
 def test_hparams_errors_name_the_problem(tmp_path):
-    path = write(tmp_path, "_b: &b\n  epochs: 3\nok:\n  <<: *b\nbad:\n  <<: *b\n  epoch: 4\n", "h.yaml")
+    path = write(tmp_path, _shipped_plus("ok:\n  <<: *base\n  epochs: 3\nbad:\n  <<: *base\n  epoch: 4\n"),
+                 "h.yaml")
     assert load_hparams("ok", path).epochs == 3
     with pytest.raises(ConfigError, match=r"bad: unknown key 'epoch'"):
         load_hparams("bad", path)
-    with pytest.raises(ConfigError, match=r"no hyper-parameter set named 'nope' \(have: bad, ok\)"):
+    with pytest.raises(ConfigError, match=r"no hyper-parameter set named 'nope' \(have: .*bad, .*ok"):
         load_hparams("nope", path)
+
+
+def test_hparams_values_live_in_the_yaml_only_and_a_missing_key_is_named(tmp_path):
+    import dataclasses
+
+    from pqpf.hparams import HParams, ModelHParams
+
+    # the dataclasses hold no defaults: the YAML's _base is the one place values live
+    for cls in (HParams, ModelHParams):
+        assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(cls)), cls
+    path = write(tmp_path, "lonely:\n  epochs: 3\n", "h.yaml")
+    with pytest.raises(ConfigError, match=r"lonely: missing key\(s\) model, loss, time_features"):
+        load_hparams("lonely", path)
+
+
+def test_thresholds_that_are_not_bin_edges_fail_when_the_hparams_are_loaded():
+    with pytest.raises(ConfigError, match=r"thresholds_mm disagree: threshold 0.3 mm is not a bin edge"):
+        load_hparams("tiny", thresholds_mm=(0.3, 1.0))
+    assert load_hparams("tiny", thresholds_mm=(0.25, 1.0)).name == "tiny"
 
 
 @pytest.mark.parametrize("section, line, message", [
@@ -135,7 +159,8 @@ def test_bad_values_fail_at_load_time_naming_file_and_section(tmp_path, monkeypa
 
 
 def test_bad_hyper_parameter_values_are_config_errors(tmp_path):
-    path = write(tmp_path, "a:\n  model: {norm: layer}\nb:\n  loss: mae\n", "h.yaml")
+    path = write(tmp_path, _shipped_plus("a:\n  <<: *base\n  model: {<<: *base_model, norm: layer}\n"
+                                         "b:\n  <<: *base\n  loss: mae\n"), "h.yaml")
     with pytest.raises(ConfigError, match=r"a.model: norm must be one of batch, group, instance"):
         load_hparams("a", path)
     with pytest.raises(ConfigError, match=r"b: loss must be one of rps, crps, threshold"):

@@ -9,10 +9,10 @@ import pytest
 from conftest import MRMS_CROP
 from mrms_archive import QPE_PRODUCT, QUALITY_PRODUCT, small_lambert_grid, write_config, write_hour
 from pqpf.cli.save_remapped_mrms import main
-from pqpf.download import download_hour, mrms_url
+from pqpf.stages.download import download_hour, mrms_url
 from pqpf.errors import RemoteError
 from pqpf.layout import mrms_raw_path, mrms_remapped_path
-from pqpf.mrms import remap_range
+from pqpf.stages.remap import remap_range
 
 H14, H15, H16 = (dt.datetime(2022, 8, 9, h) for h in (14, 15, 16))
 
@@ -80,7 +80,7 @@ def test_bad_answers_raise_remote_error_and_leave_nothing(site, bucket, monkeypa
     assert not mrms_raw_path(site, QUALITY_PRODUCT, dt.datetime(2022, 8, 9, 17)).exists()
     # nobody listening: retried, then one clear error naming the URL
     sleeps = []
-    monkeypatch.setattr("pqpf.download.time.sleep", sleeps.append)
+    monkeypatch.setattr("pqpf.stages.download.time.sleep", sleeps.append)
     with pytest.raises(RemoteError, match=r"http://127\.0\.0\.1:9/.*after 3 attempt"):
         download_hour(site, QPE_PRODUCT, H14, base_url="http://127.0.0.1:9", timeout_s=2)
     assert len(sleeps) == 2

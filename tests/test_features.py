@@ -7,18 +7,15 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from pqpf.errors import InputFileError
+from pqpf.augment import augment_batch_torch, augment_features, augment_spatial
 from pqpf.features import (
     FEATURE_SCHEMA_VERSION,
     SIGN_SYMMETRIC,
-    Normalisation,
-    augment_batch_torch,
-    augment_features,
-    augment_spatial,
     build_features,
     channel_names,
     check_feature_schema,
-    compute_normalisation,
 )
+from pqpf.normalisation import Normalisation, compute_normalisation
 
 SPACING_M = 3000.0
 VALID = dt.datetime(2024, 7, 2, 18)

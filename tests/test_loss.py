@@ -4,14 +4,9 @@ import pytest
 import torch
 
 from pqpf.config import ProbabilityConfig
-from pqpf.loss import (
-    THRESHOLD_EDGE_WEIGHT,
-    edge_weights,
-    masked_rps_loss,
-    observation_mask,
-    rps_per_pixel,
-)
-from pqpf.model import bin_index
+from pqpf.model.loss import masked_rps_loss, rps_per_pixel
+from pqpf.ordinal import THRESHOLD_EDGE_WEIGHT, bin_index, edge_weights
+from pqpf.quality import good_quality_mask as observation_mask
 
 EDGES = (0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.5, 5.0, 7.5, 10.0, 15.0, 25.0, 40.0)
 THRESHOLDS = ProbabilityConfig().thresholds_mm

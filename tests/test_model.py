@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from pqpf.config import ProbabilityConfig, load_hparams
-from pqpf.model import (
-    ResUNet,
+from pqpf.config import ProbabilityConfig
+from pqpf.hparams import load_hparams
+from pqpf.model.resunet import ResUNet, count_parameters
+from pqpf.model.resunet import build_resunet as build_model
+from pqpf.ordinal import (
     bin_index,
-    build_model,
     cdf_at_edges,
-    count_parameters,
     exceedance_matrix,
     exceedance_probs,
     probs_from_logits,
@@ -154,7 +154,7 @@ def test_bin_index_lower_edges_nan_and_negative():
 def test_amounts_a_float32_ulp_below_an_edge_reach_it():
     """A uniform 2.5 mm area remapped in float32 can read 2.4999998: one ulp below an edge
     is still that edge's bin and event; 2e-4 mm below it is not."""
-    from pqpf.bins import AMOUNT_ATOL_MM, reaches
+    from pqpf.ordinal import AMOUNT_ATOL_MM, reaches
 
     edges = np.asarray(EDGES, dtype=np.float64)
     below = np.nextafter(edges[1:].astype(np.float32), np.float32(0))  # one ulp low

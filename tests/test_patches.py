@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pqpf.config import PatchesConfig
-from pqpf.patches import (
+from pqpf.sampling import (
     assign_splits, candidate_origins, sample_patches, training_inits, window_fractions,
 )
 
@@ -87,7 +87,7 @@ def test_sampling_favours_rain_rejects_poor_quality_and_weights_invert_inclusion
 
 
 def test_split_shares_follow_config_and_every_split_sees_wet_and_dry_blocks():
-    from pqpf.patches import _split_pattern
+    from pqpf.sampling import _split_pattern
 
     assert sorted(_split_pattern(np.array([0.7, 0.15, 0.15]))) == ["test"] + ["train"] * 5 + ["validation"]
     assert sorted(_split_pattern(np.array([0.6, 0.2, 0.2]))) == ["test"] + ["train"] * 3 + ["validation"]

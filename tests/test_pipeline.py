@@ -18,7 +18,7 @@ from pqpf.layout import probs_path, verification_dir
 
 @pytest.mark.slow
 def test_demo_pipeline_trains_a_model_that_beats_the_smoothed_graf_reference(tmp_path, capsys):
-    from pqpf.demo import run_demo
+    from pqpf.cli.demo import run_demo
 
     work = tmp_path / "demo"
     assert run_demo(work, days=24, lead_h=6, test_days=5, seed=1) == 0

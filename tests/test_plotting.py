@@ -17,7 +17,7 @@ from pqpf.plotting import (
     plot_probability_maps,
     plot_reliability,
 )
-from pqpf.verification import Verifier
+from pqpf.verify.verifier import Verifier
 
 THRESHOLDS = (0.25, 1.0, 2.5, 5.0, 10.0, 25.0)
 

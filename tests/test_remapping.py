@@ -11,7 +11,8 @@ from mrms_archive import count_builds, small_lambert_grid
 from pqpf.errors import GridMismatchError, InputFileError
 from pqpf.grid import EARTH_RADIUS_M, LATLON, Grid
 from pqpf.io.grib import read_graf, read_mrms_qpe
-from pqpf.remapping import METHODS, RegridWeights, cached_weights, latlon_cell_area_m2
+from pqpf.remap_methods import METHODS, latlon_cell_area_m2
+from pqpf.remapping import RegridWeights, cached_weights
 
 R = EARTH_RADIUS_M
 # A spherical 0.05 degree lat/lon source, north row first like MRMS, and a 16 km Lambert
@@ -137,8 +138,7 @@ def test_uniform_threshold_amount_stays_an_event_after_remapping(weights, amount
     """An area of exactly a threshold amount remaps to one float32 ulp either side of it
     (2.5 mm: 46 % of these cells below); every cell must still count as reaching it and
     fall into its bin."""
-    from pqpf.bins import reaches
-    from pqpf.model import bin_index
+    from pqpf.ordinal import bin_index, reaches
 
     edges = (0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.5, 5.0, 7.5, 10.0, 15.0, 25.0, 40.0)
     holes = np.full(SRC.shape, amount, np.float32)

@@ -14,7 +14,7 @@ from pqpf.cli.save_remapped_mrms import main
 from pqpf.io.grib import read_mrms_qpe, read_mrms_quality
 from pqpf.io.netcdf import read_grid_netcdf
 from pqpf.layout import mrms_raw_path, mrms_remapped_path, remap_weights_dir
-from pqpf.mrms import remap_range
+from pqpf.stages.remap import remap_range
 from pqpf.remapping import RegridWeights, cached_weights
 
 HOURS = [dt.datetime(2022, 8, 9, h) for h in (14, 15, 16)]

@@ -20,7 +20,7 @@ from pqpf.io.grib import read_graf
 from pqpf.io.netcdf import read_grid_netcdf
 from pqpf.io.patchfile import load_patch_file
 from pqpf.layout import graf_archive_path, mrms_remapped_path, patch_file_path, probs_path
-from pqpf.terrain import read_terrain
+from pqpf.io.terrain_file import read_terrain
 
 pytestmark = pytest.mark.slow  # one shared archive and model: ~45 s for the module
 
@@ -230,7 +230,7 @@ def test_inference_writes_missing_probabilities_where_graf_is_missing(trained, t
     """Missing GRAF points are not 0 mm: every probability there is missing (NaN, or the
     fill value -1 of the 0/1 raw field), and the points next to them are still forecast."""
     import pqpf.io.grib
-    from pqpf.inference import run_inference
+    from pqpf.stages.inference import run_inference
 
     copy = tmp_path / "copy"
     shutil.copytree(trained.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "patches", "plots", "probs"))

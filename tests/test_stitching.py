@@ -21,7 +21,7 @@ SMALL_DOMAINS = [
     (97, 131, 32, 32),
     (97, 131, 32, 7),
 ]
-PAD_MODES = [None, "reflect"]
+PAD_MODES = ["none", "reflect"]
 
 
 def _identity(batch: torch.Tensor) -> torch.Tensor:
@@ -104,7 +104,7 @@ def _brute_force_weight_sum(ny: int, nx: int, n: int, s: int, pad: int) -> np.nd
     return total[pad : pad + ny, pad : pad + nx]
 
 
-@pytest.mark.parametrize(("pad_mode", "pad"), [(None, 0), ("reflect", 4)])
+@pytest.mark.parametrize(("pad_mode", "pad"), [("none", 0), ("reflect", 4)])
 def test_weight_sum_equals_brute_force_integer_accumulation(pad_mode, pad):
     expected = _brute_force_weight_sum(23, 29, 9, 3, pad)  # N // 2 = 4
     total = weight_sum((23, 29), 9, 3, pad_mode)
@@ -124,10 +124,10 @@ def test_weight_sum_is_cached_and_read_only():
 
 
 def test_weight_sum_rejects_unknown_names_listing_valid_ones():
-    with pytest.raises(ValueError, match="unknown pad_mode 'wrap'; valid: None, reflect, replicate"):
+    with pytest.raises(ValueError, match="unknown pad_mode 'wrap'; valid: none, reflect, replicate"):
         weight_sum((10, 10), 8, 4, "wrap")
     with pytest.raises(ValueError, match="unknown weight 'gauss'; valid: constant, tent"):
-        weight_sum((10, 10), 8, 4, None, "gauss")
+        weight_sum((10, 10), 8, 4, "none", "gauss")
 
 
 # --- stitching properties --------------------------------------------------------------

@@ -20,14 +20,13 @@ from pqpf.cli.terrain_height import main
 from pqpf.errors import InputFileError
 from pqpf.grid import LAMBERT, LATLON, Grid, graf_like_grid
 from pqpf.io.grib import read_graf, read_terrain_grib
+from pqpf.io.terrain_file import read_terrain, write_terrain
 from pqpf.terrain import (
     TERRAIN_VARIABLES,
     Terrain,
     _axis_slopes,
     _smooth,
     compute_terrain_fields,
-    read_terrain,
-    write_terrain,
 )
 
 WGS84 = (6378137.0, 6356752.314245)
@@ -488,7 +487,7 @@ def test_rerun_skips_and_overwrite_rewrites(nam_run, capsys):
     out.write_bytes(b"stale")  # an existing output is trusted as finished
     assert main(["--config", str(ini)]) == 0
     assert out.read_bytes() == b"stale"
-    assert "exists, skipping" in capsys.readouterr().err
+    assert "exists; use --overwrite to redo it" in capsys.readouterr().err
     assert main(["--config", str(ini), "--overwrite", "-q"]) == 0
     assert out.read_bytes() != b"stale" and len(out.read_bytes()) == pytest.approx(len(good), rel=0.01)
     assert np.array_equal(read_terrain(out)["height"], read_terrain_grib(nam_run[2]).values)

@@ -5,17 +5,10 @@ import numpy as np
 import properscoring
 import pytest
 
-from pqpf.verification import (
-    CSV_COLUMNS,
-    ReliabilityTable,
-    Verifier,
-    brier_score,
-    brier_skill_score,
-    cos_lat_weights,
-    crps_bins,
-    crps_deterministic,
-    good_quality_mask,
-)
+from pqpf.quality import good_quality_mask
+from pqpf.verify.reliability import ReliabilityTable
+from pqpf.verify.scores import brier_score, brier_skill_score, cos_lat_weights, crps_bins, crps_deterministic
+from pqpf.verify.verifier import CSV_COLUMNS, Verifier
 
 THRESHOLDS = (0.25, 1.0, 2.5, 5.0, 10.0, 25.0)
 EDGES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0)
@@ -308,7 +301,7 @@ def test_csv_rows_have_all_columns_and_json_has_no_nan_for_empty_accumulator():
 
 
 def test_failed_update_leaves_the_accumulator_unchanged(monkeypatch):
-    import pqpf.verification as verification
+    import pqpf.verify.verifier as verification
 
     monkeypatch.setattr(verification, "_CHUNK", 1000)  # several internal chunks
     rng = np.random.default_rng(11)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -32,8 +33,8 @@ def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from pqpf.io.grib import read_graf
-    from pqpf.layout import graf_mrms_png_path, require_graf
-    from pqpf.mrms import read_remapped_mrms
+    from pqpf.io.mrms_file import read_remapped_mrms
+    from pqpf.layout import graf_mrms_png_path, mrms_remapped_path, require_graf
     from pqpf.plotting import forecast_title, plot_fields_side_by_side
 
     config = load_config_from_args(args)
@@ -44,10 +45,10 @@ def _run(args: argparse.Namespace) -> int:
         print(out_path)
         return 0
     graf = read_graf(require_graf(config, args.init, lead), lead, init=args.init)
-    mrms = read_remapped_mrms(config, args.init + dt.timedelta(hours=lead), graf.grid)
+    mrms = read_remapped_mrms(mrms_remapped_path(config, args.init + dt.timedelta(hours=lead)), graf.grid)
     out = plot_fields_side_by_side(
         out_path, graf.grid, np.asarray(graf.values),
-        mrms.data["precipitation"], mrms.data["quality"],
+        mrms.precipitation_mm, mrms.quality,
         forecast_title("GRAF vs MRMS 1-h precipitation", args.init, lead),
         min_quality=config.mrms.min_quality,
     )

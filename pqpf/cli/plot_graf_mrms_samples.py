@@ -7,7 +7,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, positive_int, run_cli
+from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, positive_int, run_cli
+from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -38,9 +39,9 @@ def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from pqpf.errors import PqpfError, UsageError
+    from pqpf.io.patchfile import load_patch_set
     from pqpf.layout import patch_file_path, patch_samples_png_path
     from pqpf.plotting import plot_patch_samples
-    from pqpf.training import load_patch_set
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -34,7 +35,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pqpf.patches import make_patch_files
+    from pqpf.stages.patches import make_patch_files
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)

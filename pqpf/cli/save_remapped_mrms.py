@@ -7,8 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_begin_end, build_parser as _common_parser, load_config_from_args, run_cli
-from pqpf.remapping import METHODS
+from pqpf.cli.common import add_begin_end, load_config_from_args, run_cli
+from pqpf.cli.common import build_parser as _common_parser
+from pqpf.remap_methods import METHODS
 
 __all__ = ["build_parser", "main"]
 
@@ -47,7 +48,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from pqpf.mrms import remap_range
+    from pqpf.stages.remap import remap_range
 
     config = load_config_from_args(args)
     report = remap_range(

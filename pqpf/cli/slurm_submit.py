@@ -28,9 +28,9 @@ python3), all passed to the job. The logs directory is created (sbatch does not)
 Resubmitting a remap or patches job is safe: finished outputs are skipped."""
 
 
-def _shared_options() -> argparse.ArgumentParser:
+def _shared_options() -> common.PqpfArgumentParser:
     """Options every sub-command takes (SUPPRESS: values given before it are kept)."""
-    shared = argparse.ArgumentParser(add_help=False)
+    shared = common.PqpfArgumentParser(add_help=False)
     S = argparse.SUPPRESS
     shared.add_argument("--config", metavar="FILE", default=S,
                         help="site configuration the jobs use; default $PQPF_CONFIG, else "
@@ -87,8 +87,14 @@ def build_parser(script_dir: Path | None = None) -> common.PqpfArgumentParser:
 def _body(args: argparse.Namespace) -> int:
     from pqpf.config import load_config, resolve_config_path
     from pqpf.slurm import (
-        SlurmOptions, chunk_range, parse_leads, patches_command, remap_command, submit,
-        train_command, wait_for_job,
+        SlurmOptions,
+        chunk_range,
+        parse_leads,
+        patches_command,
+        remap_command,
+        submit,
+        train_command,
+        wait_for_job,
     )
 
     home = Path(os.environ.get("PQPF_HOME") or args._script_dir or Path.cwd())
@@ -104,18 +110,18 @@ def _body(args: argparse.Namespace) -> int:
     )
     if args.kind == "remap":
         n_tasks = len(chunk_range(args.begin, args.end, args.chunk_hours))
-        cmd = remap_command(args.begin, args.end, args.chunk_hours, options, config.source, home)
+        cmd = remap_command(args.begin, args.end, args.chunk_hours, options, config.source, home, home / "slurm")
     elif args.kind == "patches":
         leads = parse_leads(args.leads)
         for lead in leads:
             common.check_lead(config, lead)
         n_tasks = len(leads)
-        cmd = patches_command(args.init, leads, options, config.source, home)
+        cmd = patches_command(args.init, leads, options, config.source, home, home / "slurm")
     else:
         common.check_lead(config, args.lead)
         n_tasks = 1
         cmd = train_command(args.init, args.lead, args.nproc or args.gpus or 1, options,
-                            config.source, home, hparams_name=args.hparams)
+                            config.source, home, home / "slurm", hparams_name=args.hparams)
     options.logs_dir.mkdir(parents=True, exist_ok=True)
     print(shlex.join(cmd), flush=True)
     if not getattr(args, "submit", False):

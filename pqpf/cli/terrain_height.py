@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import PqpfArgumentParser, build_parser as _common_parser
-from pqpf.cli.common import load_config_from_args, run_cli
+from pqpf.cli.common import PqpfArgumentParser, load_config_from_args, run_cli
+from pqpf.cli.common import build_parser as _common_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -30,7 +30,7 @@ def build_parser(script_dir: Path | None = None) -> PqpfArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pqpf.terrain import make_terrain_file
+    from pqpf.stages.terrain import make_terrain_file
 
     make_terrain_file(load_config_from_args(args), overwrite=args.overwrite)
     return 0

@@ -8,7 +8,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import (
+    add_init_lead,
+    check_lead,
+    load_config_from_args,
+    positive_int,
+    run_cli,
+)
+from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -47,22 +54,24 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     start.add_argument("--init-from", metavar="nearest|CKPT", default=None,
                        help="warm start from the nearest registered lead's best model, or a checkpoint file")
     start.add_argument("--overwrite", action="store_true", help="start again, deleting this run's checkpoints")
-    parser.add_argument("--max-epochs", type=int, default=None, metavar="N", help="stop after N epochs in total")
+    parser.add_argument("--max-epochs", type=positive_int, default=None, metavar="N",
+                        help="stop after N epochs in total (at least 1)")
     parser.add_argument("--no-register", action="store_true", help="do not update the registry")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pqpf.config import load_hparams
-    from pqpf.training import train
+    from pqpf.hparams import load_hparams
+    from pqpf.stages.train import train_resunet
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
     hparams_file = args.hparams or config.training.hparams_file
-    hp = load_hparams(args.hparams_name or config.training.hparams_name, hparams_file)
-    result = train(config, args.init, lead, hp, device=args.device, resume=args.resume,
-                   init_from=args.init_from, max_epochs=args.max_epochs,
-                   register=not args.no_register, overwrite=args.overwrite)
+    hp = load_hparams(args.hparams_name or config.training.hparams_name, hparams_file,
+                      thresholds_mm=config.probability.thresholds_mm)
+    result = train_resunet(config, args.init, lead, hp, device=args.device, resume=args.resume,
+                           init_from=args.init_from, max_epochs=args.max_epochs,
+                           register=not args.no_register, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
         logger.info("run directory %s", result.run_dir)
     return 0

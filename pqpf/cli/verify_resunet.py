@@ -7,7 +7,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import build_parser as _base_parser, check_lead, date_arg, lead_arg, load_config_from_args, run_cli
+from pqpf.cli.common import build_parser as _base_parser
+from pqpf.cli.common import check_lead, date_arg, lead_arg, load_config_from_args, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -38,7 +39,8 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from pqpf.dates import hour_range
-    from pqpf.verify_range import format_score_table, verify_range
+    from pqpf.stages.verify import verify_range
+    from pqpf.verify.table import format_score_table
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)

@@ -76,10 +76,12 @@ _GZIP_LEVEL = 1
 
 def _eccodes() -> Any:
     """ecCodes, imported after pyproj and pygrib (the other order can break loading)."""
+    # isort: off
     import pygrib  # noqa: F401  (import order only)
     import pyproj  # noqa: F401
 
     import eccodes
+    # isort: on
 
     return eccodes
 

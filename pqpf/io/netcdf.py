@@ -13,7 +13,7 @@ import datetime as dt
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +27,8 @@ from pqpf.io.atomic import atomic_path
 __all__ = ["NcVar", "GridDataset", "write_grid_netcdf", "read_grid_netcdf"]
 
 _TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+_Level = Literal[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+_LEVELS: dict[int, _Level] = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9}
 
 
 @dataclass
@@ -95,65 +97,16 @@ def write_grid_netcdf(
     import netCDF4
 
     path = Path(path)
-    coords = coords or {}
-    gm_name, gm_attrs = grid.cf_grid_mapping()
-    lon, lat = lonlat if lonlat is not None else grid.lonlat()
+    if complevel not in _LEVELS:
+        raise ValueError(f"complevel must be 0..9, got {complevel}")
+    level = _LEVELS[complevel]
+    gm_name = grid.cf_grid_mapping()[0]
+    lonlat = lonlat if lonlat is not None else grid.lonlat()
     with atomic_path(path) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
-            nc.createDimension("y", grid.ny)
-            nc.createDimension("x", grid.nx)
-            for name, (values, attrs) in coords.items():
-                values = np.asarray(values)
-                nc.createDimension(name, values.size)
-                var = nc.createVariable(name, values.dtype, (name,))
-                var[:] = values
-                var.setncatts(attrs)
-            xv = nc.createVariable("x", "f8", ("x",))
-            yv = nc.createVariable("y", "f8", ("y",))
-            xv[:] = grid.x
-            yv[:] = grid.y
-            if grid.is_lambert:
-                xv.setncatts({"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"})
-                yv.setncatts({"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"})
-            else:
-                xv.setncatts({"long_name": "longitude of grid column", "units": "degrees_east", "axis": "X"})
-                yv.setncatts({"long_name": "latitude of grid row", "units": "degrees_north", "axis": "Y"})
-            gm = nc.createVariable(gm_name, "i4", ())
-            gm.setncatts(gm_attrs)
-            for name, values, attrs in (
-                ("lat", lat, {"standard_name": "latitude", "units": "degrees_north"}),
-                ("lon", lon, {"standard_name": "longitude", "units": "degrees_east"}),
-            ):
-                v = nc.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=complevel, shuffle=True)
-                v[:] = np.asarray(values, dtype=np.float32)
-                v.setncatts(attrs)
-            if time is not None:
-                tv = nc.createVariable("time", "i8", ())
-                tv[...] = to_epoch_seconds(time)
-                tv.setncatts({"standard_name": "time", "units": _TIME_UNITS, "calendar": "standard"})
+            _write_coordinates(nc, grid, coords or {}, lonlat, time, level)
             for name, spec in variables.items():
-                data = np.asarray(spec.data)
-                if data.shape[-2:] != grid.shape and spec.dims[-2:] == ("y", "x"):
-                    raise ValueError(f"variable {name} has shape {data.shape}, grid is {grid.shape}")
-                dtype = spec.dtype or ("f4" if np.issubdtype(data.dtype, np.floating) else data.dtype)
-                chunks = None
-                if spec.dims[-2:] == ("y", "x"):
-                    chunks = [1] * (len(spec.dims) - 2) + [min(grid.ny, 512), min(grid.nx, 512)]
-                fill = spec.fill_value
-                if fill is None and np.issubdtype(np.dtype(dtype), np.floating):
-                    fill = np.float32(np.nan) if np.dtype(dtype) == np.float32 else np.nan
-                v = nc.createVariable(
-                    name, dtype, spec.dims, zlib=True, complevel=complevel, shuffle=True,
-                    chunksizes=chunks, fill_value=fill,
-                    significant_digits=spec.significant_digits,
-                )
-                v.set_auto_mask(False)
-                v[:] = data.astype(dtype, copy=False)
-                attrs = dict(spec.attrs)
-                if spec.dims[-2:] == ("y", "x"):
-                    attrs.setdefault("grid_mapping", gm_name)
-                    attrs.setdefault("coordinates", "lat lon" + (" time" if time is not None else ""))
-                v.setncatts(attrs)
+                _write_variable(nc, name, spec, grid, gm_name, time is not None, level)
             stamp = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime())
             nc.setncatts(
                 {
@@ -164,6 +117,72 @@ def write_grid_netcdf(
                 }
             )
     return path
+
+
+def _write_coordinates(nc: Any, grid: Grid, coords: dict[str, tuple[NDArray[Any], dict[str, Any]]],
+                       lonlat: tuple[NDArray[np.floating], NDArray[np.floating]], time: dt.datetime | None,
+                       level: _Level) -> None:
+    """Dimensions, x/y, the grid mapping, lat/lon, extra coordinates and the time."""
+    nc.createDimension("y", grid.ny)
+    nc.createDimension("x", grid.nx)
+    for name, (values, attrs) in coords.items():
+        values = np.asarray(values)
+        nc.createDimension(name, values.size)
+        var = nc.createVariable(name, values.dtype, (name,))
+        var[:] = values
+        var.setncatts(attrs)
+    xv = nc.createVariable("x", "f8", ("x",))
+    yv = nc.createVariable("y", "f8", ("y",))
+    xv[:] = grid.x
+    yv[:] = grid.y
+    if grid.is_lambert:
+        xv.setncatts({"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"})
+        yv.setncatts({"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"})
+    else:
+        xv.setncatts({"long_name": "longitude of grid column", "units": "degrees_east", "axis": "X"})
+        yv.setncatts({"long_name": "latitude of grid row", "units": "degrees_north", "axis": "Y"})
+    gm_name, gm_attrs = grid.cf_grid_mapping()
+    gm = nc.createVariable(gm_name, "i4", ())
+    gm.setncatts(gm_attrs)
+    lon, lat = lonlat
+    for name, values, attrs in (
+        ("lat", lat, {"standard_name": "latitude", "units": "degrees_north"}),
+        ("lon", lon, {"standard_name": "longitude", "units": "degrees_east"}),
+    ):
+        v = nc.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=level, shuffle=True)
+        v[:] = np.asarray(values, dtype=np.float32)
+        v.setncatts(attrs)
+    if time is not None:
+        tv = nc.createVariable("time", "i8", ())
+        tv[...] = to_epoch_seconds(time)
+        tv.setncatts({"standard_name": "time", "units": _TIME_UNITS, "calendar": "standard"})
+
+
+def _write_variable(nc: Any, name: str, spec: NcVar, grid: Grid, gm_name: str, has_time: bool,
+                    level: _Level) -> None:
+    """One data variable, chunked per 2-D field and compressed."""
+    data = np.asarray(spec.data)
+    if data.shape[-2:] != grid.shape and spec.dims[-2:] == ("y", "x"):
+        raise ValueError(f"variable {name} has shape {data.shape}, grid is {grid.shape}")
+    dtype = spec.dtype or ("f4" if np.issubdtype(data.dtype, np.floating) else data.dtype)
+    chunks = None
+    if spec.dims[-2:] == ("y", "x"):
+        chunks = [1] * (len(spec.dims) - 2) + [min(grid.ny, 512), min(grid.nx, 512)]
+    fill = spec.fill_value
+    if fill is None and np.issubdtype(np.dtype(dtype), np.floating):
+        fill = np.float32(np.nan) if np.dtype(dtype) == np.float32 else np.nan
+    v = nc.createVariable(
+        name, dtype, spec.dims, zlib=True, complevel=level, shuffle=True,
+        chunksizes=chunks, fill_value=fill,
+        significant_digits=spec.significant_digits,
+    )
+    v.set_auto_mask(False)
+    v[:] = data.astype(dtype, copy=False)
+    attrs = dict(spec.attrs)
+    if spec.dims[-2:] == ("y", "x"):
+        attrs.setdefault("grid_mapping", gm_name)
+        attrs.setdefault("coordinates", "lat lon" + (" time" if has_time else ""))
+    v.setncatts(attrs)
 
 
 def read_grid_netcdf(path: str | Path, names: list[str] | None = None) -> GridDataset:

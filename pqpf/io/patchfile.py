@@ -26,13 +26,17 @@ from __future__ import annotations
 import io
 import logging
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from numpy.typing import NDArray
 
+from pqpf import __version__
 from pqpf.errors import InputFileError
+from pqpf.features import check_feature_schema
 from pqpf.io.atomic import atomic_path
 
 __all__ = [
@@ -44,6 +48,10 @@ __all__ = [
     "load_patch_file",
     "read_patch_header",
     "safe_loads",
+    "RECORD_ARRAYS",
+    "patch_file_header",
+    "PatchSet",
+    "load_patch_set",
 ]
 
 logger = logging.getLogger(__name__)
@@ -138,7 +146,7 @@ class PatchFileWriter:
         self._ctx: Any = None
         self._fh: BinaryIO | None = None
 
-    def __enter__(self) -> "PatchFileWriter":
+    def __enter__(self) -> PatchFileWriter:
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
         self._fh = open(tmp, "wb")
@@ -273,3 +281,116 @@ def load_patch_file(path: str | Path) -> dict[str, Any]:
     out.update(arrays)
     out["n_patches"] = int(next(iter(counts.values()))) if counts else 0
     return out
+
+
+# --------------------------------------------------------------------------------------
+# the schema of a record, the header, and a split in memory
+# --------------------------------------------------------------------------------------
+
+#: Arrays of one record (one init): name -> (dtype, dimensions after the patch axis).
+RECORD_ARRAYS: dict[str, tuple[str, str]] = {
+    "features": ("float32", "(C, P, P) features in physical units, channels of the header"),
+    "mrms": ("float32", "(P, P) MRMS 1-h amount (mm), NaN where missing"),
+    "quality": ("float32", "(P, P) radar quality 0..1 (0 where GRAF is missing)"),
+    "ref_prob": ("float16", "(T, P, P) smoothed-GRAF reference P(obs >= t) at the header's thresholds"),
+    "origins": ("int32", "(2,) row and column of the patch's first point"),
+    "weights": ("float32", "() sampling weight 1/pi"),
+    "init_time": ("int64", "() init, seconds since 1970"),
+    "valid_time": ("int64", "() valid time, seconds since 1970"),
+}
+
+
+def patch_file_header(
+    *,
+    split: str,
+    init: str,
+    lead_h: int,
+    patch_px: int,
+    channel_names: Sequence[str],
+    feature_schema_version: int,
+    thresholds_mm: Sequence[float],
+    reference_sigma_px: float,
+    min_quality: float,
+    grid: dict[str, Any],
+    grid_fingerprint: str,
+    terrain_smoothing_sigma_px: float,
+    sampling: dict[str, Any],
+    inits_planned: Sequence[str],
+) -> dict[str, Any]:
+    """The header of a patch file, as plain values (everything provenance checks need:
+    the grid, the terrain smoothing and the quality minimum the patches were cut with)."""
+    return {
+        "init": init, "lead_h": int(lead_h), "patch_px": int(patch_px),
+        "channel_names": list(channel_names), "feature_schema_version": int(feature_schema_version),
+        "thresholds_mm": [float(t) for t in thresholds_mm], "reference_sigma_px": float(reference_sigma_px),
+        "min_quality": float(min_quality), "grid": dict(grid), "grid_fingerprint": str(grid_fingerprint),
+        "terrain_smoothing_sigma_px": float(terrain_smoothing_sigma_px), "sampling": dict(sampling),
+        "pqpf_version": __version__, "split": split, "inits_planned": list(inits_planned),
+    }
+
+
+@dataclass
+class PatchSet:
+    """The patches of one split, in memory (see :data:`RECORD_ARRAYS`).
+
+    Attributes
+    ----------
+    features : float32 (N, C, P, P)   physical units, not normalised
+    mrms_mm : float32 (N, P, P)       NaN where missing
+    quality : float32 (N, P, P)       0..1
+    ref_prob : float16 (N, T, P, P)   smoothed-GRAF reference P(obs >= t)
+    weights : float32 (N,)            sampling weights 1/pi
+    valid_time : int64 (N,)           seconds since 1970
+    header : dict                     the file's plain metadata (:func:`patch_file_header`)
+    """
+
+    features: NDArray[np.float32]
+    mrms_mm: NDArray[np.float32]
+    quality: NDArray[np.float32]
+    ref_prob: NDArray[np.float16]
+    weights: NDArray[np.float32]
+    valid_time: NDArray[np.int64]
+    channel_names: tuple[str, ...]
+    thresholds_mm: tuple[float, ...]
+    header: dict[str, Any]
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def patch_px(self) -> int:
+        return int(self.header["patch_px"])
+
+
+def load_patch_set(path: str | Path) -> PatchSet:
+    """Load one patch file (:func:`load_patch_file`) into a :class:`PatchSet`.
+
+    Raises
+    ------
+    InputFileError
+        As :func:`load_patch_file`, or a header without the keys a split needs.
+    """
+    data = load_patch_file(path)
+    check_feature_schema(data.get("feature_schema_version"), path)
+    try:
+        n = int(data.get("n_patches", 0))
+        p = int(data["patch_px"])
+        c = len(data["channel_names"])
+        t = len(data["thresholds_mm"])
+        channel_names = tuple(str(x) for x in data["channel_names"])
+        thresholds = tuple(float(x) for x in data["thresholds_mm"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputFileError(path, f"patch file header lacks or garbles {exc}") from None
+    empty = {
+        "features": np.zeros((0, c, p, p), np.float32), "mrms": np.zeros((0, p, p), np.float32),
+        "quality": np.zeros((0, p, p), np.float32), "ref_prob": np.zeros((0, t, p, p), np.float16),
+        "weights": np.zeros(0, np.float32), "valid_time": np.zeros(0, np.int64),
+    }
+    def get(key: str) -> Any:
+        return data[key] if n else empty[key]
+
+    return PatchSet(
+        features=get("features"), mrms_mm=get("mrms"), quality=get("quality"), ref_prob=get("ref_prob"),
+        weights=get("weights"), valid_time=get("valid_time"), channel_names=channel_names,
+        thresholds_mm=thresholds, header={k: v for k, v in data.items() if not isinstance(v, np.ndarray)},
+    )

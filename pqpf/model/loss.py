@@ -8,7 +8,7 @@ probabilities ``p_k`` and an observed amount ``y``, the score at one point is
 
 a weighted sum of Brier scores of the events ``obs < e_k``, hence proper for any
 weights ``w_k >= 0`` (Epstein 1969; Gneiting and Raftery 2007). Schemes
-(:func:`edge_weights`):
+(:data:`pqpf.ordinal.EDGE_WEIGHT_SCHEMES`):
 
 * ``"rps"``: ``w_k = 1`` (the ranked probability score, unnormalised).
 * ``"crps"``: ``w_k = e_k - e_{k-1}`` (mm), the width of the bin BELOW edge k. Then S is
@@ -38,102 +38,14 @@ ensemble prediction systems. Wea. Forecasting, 15, 559-570.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from pqpf.bins import edge_widths_mm, reaches, validate_bin_edges
-from pqpf.model import cdf_at_edges
+from pqpf.ordinal import cdf_at_edges, edge_weights, reaches, validate_bin_edges
 
-__all__ = [
-    "LOSS_SCHEMES",
-    "THRESHOLD_EDGE_WEIGHT",
-    "edge_weights",
-    "observation_mask",
-    "rps_per_pixel",
-    "masked_rps_loss",
-]
-
-#: Weight of a threshold edge relative to the other edges in the "threshold" scheme.
-THRESHOLD_EDGE_WEIGHT = 3.0
-
-
-def _rps_weights(edges: NDArray[np.float64], thresholds_mm: Sequence[float] | None) -> NDArray[np.float64]:
-    return np.ones(edges.size - 1)
-
-
-def _crps_weights(edges: NDArray[np.float64], thresholds_mm: Sequence[float] | None) -> NDArray[np.float64]:
-    return edge_widths_mm(edges)
-
-
-def _threshold_weights(
-    edges: NDArray[np.float64], thresholds_mm: Sequence[float] | None
-) -> NDArray[np.float64]:
-    if not thresholds_mm:
-        raise ValueError("the 'threshold' loss scheme needs thresholds_mm")
-    validate_bin_edges(edges, thresholds_mm)
-    w = np.ones(edges.size - 1)
-    for t in thresholds_mm:
-        k = int(np.argmin(np.abs(edges - t)))
-        if k == 0:
-            raise ValueError(f"threshold {t} mm is the first edge (0 mm): P(obs >= 0) is always 1")
-        w[k - 1] = THRESHOLD_EDGE_WEIGHT
-    return w
-
-
-LOSS_SCHEMES = {"rps": _rps_weights, "crps": _crps_weights, "threshold": _threshold_weights}
-
-
-def edge_weights(
-    edges_mm: Sequence[float], scheme: str, thresholds_mm: Sequence[float] | None = None
-) -> NDArray[np.float64]:
-    """Weights ``w_k`` of the inner edges ``e_1 .. e_{K-1}`` for a scoring scheme.
-
-    Parameters
-    ----------
-    edges_mm : sequence of float, length K
-        Bin lower edges (mm).
-    scheme : str
-        ``"rps"``, ``"crps"`` or ``"threshold"`` (see the module docstring).
-    thresholds_mm : sequence of float, optional
-        Probability thresholds (mm); required by ``"threshold"``.
-
-    Returns
-    -------
-    float64 array, shape (K-1,)
-    """
-    edges = validate_bin_edges(edges_mm)
-    try:
-        method = LOSS_SCHEMES[scheme]
-    except KeyError:
-        raise ValueError(
-            f"unknown loss scheme {scheme!r}; valid names: {', '.join(sorted(LOSS_SCHEMES))}"
-        ) from None
-    return method(edges, thresholds_mm)
-
-
-def observation_mask(obs_mm: Any, quality: Any, min_quality: float) -> Any:
-    """Points usable for training and scoring: finite amount and quality >= minimum.
-
-    Parameters
-    ----------
-    obs_mm, quality : arrays or tensors of one shape
-        MRMS amount (mm, NaN when missing) and radar quality in [0, 1] (NaN = missing).
-    min_quality : float
-        ``[mrms] min_quality`` of the site configuration.
-
-    Returns
-    -------
-    bool array or tensor of the same shape.
-    """
-    if isinstance(obs_mm, torch.Tensor):
-        return torch.isfinite(obs_mm) & (torch.nan_to_num(quality, nan=-1.0) >= min_quality)
-    from pqpf.verification import good_quality_mask
-
-    return good_quality_mask(obs_mm, quality, min_quality)
-
+__all__ = ["rps_per_pixel", "masked_rps_loss"]
 
 def rps_per_pixel(
     logits: torch.Tensor,
@@ -154,7 +66,7 @@ def rps_per_pixel(
     edges_mm : sequence of float, length K
         Bin lower edges.
     weights : sequence of float, length K-1
-        Edge weights from :func:`edge_weights`.
+        Edge weights from :func:`pqpf.ordinal.edge_weights`.
 
     Returns
     -------
@@ -203,10 +115,10 @@ def masked_rps_loss(
     obs_mm : tensor, shape (B, H, W)
         MRMS amounts (mm), NaN where missing.
     mask : bool tensor, shape (B, H, W)
-        True where the point may be used (e.g. :func:`observation_mask`).
+        True where the point may be used (e.g. :func:`pqpf.quality.good_quality_mask`).
     edges_mm : sequence of float, length K
     scheme : str
-        See :func:`edge_weights`.
+        See :func:`pqpf.ordinal.edge_weights`.
     sample_weight : tensor, shape (B,), optional
         Non-negative per-sample weights (the patch sampling weights).
     thresholds_mm : sequence of float, optional

@@ -1,4 +1,5 @@
-"""Patch extraction for training: which inits, which patches, which split.
+"""Which inits, which patches, which split: the arrays-only part of patch extraction
+(the stage, :mod:`pqpf.stages.patches`, reads the files and writes the patch files).
 
 For ``save_patched_graf_mrms.py INIT LEAD``:
 
@@ -37,33 +38,27 @@ before the next is read, so memory does not grow with the number of inits.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pqpf import __version__
-from pqpf.config import Config, PatchesConfig
-from pqpf.dates import format_yyyymmddhh, to_epoch_seconds
-from pqpf.errors import InputFileError, PqpfError
-from pqpf.layout import PATCH_SPLITS, locate_graf, mrms_remapped_path, patch_file_path
-from pqpf.progress import Progress
-from pqpf.verification import good_quality_mask
+from pqpf.config import PatchesConfig
+from pqpf.dates import to_epoch_seconds
+from pqpf.quality import good_quality_mask
 
 __all__ = [
+    "PatchSample",
     "training_inits",
     "assign_splits",
     "candidate_origins",
     "window_fractions",
     "sample_patches",
-    "PatchSummary",
-    "make_patch_files",
+    "cut_patches",
 ]
 
 logger = logging.getLogger(__name__)
@@ -231,7 +226,9 @@ def window_fractions(mask: NDArray[np.bool_], origins: NDArray[np.int32], patch_
 
 
 @dataclass(frozen=True)
-class _Sample:
+class PatchSample:
+    """The patches drawn from one init: origins (n, 2), sampling weights 1/pi (n,), counts."""
+
     origins: NDArray[np.int32]
     weights: NDArray[np.float32]
     n_candidates: int
@@ -247,7 +244,7 @@ def sample_patches(
     cfg: PatchesConfig,
     min_quality: float,
     rng: np.random.Generator,
-) -> _Sample:
+) -> PatchSample:
     """Draw the patches of one init (see the module docstring for the design).
 
     Returns origins (n, 2), sampling weights ``1 / pi`` (n,), and counts for the summary.
@@ -264,238 +261,21 @@ def sample_patches(
     n_ok = len(origins)
     expected = cfg.patches_per_init * (0.5 + 1.5 * min(1.0, domain_wet / _WET_SATURATION))
     if n_ok == 0:
-        return _Sample(origins[:0], np.zeros(0, np.float32), int(ok.size), n_rejected, expected, domain_wet)
+        return PatchSample(origins[:0], np.zeros(0, np.float32), int(ok.size), n_rejected, expected, domain_wet)
     wet_c = window_fractions(wet, origins, cfg.patch_px)
     share = np.full(n_ok, 1.0 / n_ok)
     if wet_c.sum() > 0:
         share = cfg.dry_share / n_ok + (1.0 - cfg.dry_share) * wet_c / wet_c.sum()
     pi = np.minimum(1.0, expected * share)
     take = rng.random(n_ok) < pi
-    return _Sample(
+    return PatchSample(
         origins[take], (1.0 / pi[take]).astype(np.float32), int(ok.size), n_rejected,
         float(pi.sum()), domain_wet,
     )
 
 
-def _cut(array: NDArray[Any], origins: NDArray[np.int32], p: int) -> NDArray[Any]:
+def cut_patches(array: NDArray[Any], origins: NDArray[np.int32], p: int) -> NDArray[Any]:
     """Patches (n, ..., p, p) of an array (..., ny, nx) at the given origins."""
     if len(origins) == 0:
         return np.zeros((0, *array.shape[:-2], p, p), dtype=array.dtype)
     return np.stack([array[..., j:j + p, i:i + p] for j, i in origins])
-
-
-# --------------------------------------------------------------------------------------
-# the stage
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class PatchSummary:
-    """What :func:`make_patch_files` did."""
-
-    inits_considered: int = 0
-    inits_used: int = 0
-    skipped: dict[str, list[str]] = field(default_factory=lambda: {"graf": [], "mrms": [], "gap": []})
-    patches: dict[str, int] = field(default_factory=lambda: {s: 0 for s in PATCH_SPLITS})
-    wet_pixels: int = 0
-    valid_pixels: int = 0
-    wet_threshold_mm: float = 0.25
-    weights: dict[str, list[NDArray[np.float32]]] = field(default_factory=lambda: {s: [] for s in PATCH_SPLITS})
-    files: dict[str, Path] = field(default_factory=dict)
-
-    def effective_patches(self, split: str) -> float:
-        """Kish's effective sample size of the weighted patches, (sum w)^2 / sum w^2."""
-        if not self.weights[split]:
-            return 0.0
-        w = np.concatenate(self.weights[split]).astype(np.float64)
-        return float(w.sum() ** 2 / max((w**2).sum(), 1e-300))
-
-    def line(self) -> str:
-        """The one summary line the CLI prints."""
-        wet = 100.0 * self.wet_pixels / max(self.valid_pixels, 1)
-        skipped = ", ".join(f"{len(v)} {k}" for k, v in self.skipped.items() if v) or "none"
-        per_split = ", ".join(f"{k} {v} (effective {self.effective_patches(k):.0f})" for k, v in self.patches.items())
-        return (
-            f"inits used {self.inits_used}/{self.inits_considered} (skipped: {skipped}); "
-            f"patches: {per_split}; wet pixels {wet:.1f}% (MRMS >= {self.wet_threshold_mm:g} mm)"
-        )
-
-
-def _extract_record(config: Config, when: dt.datetime, lead_h: int, terrain: Any, thresholds: tuple[float, ...],
-                    sigma_px: float) -> tuple[dict[str, Any], float, _Sample] | None:
-    """Read one init's GRAF and MRMS once and cut its patches.
-
-    Returns the record, the GRAF wet-area fraction (which stratifies the split) and the
-    sample; None if an input is missing or the GRAF file unreadable.
-    """
-    from pqpf.features import build_features
-    from pqpf.io.grib import read_graf
-    from pqpf.mrms import read_remapped_mrms
-    from pqpf.reference import smoothed_exceedance
-
-    cfg = config.patches
-    valid = when + dt.timedelta(hours=lead_h)
-    graf_path = locate_graf(config, when, lead_h)
-    if graf_path is None or not mrms_remapped_path(config, valid).is_file():
-        return None
-    try:
-        graf = read_graf(graf_path, lead_h, init=when)
-    except InputFileError as exc:
-        logger.warning("skipping %s: %s", format_yyyymmddhh(when), exc)
-        return None
-    if not graf.grid.same_as(terrain.grid):
-        raise InputFileError(graf_path, "GRAF grid differs from the terrain file's grid")
-    observed = read_remapped_mrms(config, valid, terrain.grid)
-    mrms_mm = observed.data["precipitation"].astype(np.float32)
-    quality = observed.data["quality"].astype(np.float32)
-    graf_mm = np.nan_to_num(graf.values, nan=0.0)
-    # Where GRAF is missing the input says 0 mm; such points must not be learnt from.
-    quality[~np.isfinite(graf.values)] = 0.0
-    wet = float(np.mean(graf_mm >= cfg.wet_threshold_mm))
-    rng = np.random.default_rng([cfg.seed, to_epoch_seconds(when) // 3600, lead_h])
-    sample = sample_patches(graf_mm, mrms_mm, quality, cfg, config.mrms.min_quality, rng)
-    features = build_features(graf_mm, terrain, valid, time_features=False)
-    ref = smoothed_exceedance(graf_mm, thresholds, sigma_px)
-    p = cfg.patch_px
-    n = len(sample.origins)
-    record = {
-        "features": _cut(features, sample.origins, p).astype(np.float32),
-        "mrms": _cut(mrms_mm, sample.origins, p).astype(np.float32),
-        "quality": _cut(quality, sample.origins, p).astype(np.float32),
-        "ref_prob": _cut(ref, sample.origins, p).astype(np.float16),
-        "origins": sample.origins,
-        "weights": sample.weights,
-        "init_time": np.full(n, to_epoch_seconds(when), dtype=np.int64),
-        "valid_time": np.full(n, to_epoch_seconds(valid), dtype=np.int64),
-    }
-    return record, wet, sample
-
-
-def make_patch_files(
-    config: Config, init: dt.datetime, lead_h: int, overwrite: bool = False
-) -> PatchSummary:
-    """Write the train/validation/test patch files for (INIT, LEAD).
-
-    Each init's GRAF and MRMS are read once: its patches are cut and spooled to a
-    temporary directory beside the outputs while the GRAF wet fractions that stratify
-    the split are gathered; the split is then decided and the spooled records streamed,
-    in time order, into the three files. Memory holds one init at a time. Missing GRAF
-    or MRMS hours are skipped and counted. Existing complete outputs are kept unless
-    ``overwrite``.
-
-    Raises
-    ------
-    PqpfError
-        No usable init at all, or a missing terrain file.
-    """
-    import pickle
-    import shutil
-    import tempfile
-
-    from pqpf.features import FEATURE_SCHEMA_VERSION, channel_names
-    from pqpf.io.patchfile import PatchFileWriter, safe_loads
-    from pqpf.reference import reference_sigma_px
-    from pqpf.terrain import read_terrain
-
-    cfg = config.patches
-    outputs = {s: patch_file_path(config, s, init, lead_h) for s in PATCH_SPLITS}
-    summary = PatchSummary(files=outputs, wet_threshold_mm=cfg.wet_threshold_mm)
-    if not overwrite and all(p.is_file() for p in outputs.values()):
-        logger.info("patch files for %s +%d h exist; use --overwrite to redo them",
-                    format_yyyymmddhh(init), lead_h)
-        return summary
-
-    terrain = read_terrain(config.paths.terrain_file)
-    grid = terrain.grid
-    thresholds = tuple(config.probability.thresholds_mm)
-    sigma_px = reference_sigma_px(config.probability, lead_h)
-    inits = training_inits(init, lead_h, cfg)
-    summary.inits_considered = len(inits)
-    # Inits without data are counted now and kept out of the split assignment, so that
-    # no held-out block is wasted on hours the archive does not have.
-    available = []
-    for when in inits:
-        if locate_graf(config, when, lead_h) is None:
-            summary.skipped["graf"].append(format_yyyymmddhh(when))
-        elif not mrms_remapped_path(config, when + dt.timedelta(hours=lead_h)).is_file():
-            summary.skipped["mrms"].append(format_yyyymmddhh(when))
-        else:
-            available.append(when)
-    if not available:
-        raise PqpfError(
-            f"no training inits for {format_yyyymmddhh(init)} +{lead_h} h: of {len(inits)} candidate inits "
-            f"({format_yyyymmddhh(inits[0]) if inits else '-'}..{format_yyyymmddhh(inits[-1]) if inits else '-'}), "
-            f"{len(summary.skipped['graf'])} have no GRAF file for +{lead_h} h and "
-            f"{len(summary.skipped['mrms'])} no remapped MRMS for their valid hour"
-        )
-
-    config.paths.patch_dir.mkdir(parents=True, exist_ok=True)
-    spool = Path(tempfile.mkdtemp(prefix=".spool-", dir=config.paths.patch_dir))
-    try:
-        # pass 1: read every init once, spool its record, note the forecast's wetness
-        wetness: dict[dt.datetime, float] = {}
-        samples: dict[dt.datetime, _Sample] = {}
-        progress = Progress(len(available), "inits", logger)
-        for when in available:
-            got = _extract_record(config, when, lead_h, terrain, thresholds, sigma_px)
-            if got is None:
-                summary.skipped["graf"].append(format_yyyymmddhh(when))
-                progress.step(note="input missing or unreadable")
-                continue
-            record, wetness[when], samples[when] = got
-            with open(spool / f"{format_yyyymmddhh(when)}.pkl", "wb") as fh:
-                pickle.dump(record, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            progress.step(note=f"{len(record['weights'])} patches")
-        splits = assign_splits(sorted(wetness), cfg, wetness)
-        summary.skipped["gap"] = [format_yyyymmddhh(t) for t in sorted(wetness) if t not in splits]
-        if not splits:
-            raise PqpfError(f"no usable inits for {format_yyyymmddhh(init)} +{lead_h} h "
-                            f"({len(summary.skipped['graf'])} without readable GRAF)")
-        # pass 2: the spooled records, in time order, into their split's file
-        header_common = {
-            "init": format_yyyymmddhh(init),
-            "lead_h": int(lead_h),
-            "patch_px": int(cfg.patch_px),
-            "channel_names": list(channel_names(False)),
-            "feature_schema_version": int(FEATURE_SCHEMA_VERSION),
-            "thresholds_mm": [float(t) for t in thresholds],
-            "reference_sigma_px": float(sigma_px),
-            "min_quality": float(config.mrms.min_quality),
-            "grid": {k: v for k, v in dataclasses.asdict(grid).items()},
-            "grid_fingerprint": grid.fingerprint(),
-            "terrain_smoothing_sigma_px": float(terrain.smoothing_sigma_px),
-            "sampling": {k: (list(v) if isinstance(v, tuple) else v)
-                         for k, v in dataclasses.asdict(cfg).items()},
-            "pqpf_version": __version__,
-        }
-        writers = {
-            s: PatchFileWriter(outputs[s], {**header_common, "split": s,
-                                            "inits_planned": [format_yyyymmddhh(t) for t, v in splits.items() if v == s]})
-            for s in PATCH_SPLITS
-        }
-        for w in writers.values():
-            w.__enter__()
-        failed: BaseException | None = None
-        try:
-            for when, split in sorted(splits.items()):
-                record = safe_loads((spool / f"{format_yyyymmddhh(when)}.pkl").read_bytes())
-                writers[split].append(record)
-                writers[split].trailer_extra.setdefault("inits_used", []).append(format_yyyymmddhh(when))
-                summary.inits_used += 1
-                summary.patches[split] += len(record["weights"])
-                good = good_quality_mask(record["mrms"], record["quality"], config.mrms.min_quality)
-                summary.valid_pixels += int(good.sum())
-                summary.wet_pixels += int((record["mrms"][good] >= cfg.wet_threshold_mm).sum())
-                summary.weights[split].append(samples[when].weights)
-        except BaseException as exc:  # leave no partial outputs behind
-            failed = exc
-            raise
-        finally:
-            for w in writers.values():
-                if failed is None:
-                    w.__exit__(None, None, None)
-                else:
-                    w.__exit__(type(failed), failed, failed.__traceback__)
-    finally:
-        shutil.rmtree(spool, ignore_errors=True)
-    return summary

@@ -1,14 +1,13 @@
-"""The hourly MRMS stage: raw QPE + quality -> one CF netCDF per hour on the GRAF grid.
+"""The ``save_remapped_mrms.py`` stage: raw MRMS QPE + quality -> one netCDF per hour on the GRAF grid.
 
 For every hour of a range, the MRMS 1-h multi-sensor QPE and its radar accumulation
 quality index are read from the raw archive (:func:`pqpf.layout.mrms_raw_path`),
 remapped to the grid of the terrain file (``[paths] terrain_file``) with weights that
 are built once per (source grid, target grid, method) and cached on disk
 (:func:`pqpf.remapping.cached_weights`), and written atomically to
-:func:`pqpf.layout.mrms_remapped_path` with ``precipitation`` (mm), ``quality``
-(0..1) and ``valid_fraction``. Existing outputs are skipped unless ``overwrite``; an hour
-whose input is missing or damaged is counted as failed with its reason and the loop goes
-on.
+:func:`pqpf.layout.mrms_remapped_path` (the format: :mod:`pqpf.io.mrms_file`).
+Existing outputs are skipped unless ``overwrite``; an hour whose input is missing or
+damaged is counted as failed with its reason and the loop goes on.
 """
 
 from __future__ import annotations
@@ -18,24 +17,25 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh, hour_range
-from pqpf.download import download_hour
-from pqpf.errors import ConfigError, GridMismatchError, InputFileError, PqpfError
+from pqpf.errors import GridMismatchError, InputFileError, PqpfError
 from pqpf.grid import Grid
 from pqpf.io.grib import read_mrms_qpe, read_mrms_quality
-from pqpf.io.netcdf import NcVar, read_grid_netcdf, write_grid_netcdf
+from pqpf.io.mrms_file import write_remapped_mrms
+from pqpf.io.terrain_file import read_terrain_grid
 from pqpf.layout import mrms_raw_path, mrms_remapped_path, remap_weights_dir
 from pqpf.progress import Progress
-from pqpf.remapping import METHODS, RegridWeights, cached_weights
+from pqpf.remap_methods import METHODS
+from pqpf.remapping import RegridWeights, cached_weights
+from pqpf.stages.download import download_hour
 
-__all__ = ["HourResult", "RangeReport", "WeightsProvider", "target_grid", "remap_hour", "remap_range",
-           "read_remapped_mrms"]
+__all__ = ["HourResult", "RangeReport", "WeightsProvider", "remap_hour", "remap_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,52 +108,14 @@ class WeightsProvider:
         return self._by_source[key]
 
 
-def target_grid(config: Config) -> Grid:
-    """The GRAF grid, read from the terrain file.
-
-    Raises
-    ------
-    InputFileError
-        The terrain file is missing (run ``terrain_height.py`` first) or unreadable.
-    """
-    path = config.paths.terrain_file
-    if not path.is_file():
-        raise InputFileError(path, "terrain file not found; run terrain_height.py first")
-    return read_grid_netcdf(path, names=[]).grid
-
-
-def _variables(
-    precip: NDArray[np.float32], quality: NDArray[np.float32], valid_fraction: NDArray[np.float32],
-    method: str,
-) -> dict[str, NcVar]:
-    cell = "area: mean" if method == "conservative" else "area: point"
-    return {
-        "precipitation": NcVar(precip, {
-            "long_name": "MRMS 1-h multi-sensor precipitation amount remapped to the model grid",
-            "standard_name": "lwe_thickness_of_precipitation_amount", "units": "mm",
-            "cell_methods": f"time: sum {cell}",
-            "comment": "mean over the valid MRMS cells of each grid cell; NaN where none is valid",
-        }),
-        "quality": NcVar(quality, {
-            "long_name": "MRMS radar accumulation quality index remapped to the model grid",
-            "units": "1", "valid_range": np.array([0.0, 1.0], np.float32),
-            "comment": "mean over the MRMS cells of each grid cell, missing precipitation counted as 0",
-        }),
-        "valid_fraction": NcVar(valid_fraction, {
-            "long_name": "fraction of the grid cell's MRMS cells (by area) with valid precipitation",
-            "units": "1", "valid_range": np.array([0.0, 1.0], np.float32),
-        }),
-    }
-
-
 def remap_hour(
     config: Config,
     valid: dt.datetime,
     weights_provider: Callable[[Grid], RegridWeights],
-    overwrite: bool = False,
     lonlat: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None,
 ) -> HourResult:
-    """Remap one hour of MRMS QPE and quality and write its netCDF.
+    """Remap one hour of MRMS QPE and quality and write its netCDF (an existing one is
+    replaced: :func:`remap_range` decides what to skip).
 
     Parameters
     ----------
@@ -162,8 +124,6 @@ def remap_hour(
         End of the 1-h accumulation (UTC).
     weights_provider : callable
         ``grid_in -> RegridWeights`` onto the target grid (e.g. :class:`WeightsProvider`).
-    overwrite : bool
-        Rewrite an existing output.
     lonlat : (lon, lat), optional
         2-D coordinates of the target grid, computed once per run by the caller.
 
@@ -173,8 +133,6 @@ def remap_hour(
         ``failed`` with the reason when an input is missing, damaged, or on another grid.
     """
     out = mrms_remapped_path(config, valid)
-    if out.is_file() and not overwrite:
-        return HourResult(valid, SKIPPED, out)
     qpe_path = mrms_raw_path(config, config.mrms.qpe_product, valid)
     quality_path = mrms_raw_path(config, config.mrms.quality_product, valid)
     try:
@@ -193,12 +151,9 @@ def remap_hour(
     except PqpfError as exc:
         return HourResult(valid, FAILED, out, str(exc))
     quality_out = cast(NDArray[np.float32], result.quality)  # given a quality field, apply returns one
-    write_grid_netcdf(
-        out, weights.grid_out,
-        _variables(result.precipitation, quality_out, result.valid_fraction, weights.method),
-        time=valid, lonlat=lonlat,
-        global_attrs={
-            "title": "MRMS 1-h QPE and quality remapped to the model grid",
+    write_remapped_mrms(
+        out, weights.grid_out, result.precipitation, quality_out, result.valid_fraction, valid, weights.method,
+        provenance={
             "source": f"MRMS files {qpe_path.name} and {quality_path.name}",
             "remap_method": weights.method,
             "remap_weights_fingerprint": weights.fingerprint,
@@ -206,6 +161,7 @@ def remap_hour(
             "source_qpe_file": qpe_path.name,
             "source_quality_file": quality_path.name,
         },
+        lonlat=lonlat,
     )
     return HourResult(valid, WRITTEN, out)
 
@@ -263,19 +219,12 @@ def remap_range(
         ``end`` before ``begin``.
     InputFileError
         The terrain file is missing or unreadable.
-    ConfigError
-        ``[mrms] remap_method`` names no known method.
     ValueError
         Unknown ``method`` argument.
     """
     hours = list(hour_range(begin, end))
-    if method is None:
-        method = config.mrms.remap_method
-        if method not in METHODS:
-            raise ConfigError(
-                f"{config.source}: [mrms] remap_method {method!r} is not one of {', '.join(METHODS)}"
-            )
-    grid_out = target_grid(config)
+    method = config.mrms.remap_method if method is None else method  # the config checked its own
+    grid_out = read_terrain_grid(config.paths.terrain_file)
     provider = WeightsProvider(remap_weights_dir(config), grid_out, method)
     lonlat: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None
     report = RangeReport()
@@ -283,40 +232,17 @@ def remap_range(
     logger.info("remapping %d hour(s) of MRMS onto %s (%s)", len(hours), grid_out.describe(), method)
     for valid in hours:
         out = mrms_remapped_path(config, valid)
-        if out.is_file() and not overwrite:
+        reason = ""
+        if not overwrite and out.is_file():  # the one skip check: outputs are complete (atomic)
             result = HourResult(valid, SKIPPED, out)
+        elif download and (reason := _fetch_missing(config, valid, base_url)):
+            result = HourResult(valid, FAILED, out, reason)
         else:
-            reason = _fetch_missing(config, valid, base_url) if download else ""
-            if reason:
-                result = HourResult(valid, FAILED, out, reason)
-            else:
-                if lonlat is None:
-                    lonlat = grid_out.lonlat()
-                result = remap_hour(config, valid, provider, overwrite=overwrite, lonlat=lonlat)
+            if lonlat is None:
+                lonlat = grid_out.lonlat()
+            result = remap_hour(config, valid, provider, lonlat=lonlat)
         if result.status == FAILED:
             logger.warning("%s failed: %s", format_yyyymmddhh(valid), result.reason)
         report.add(result)
         progress.step(note=f"{len(report.failed)} failed" if report.failed else "")
     return report
-
-
-def read_remapped_mrms(
-    config: Config,
-    valid: dt.datetime,
-    grid: Grid | None = None,
-    names: tuple[str, ...] = ("precipitation", "quality"),
-) -> Any:
-    """The remapped MRMS of one hour (a :class:`~pqpf.io.netcdf.GridDataset`).
-
-    Raises
-    ------
-    InputFileError
-        Missing or unreadable file, or (``grid`` given) a file on another grid.
-    """
-    path = mrms_remapped_path(config, valid)
-    if not path.is_file():
-        raise InputFileError(path, "remapped MRMS not found (run save_remapped_mrms.py for this hour)")
-    ds = read_grid_netcdf(path, list(names))
-    if grid is not None and not ds.grid.same_as(grid):
-        raise InputFileError(path, f"remapped MRMS grid ({ds.grid.describe()}) differs from {grid.describe()}")
-    return ds

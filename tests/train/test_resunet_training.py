@@ -11,14 +11,19 @@ import pytest
 import torch
 
 import trainkit
-from pqpf.config import load_hparams
 from pqpf.errors import PqpfError
-from pqpf.training import (
-    load_checkpoint, nearest_registered_lead, read_registry, registry_checkpoint, train,
-)
+from pqpf.hparams import load_hparams
+from pqpf.io.checkpoint import load_checkpoint
+from pqpf.io.registry import Registry
+from pqpf.layout import registry_path
+from pqpf.stages.train import train_resunet as train
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 TINY = load_hparams("tiny")
+
+
+def _registry(config):
+    return Registry(registry_path(config))
 
 
 def _env():
@@ -27,7 +32,7 @@ def _env():
 
 
 def _weights(path):
-    return load_checkpoint(path)["net"]
+    return load_checkpoint(path).net
 
 
 def test_training_writes_checkpoints_loadable_weights_only_and_registers(tmp_path):
@@ -37,18 +42,21 @@ def test_training_writes_checkpoints_loadable_weights_only_and_registers(tmp_pat
     run = result.run_dir
     assert sorted(p.name for p in run.glob("*.pt")) == ["best.pt", "epoch_001.pt", "epoch_002.pt", "epoch_003.pt"]
     state = torch.load(run / "epoch_003.pt", weights_only=True)
-    for key in ("net", "optimizer", "scheduler", "epoch", "best_score", "bad_epochs", "normalisation",
-                "hparams", "feature_schema_version", "channel_names", "bin_edges_mm"):
-        assert key in state, key
+    assert state["format"] == "pqpf-checkpoint" and state["format_version"] == 2
+    for key in ("optimizer", "scheduler", "epoch", "best_score", "bad_epochs"):
+        assert key in state["training"], key
+    for key in ("kind", "normalisation", "hparams", "feature_schema_version", "channel_names", "bin_edges_mm"):
+        assert key in state["model"], key
+    assert state["model"]["kind"] == "resunet" and state["training"]["epoch"] == 3
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in rows if "epoch" in r]
     assert [r["epoch"] for r in epochs] == [1, 2, 3]
     assert all(np.isfinite(r["val_rps"]) and r["samples_per_s"] > 0 for r in epochs)
     assert epochs[-1]["train_rps"] < epochs[0]["train_rps"]  # it learns
     assert "test" in rows[-1] and np.isfinite(rows[-1]["test"]["bss_1mm"])
-    reg = read_registry(config)
-    assert reg["6"]["checkpoint"] == f"{run.name}/best.pt" and reg["6"]["best_epoch"] == result.best_epoch
-    assert registry_checkpoint(config, 6) == run / "best.pt"
+    reg = _registry(config).read()["resunet"]
+    assert reg[6]["checkpoint"] == f"{run.name}/best.pt" and reg[6]["best_epoch"] == result.best_epoch
+    assert _registry(config).checkpoint("resunet", 6) == run / "best.pt"
     # a second fresh start must not silently delete the first run
     with pytest.raises(PqpfError, match="--resume"):
         train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
@@ -58,7 +66,7 @@ def test_nearest_lead_and_warm_start(tmp_path):
     torch.set_num_threads(1)
     config = trainkit.make(tmp_path)
     train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
-    assert nearest_registered_lead(config, 9) == 6 and nearest_registered_lead(config, 6) is None
+    assert _registry(config).nearest_lead("resunet", 9) == 6 and _registry(config).nearest_lead("resunet", 6) is None
     # warm start for lead 6 from "nearest" has nothing else registered
     with pytest.raises(PqpfError, match="no other lead"):
         train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, init_from="nearest",
@@ -98,8 +106,9 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    sa, sb = load_checkpoint(runs["straight"] / "epoch_004.pt"), load_checkpoint(runs["killed"] / "epoch_004.pt")
-    assert sa["best_score"] == sb["best_score"] and sa["bad_epochs"] == sb["bad_epochs"]
+    sa = load_checkpoint(runs["straight"] / "epoch_004.pt").training
+    sb = load_checkpoint(runs["killed"] / "epoch_004.pt").training
+    assert sa.best_score == sb.best_score and sa.bad_epochs == sb.bad_epochs
 
 
 @pytest.mark.slow
@@ -123,19 +132,20 @@ def test_torchrun_two_ranks_see_different_data_and_write_one_set(tmp_path):
         assert row["rank_sample_counts"] == [25, 25]
     # diagnostics are printed once, by rank 0
     assert res.stderr.count("train_rps") == 1
-    assert list(read_registry(config)) == ["6"]
+    assert list(_registry(config).read()["resunet"]) == [6]
 
 
 def test_prefetching_threads_yield_the_same_batches_in_the_same_order(tmp_path):
+    from pqpf.io.patchfile import load_patch_set
     from pqpf.layout import patch_file_path
-    from pqpf.training import _batches, _BatchSource, _loader, load_patch_set
+    from pqpf.train.batches import BatchSource, BatchSpec, plan_epoch, prefetch
 
     config = trainkit.make(tmp_path)
     data = load_patch_set(patch_file_path(config, "train", trainkit.INIT, trainkit.LEAD))
-    batches, order, transforms = _batches(len(data), 5, 0, 1, 1234, 3, shuffle=True)
-    source = _BatchSource(data, batches, transforms, order, 1.0, True, 0.5, False)
-    plain = list(_loader(source, 0, False))
-    threaded = list(_loader(source, 3, False))
+    plan = plan_epoch(len(data), 5, 0, 1, 1234, 3, shuffle=True)
+    source = BatchSource(data, plan, BatchSpec(0.5, False, True, 1.0))
+    plain = list(prefetch(source, 0, False))
+    threaded = list(prefetch(source, 3, False))
     assert len(plain) == len(threaded) == 10
     for a, b in zip(plain, threaded):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -143,7 +153,8 @@ def test_prefetching_threads_yield_the_same_batches_in_the_same_order(tmp_path):
     assert sorted(torch.cat([b["index"] for b in plain]).tolist()) == list(range(len(data)))
 
 
-def test_thresholds_that_are_not_bin_edges_are_a_config_error(tmp_path):
+def test_thresholds_that_are_not_bin_edges_are_a_config_error_when_loaded(tmp_path):
+    from pqpf.cli.train_resunet import main
     from pqpf.config import load_config
     from pqpf.errors import ConfigError
 
@@ -152,30 +163,37 @@ def test_thresholds_that_are_not_bin_edges_are_a_config_error(tmp_path):
     path.write_text(path.read_text().replace("thresholds_mm = 0.25, 1.0, 2.5, 5.0, 10.0, 25.0",
                                              "thresholds_mm = 0.3, 1"))
     with pytest.raises(ConfigError, match=r"disagree: .*0\.3"):
-        train(load_config(path), trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+        load_hparams("tiny", thresholds_mm=load_config(path).probability.thresholds_mm)
+    status = main([trainkit.INIT.strftime("%Y%m%d%H"), str(trainkit.LEAD), "--config", str(path),
+                   "--hparams-name", "tiny", "--device", "cpu", "--max-epochs", "1"])
+    assert status == 1
     assert config.paths.trainings_dir.exists() is False or not any(config.paths.trainings_dir.iterdir())
 
 
 def test_sampling_weights_reach_batches_and_scores(tmp_path):
     import dataclasses
 
-    from pqpf.features import compute_normalisation
+    from pqpf.io.patchfile import load_patch_set
     from pqpf.layout import patch_file_path
-    from pqpf.loss import edge_weights, rps_per_pixel
-    from pqpf.model import build_model
-    from pqpf.training import DistributedContext, _batches, _BatchSource, evaluate, load_patch_set
+    from pqpf.model.loss import rps_per_pixel
+    from pqpf.model.resunet import build_resunet
+    from pqpf.normalisation import compute_normalisation
+    from pqpf.ordinal import edge_weights
+    from pqpf.train.batches import BatchSource, BatchSpec, plan_epoch
+    from pqpf.train.distributed import DistributedContext
+    from pqpf.train.resunet import ResUNetFamily
 
     torch.manual_seed(0)
     config = trainkit.make(tmp_path)
     data = load_patch_set(patch_file_path(config, "validation", trainkit.INIT, trainkit.LEAD))
     scale = float(data.weights.mean())
-    batches, order, tr = _batches(len(data), 4, 0, 1, 0, 0, shuffle=False)
-    weighted = _BatchSource(data, batches, tr, order, scale, True, 0.5, False)[0]
-    plain = _BatchSource(data, batches, tr, order, scale, False, 0.5, False)[0]
+    plan = plan_epoch(len(data), 4, 0, 1, 0, 0, shuffle=False)
+    weighted = BatchSource(data, plan, BatchSpec(0.5, False, True, scale))[0]
+    plain = BatchSource(data, plan, BatchSpec(0.5, False, False, scale))[0]
     assert torch.allclose(weighted["weights"], torch.from_numpy(data.weights[:4] / scale))
     assert torch.equal(plain["weights"], torch.ones(4))
 
-    net = build_model(TINY.model, 5).eval()
+    net = build_resunet(TINY.model, 5).eval()
     norm = compute_normalisation(data.features, data.channel_names)
     edges = TINY.model.bin_edges_mm
     ctx = DistributedContext()
@@ -188,7 +206,9 @@ def test_sampling_weights_reach_batches_and_scores(tmp_path):
     by_hand = {True: (score * w)[valid].sum() / w[valid].sum(), False: score[valid].mean()}
     for use in (True, False):
         hp = dataclasses.replace(TINY, use_sampling_weights=use)
-        got = evaluate(net, data, norm, edges, hp, 0.5, "cpu", ctx)["rps"]
+        family = ResUNetFamily(hp, data, 0.5)
+        family.normalisation = norm
+        got = family.evaluate(net, data, torch.device("cpu"), ctx, 4)["score"]
         assert got == pytest.approx(by_hand[use], rel=1e-5)
     assert by_hand[True] != pytest.approx(by_hand[False], rel=1e-3)
 
@@ -205,20 +225,20 @@ def test_resume_with_other_hyper_parameters_is_refused(tmp_path):
 
 
 def test_overwrite_takes_the_lead_out_of_the_registry_until_the_new_model_exists(tmp_path, monkeypatch):
-    import pqpf.training as training
+    from pqpf.train.resunet import ResUNetFamily
 
     torch.set_num_threads(1)
     config = trainkit.make(tmp_path)
     train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
-    assert "6" in read_registry(config)
+    assert 6 in _registry(config).read()["resunet"]
 
     def crash(*args, **kwargs):
         raise RuntimeError("node died")
 
-    monkeypatch.setattr(training, "evaluate", crash)  # the new training dies in its first epoch
+    monkeypatch.setattr(ResUNetFamily, "evaluate", crash)  # the new training dies in its first epoch
     with pytest.raises(RuntimeError):
         train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True)
-    assert "6" not in read_registry(config)  # never pointing at the deleted best.pt
+    assert 6 not in _registry(config).read().get("resunet", {})  # never pointing at the deleted best.pt
 
 
 def test_time_features_train_and_infer_with_the_same_channels(tmp_path):
@@ -228,15 +248,16 @@ def test_time_features_train_and_infer_with_the_same_channels(tmp_path):
     from scipy.ndimage import gaussian_filter
 
     from pqpf.features import TIME_CHANNELS
-    from pqpf.inference import load_model_for_lead, predict_probabilities
+    from pqpf.predict import predict_probabilities
+    from pqpf.stages.inference import load_model_for_lead
 
     torch.set_num_threads(1)
     config = trainkit.make(tmp_path)
     hp = dataclasses.replace(TINY, time_features=True)
     result = train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", max_epochs=1)
-    state = load_checkpoint(result.best_checkpoint)
-    assert state["channel_names"][-4:] == list(TIME_CHANNELS) and len(state["channel_names"]) == 9
-    assert state["normalisation"]["channel_names"] == state["channel_names"]
+    record = load_checkpoint(result.best_checkpoint).model
+    assert record.channel_names[-4:] == TIME_CHANNELS and len(record.channel_names) == 9
+    assert tuple(record.normalisation["channel_names"]) == record.channel_names
     model = load_model_for_lead(config, trainkit.LEAD, torch.device("cpu"))
     assert model.time_features and len(model.channel_names) == 9
     rng = np.random.default_rng(0)
@@ -290,27 +311,27 @@ def test_resume_restores_a_best_checkpoint_that_does_not_hold_the_best_epoch(tmp
     config = trainkit.make(tmp_path)
     result = train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=2)
     run = result.run_dir
-    best_epoch = load_checkpoint(run / "epoch_002.pt")["best_epoch"]
+    best_epoch = load_checkpoint(run / "epoch_002.pt").training.best_epoch
     other = 2 if best_epoch == 1 else 1
     shutil.copyfile(run / f"epoch_{other:03d}.pt", run / "best.pt")  # what a kill between saves could leave
     result = train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=3, resume=True)
     assert "did not hold the best epoch" in caplog.text
-    assert load_checkpoint(run / "best.pt")["epoch"] == result.best_epoch
+    assert load_checkpoint(run / "best.pt").training.epoch == result.best_epoch
 
 
 def test_warm_start_from_a_later_init_or_other_bins_is_refused(tmp_path):
     torch.set_num_threads(1)
     config = trainkit.make(tmp_path)
     result = train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
-    state = load_checkpoint(result.run_dir / "best.pt")
-    later = dict(state, init=(trainkit.INIT.replace(year=trainkit.INIT.year + 1)).strftime("%Y%m%d%H"))
-    torch.save(later, tmp_path / "later.pt")
+    state = torch.load(result.run_dir / "best.pt", weights_only=True)
+    later_init = (trainkit.INIT.replace(year=trainkit.INIT.year + 1)).strftime("%Y%m%d%H")
+    torch.save(dict(state, model=dict(state["model"], init=later_init)), tmp_path / "later.pt")
     with pytest.raises(PqpfError, match="after this run's"):
         train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True,
               init_from=str(tmp_path / "later.pt"))
-    edges = list(state["bin_edges_mm"])
+    edges = list(state["model"]["bin_edges_mm"])
     edges[1] = 0.2
-    torch.save(dict(state, bin_edges_mm=edges), tmp_path / "bins.pt")
+    torch.save(dict(state, model=dict(state["model"], bin_edges_mm=edges)), tmp_path / "bins.pt")
     with pytest.raises(PqpfError, match="bin edges"):
         train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True,
               init_from=str(tmp_path / "bins.pt"))

@@ -1,0 +1,232 @@
+"""The end-to-end demo: every stage on a synthetic archive in the real file formats.
+
+``python3 run_demo.py`` (or ``python -m pqpf.cli.demo``) builds a small synthetic GRAF/MRMS
+archive (demo grid, 200 x 250 points at 4 km) and runs, with the same command-line
+entry points a user types, terrain -> MRMS remapping -> patch extraction -> training of
+the ``demo`` U-Net -> inference for the inits after the training period -> verification,
+then prints the Brier-skill table and the paths of the PNGs. Each step prints the
+command that does it by hand. Stages skip what already exists, so a second run is quick;
+``--fresh`` starts from nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pqpf.cli import (
+    plot_graf_mrms,
+    resunet_inference,
+    save_patched_graf_mrms,
+    save_remapped_mrms,
+    terrain_height,
+    train_resunet,
+    verify_resunet,
+)
+from pqpf.config import Config, load_config
+from pqpf.dates import format_yyyymmddhh as ymdh
+from pqpf.dates import hour_range
+from pqpf.errors import PqpfError
+from pqpf.io.grib import read_graf
+from pqpf.io.registry import Registry
+from pqpf.layout import probs_png_path, registry_path, require_graf, verification_dir
+from pqpf.synthetic import generate_archive
+
+__all__ = ["main", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _step(n: int, total: int, what: str, command: str, fn: Callable[[], int]) -> None:
+    _say(f"\n[{n}/{total}] {what}\n      $ {command}")
+    t0 = time.perf_counter()
+    status = fn()
+    if status:
+        raise PqpfError(f"step {n} ({what}) failed with exit status {status}")
+    _say(f"      done in {time.perf_counter() - t0:.0f} s")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The demo's dates and files: the archive, the training INIT and the held-out inits."""
+
+    workdir: Path
+    lead_h: int
+    seed: int
+    hparams_name: str
+    start: dt.datetime
+    end: dt.datetime
+    first_test: dt.datetime
+    last_test: dt.datetime
+
+    @classmethod
+    def make(cls, workdir: Path, days: int, lead_h: int, test_days: int, seed: int, hparams_name: str) -> _Plan:
+        start = dt.datetime(2025, 6, 1, 0)
+        end = start + dt.timedelta(days=days) - dt.timedelta(hours=1)
+        last_test = end - dt.timedelta(hours=lead_h)
+        last_test = last_test.replace(hour=12 if last_test.hour >= 12 else 0)
+        return cls(workdir, lead_h, seed, hparams_name, start, end,
+                   start + dt.timedelta(days=days - test_days), last_test)
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "config.ini"
+
+    @property
+    def cfg(self) -> list[str]:
+        return ["--config", str(self.config_path)]
+
+
+TOTAL_STEPS = 8
+
+
+def _prepare_data(plan: _Plan) -> Config:
+    """Steps 1-3: the synthetic archive, the terrain file, every hour of MRMS remapped."""
+    cfg, lead = plan.cfg, plan.lead_h
+
+    def synthetic() -> int:
+        generate_archive(plan.workdir, plan.start, plan.end, (lead,), grid_name="demo", seed=plan.seed)
+        return 0
+
+    _step(1, TOTAL_STEPS, "synthetic GRAF, MRMS and terrain archive (GRIB2)",
+          f"python -m pqpf.synthetic --out {plan.workdir} --start {ymdh(plan.start)} --end {ymdh(plan.end)} "
+          f"--leads {lead} --grid demo --seed {plan.seed}", synthetic)
+    _step(2, TOTAL_STEPS, "terrain fields", f"python terrain_height.py --config {plan.config_path}",
+          lambda: terrain_height.main([*cfg, "-q"]))
+    _step(3, TOTAL_STEPS, "remap MRMS to the GRAF grid (every hour)",
+          f"python save_remapped_mrms.py {ymdh(plan.start)} {ymdh(plan.end)} --config {plan.config_path}",
+          lambda: save_remapped_mrms.main([ymdh(plan.start), ymdh(plan.end), *cfg, "-q"]))
+    return load_config(plan.config_path)
+
+
+def _train(plan: _Plan, config: Config, shown: dt.datetime) -> None:
+    """Steps 4-6: a look at the data, the patches, the U-Net (unless already registered)."""
+    cfg, lead, init = plan.cfg, plan.lead_h, ymdh(plan.first_test)
+    _step(4, TOTAL_STEPS, "a look at the data (the wettest held-out hour)",
+          f"python plot_graf_mrms.py {ymdh(shown)} {lead} --config {plan.config_path}",
+          lambda: plot_graf_mrms.main([ymdh(shown), str(lead), *cfg, "-q"]))
+    _step(5, TOTAL_STEPS, "training patches",
+          f"python save_patched_graf_mrms.py {init} {lead} --config {plan.config_path}",
+          lambda: save_patched_graf_mrms.main([init, str(lead), *cfg]))
+    entry = Registry(registry_path(config)).entry("resunet", lead) or {}
+    if entry.get("init") == init and entry.get("hparams") == plan.hparams_name:
+        _say(f"\n[6/{TOTAL_STEPS}] training: the '{plan.hparams_name}' model for +{lead} h from {init} is "
+             f"already in {registry_path(config)} (use --fresh to retrain)")
+        return
+    _step(6, TOTAL_STEPS, f"train the '{plan.hparams_name}' U-Net",
+          f"python train_resunet.py {init} {lead} --hparams-name {plan.hparams_name} --config {plan.config_path}",
+          lambda: train_resunet.main([init, str(lead), "--hparams-name", plan.hparams_name, "--overwrite", *cfg]))
+
+
+def _infer_and_verify(plan: _Plan, config: Config, test_inits: list[dt.datetime], shown: dt.datetime) -> Path:
+    """Steps 7-8: probabilities for every held-out init (maps of the wettest), verification."""
+    cfg, lead = plan.cfg, plan.lead_h
+
+    def inference() -> int:
+        for t in test_inits:
+            status = resunet_inference.main([ymdh(t), str(lead), *cfg, "-q", "--no-plot"])
+            if status:
+                return status
+        return resunet_inference.main([ymdh(shown), str(lead), *cfg, "-q", "--overwrite"])  # maps
+
+    _step(7, TOTAL_STEPS, f"inference for {len(test_inits)} held-out inits",
+          f"python resunet_inference.py {ymdh(shown)} {lead} --config {plan.config_path}   (and the others)",
+          inference)
+    first, last = ymdh(test_inits[0]), ymdh(test_inits[-1])
+    _step(8, TOTAL_STEPS, "verification against MRMS",
+          f"python verify_resunet.py {first} {last} {lead} --config {plan.config_path}",
+          lambda: verify_resunet.main([first, last, str(lead), *cfg, "-q"]))
+    return verification_dir(config, test_inits[0], test_inits[-1], lead)
+
+
+def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6, seed: int = 1,
+             hparams_name: str = "demo", fresh: bool = False) -> int:
+    """Run every stage; return 0 on success.
+
+    Parameters
+    ----------
+    workdir : Path
+        Where the synthetic archive and every output go.
+    days : int
+        Length of the synthetic archive; the last ``test_days`` are held out for
+        inference and verification, the rest trains the model.
+    lead_h : int
+        The lead time demonstrated.
+
+    Raises
+    ------
+    PqpfError
+        A step failed (its exit status is named).
+    """
+    if fresh and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    plan = _Plan.make(workdir, days, lead_h, test_days, seed, hparams_name)
+    t_all = time.perf_counter()
+    _say(f"pqpf demo in {workdir}: synthetic archive {ymdh(plan.start)}..{ymdh(plan.end)}, lead {lead_h} h, "
+         f"training on inits before {ymdh(plan.first_test)}, verifying "
+         f"{ymdh(plan.first_test)}..{ymdh(plan.last_test)}")
+    config = _prepare_data(plan)
+    test_inits = [t for t in hour_range(plan.first_test, plan.last_test) if t.hour in config.patches.cycles]
+    shown = _wettest(config, test_inits, lead_h)  # the held-out hour the maps show
+    _train(plan, config, shown)
+    vdir = _infer_and_verify(plan, config, test_inits, shown)
+    _say(f"\ndemo finished in {(time.perf_counter() - t_all) / 60:.1f} min. Pictures:")
+    for png in (probs_png_path(config, shown, lead_h), vdir / "reliability.png",
+                config.paths.plots_dir / f"graf_mrms_{ymdh(shown)}_{lead_h}h.png"):
+        _say(f"  {png}")
+    _say(f"scores: {vdir / 'scores.csv'}")
+    return 0
+
+
+def _wettest(config: Config, inits: list[dt.datetime], lead_h: int) -> dt.datetime:
+    """The init whose GRAF forecast wets most of the domain (>= 0.25 mm): maps of a dry
+    hour would show nothing."""
+
+    def wet(t: dt.datetime) -> float:
+        values = read_graf(require_graf(config, t, lead_h), lead_h, init=t).values
+        return float(np.mean(np.nan_to_num(values) >= 0.25))
+
+    return max(inits, key=wet)
+
+
+def main(argv: Sequence[str] | None = None, script_dir: Path | None = None) -> int:
+    """Entry point of ``run_demo.py``; the work directory defaults to ``demo_run`` beside
+    the scripts (``script_dir``), else in the current directory."""
+    parser = argparse.ArgumentParser(
+        prog="run_demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=(script_dir or Path.cwd()) / "demo_run",
+                        help="where the archive and outputs go (default ./demo_run)")
+    parser.add_argument("--days", type=int, default=30, help="days of synthetic archive (default 30)")
+    parser.add_argument("--lead", type=int, default=6, help="lead time in hours (default 6)")
+    parser.add_argument("--test-days", type=int, default=6, help="held-out days at the end (default 6)")
+    parser.add_argument("--hparams-name", default="demo", help="hyper-parameter set (default demo)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fresh", action="store_true", help="delete the work directory first")
+    args = parser.parse_args(argv)
+    if args.days - args.test_days < 10:
+        parser.error("need at least 10 days of training data (--days minus --test-days)")
+    logging.basicConfig(level=logging.INFO, format="      %(message)s", stream=sys.stdout)
+    try:
+        return run_demo(args.workdir.resolve(), args.days, args.lead, args.test_days, args.seed,
+                        args.hparams_name, args.fresh)
+    except PqpfError as exc:
+        print(f"run_demo.py: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

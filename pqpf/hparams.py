@@ -1,0 +1,220 @@
+"""Training hyper-parameters: named sets in YAML, chosen by name.
+
+A set inherits from a base through a YAML anchor and merge key and overrides what
+differs (``laptop: {<<: *base, batch_size: 16}``); nested mappings such as ``model`` are
+merged the same way; names starting with ``_`` are bases only. The YAML file is the one
+place where values live: the dataclasses below have no defaults, so a set that lacks a key
+is an error naming it (the shipped ``pqpf/hparams.yaml`` defines every key in its
+``_base``). Choices are checked against the registries that implement them: norms
+(:data:`pqpf.model.norms.NORMS`), loss schemes (:data:`pqpf.ordinal.EDGE_WEIGHT_SCHEMES`)
+and learning-rate schedules (:data:`pqpf.train.schedules.SCHEDULES`). Given the site's
+probability thresholds, :func:`load_hparams` also checks that every threshold is a bin
+edge, so a mismatch is found when the configuration is read, not during training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pqpf.config import check, check_choice
+from pqpf.errors import ConfigError
+from pqpf.io.jsonio import to_plain
+from pqpf.model.norms import NORMS
+from pqpf.ordinal import EDGE_WEIGHT_SCHEMES, validate_bin_edges
+from pqpf.train.schedules import SCHEDULES
+
+__all__ = [
+    "ModelHParams", "HParams", "load_hparams", "hparams_names", "default_hparams_file", "hparams_to_dict",
+    "hparams_from_dict",
+]
+
+
+@dataclass(frozen=True)
+class ModelHParams:
+    """Architecture of the residual U-Net."""
+
+    #: Channels at the first level; each deeper level doubles them.
+    base_width: int
+    #: Number of down-sampling steps (the patch size must be divisible by 2**depth).
+    depth: int
+    attention: bool
+    #: A name of :data:`pqpf.model.norms.NORMS`.
+    norm: str
+    dropout: float
+    #: Lower edges (mm) of the ordinal amount bins; the last bin is open-ended.
+    #: Every probability threshold must be one of these edges.
+    bin_edges_mm: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        check(self.base_width >= 1 and self.depth >= 1,
+              f"base_width and depth must be >= 1, got {self.base_width} and {self.depth}")
+        check_choice("norm", self.norm, NORMS)
+        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        e = self.bin_edges_mm
+        check(len(e) >= 2 and e[0] == 0 and all(a < b for a, b in zip(e, e[1:])),
+              f"bin_edges_mm must start at 0 and increase, got {e}")
+
+
+@dataclass(frozen=True)
+class HParams:
+    """One named hyper-parameter set (the meaning of each key is in ``pqpf/hparams.yaml``)."""
+
+    name: str
+    model: ModelHParams
+    #: A name of :data:`pqpf.ordinal.EDGE_WEIGHT_SCHEMES`.
+    loss: str
+    time_features: bool
+    batch_size: int
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    patience: int
+    min_improvement: float
+    #: A name of :data:`pqpf.train.schedules.SCHEDULES`.
+    lr_schedule: str
+    augment: bool
+    use_sampling_weights: bool
+    num_workers: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        check_choice("loss", self.loss, EDGE_WEIGHT_SCHEMES)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check(self.batch_size >= 1 and self.epochs >= 1 and self.patience >= 1,
+              "batch_size, epochs and patience must be >= 1")
+        check(self.learning_rate > 0 and self.weight_decay >= 0,
+              f"learning_rate must be > 0 and weight_decay >= 0, got {self.learning_rate}, {self.weight_decay}")
+        check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        check(0.0 <= self.min_improvement < 1.0, f"min_improvement must be in [0, 1), got {self.min_improvement}")
+
+
+_NESTED = {"model": ModelHParams}
+
+
+def default_hparams_file() -> Path:
+    """The hyper-parameter YAML shipped inside the package."""
+    return Path(__file__).with_name("hparams.yaml")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: hyper-parameter file not found")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        one_line = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: cannot parse YAML ({one_line})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of named configurations")
+    return data
+
+
+def hparams_names(path: str | Path | None = None) -> list[str]:
+    """Names of the selectable configurations (those not starting with ``_``)."""
+    data = _read_yaml(Path(path) if path else default_hparams_file())
+    return sorted(k for k in data if not str(k).startswith("_"))
+
+
+def _convert(typ: Any, value: Any) -> Any:
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        item = typing.get_args(typ)[0]
+        seq = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(item(v) for v in seq)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ValueError("expected true or false")
+        return value
+    if typ in (int, float, str):
+        if typ is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected an integer")
+        return typ(value)
+    return value
+
+
+def _build_dataclass(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key {key!r} (valid keys: {', '.join(sorted(fields))})")
+        if key in _NESTED:
+            kwargs[key] = _build_dataclass(_NESTED[key], value, f"{where}.{key}")
+            continue
+        try:
+            kwargs[key] = _convert(hints[key], value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}.{key}: bad value {value!r} ({exc})") from None
+    missing = [f for f in fields if f not in kwargs]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)} (define them, or inherit a base "
+                          "that does, e.g. `<<: *base`)")
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_hparams(name: str, path: str | Path | None = None, thresholds_mm: Sequence[float] | None = None) -> HParams:
+    """Load the named hyper-parameter set from a YAML file.
+
+    Parameters
+    ----------
+    name : str
+        Which configuration to use, e.g. ``"laptop"``.
+    path : str or Path, optional
+        The YAML file; the one shipped with pqpf when omitted.
+    thresholds_mm : sequence of float, optional
+        The site's probability thresholds (``[probability] thresholds_mm``): each must be
+        one of the set's ``model.bin_edges_mm``.
+
+    Raises
+    ------
+    ConfigError
+        If the file or name does not exist, a key is unknown, missing or malformed, or a
+        threshold is not a bin edge.
+    """
+    yaml_path = Path(path).expanduser() if path else default_hparams_file()
+    data = _read_yaml(yaml_path)
+    if name not in data or str(name).startswith("_"):
+        names = ", ".join(sorted(k for k in data if not str(k).startswith("_")))
+        raise ConfigError(f"{yaml_path}: no hyper-parameter set named {name!r} (have: {names})")
+    values = dict(data[name] or {})
+    values.pop("name", None)
+    hp: HParams = _build_dataclass(HParams, {"name": name, **values}, f"{yaml_path}: {name}")
+    if thresholds_mm is not None:
+        try:
+            validate_bin_edges(hp.model.bin_edges_mm, thresholds_mm)
+        except ValueError as exc:
+            raise ConfigError(f"{yaml_path}: {name}.model.bin_edges_mm and the site's [probability] "
+                              f"thresholds_mm disagree: {exc}") from None
+    return hp
+
+
+def hparams_to_dict(hp: HParams) -> dict[str, Any]:
+    """The set as plain Python types (tuples as lists), for YAML, JSON and checkpoints."""
+    out: dict[str, Any] = to_plain(dataclasses.asdict(hp))
+    return out
+
+
+def hparams_from_dict(data: dict[str, Any], where: str) -> HParams:
+    """Inverse of :func:`hparams_to_dict` (e.g. from a checkpoint).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``where`` when the record is incomplete or malformed.
+    """
+    hp: HParams = _build_dataclass(HParams, dict(data), where)
+    return hp

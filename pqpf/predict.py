@@ -1,0 +1,139 @@
+"""Full-field prediction with a trained U-Net: arrays in, probabilities out.
+
+:func:`load_resunet` rebuilds a network from a checkpoint (:mod:`pqpf.io.checkpoint`);
+:func:`predict_probabilities` builds the features of a GRAF field with the shared
+feature module, normalises them with the checkpoint's statistics, pads the domain
+(``pad_mode``), runs the network over overlapping windows blended with tent weights
+(:mod:`pqpf.stitching`), reducing the bin probabilities to P(obs >= t) before
+accumulation. No file is touched here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from pqpf.dates import to_epoch_seconds
+from pqpf.errors import InputFileError
+from pqpf.features import FEATURE_SCHEMA_VERSION, PAD_MODES, append_time_channels, build_features, pad_features
+from pqpf.hparams import hparams_from_dict
+from pqpf.io.checkpoint import Checkpoint, ModelRecord
+from pqpf.model.resunet import build_resunet
+from pqpf.normalisation import Normalisation
+from pqpf.ordinal import exceedance_matrix
+from pqpf.stitching import stitch
+
+__all__ = ["LoadedModel", "load_resunet", "predict_probabilities"]
+
+
+@dataclass
+class LoadedModel:
+    """A trained network with everything needed to apply it."""
+
+    net: torch.nn.Module
+    normalisation: Normalisation
+    record: ModelRecord
+    checkpoint: Path
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return self.record.channel_names
+
+    @property
+    def bin_edges_mm(self) -> tuple[float, ...]:
+        return self.record.bin_edges_mm
+
+    @property
+    def patch_px(self) -> int:
+        return self.record.patch_px
+
+    @property
+    def lead_h(self) -> int:
+        return self.record.lead_h
+
+    @property
+    def time_features(self) -> bool:
+        return bool(self.record.hparams.get("time_features", False))
+
+
+def load_resunet(checkpoint: Checkpoint, path: Path, device: torch.device) -> LoadedModel:
+    """Rebuild the U-Net of a checkpoint, in eval mode on ``device``.
+
+    Raises
+    ------
+    InputFileError
+        Another model kind or feature schema, or weights that do not fit the network
+        the hyper-parameters describe.
+    """
+    record = checkpoint.model
+    if record.kind != "resunet":
+        raise InputFileError(path, f"a {record.kind} checkpoint, not a resunet one")
+    if record.feature_schema_version != FEATURE_SCHEMA_VERSION:
+        raise InputFileError(path, f"trained on feature schema {record.feature_schema_version}, this pqpf "
+                             f"builds {FEATURE_SCHEMA_VERSION}; retrain")
+    hp = hparams_from_dict(record.hparams, f"{path}: hparams")
+    net = build_resunet(hp.model, in_channels=len(record.channel_names))
+    try:
+        net.load_state_dict(checkpoint.inference_weights())
+    except RuntimeError as exc:
+        raise InputFileError(path, f"weights do not fit the network ({str(exc).splitlines()[0]})") from None
+    net.to(device).eval()
+    return LoadedModel(net, Normalisation.from_dict(record.normalisation, path), record, path)
+
+
+def predict_probabilities(
+    model: LoadedModel,
+    graf_mm: NDArray[np.float32],
+    terrain: Any,
+    valid_time: dt.datetime,
+    window_px: int,
+    stride_px: int,
+    batch_size: int,
+    device: Any,
+    pad_mode: str = "reflect",
+) -> tuple[NDArray[np.float32], tuple[float, ...]]:
+    """P(obs >= e) at every interior bin edge e, shape (K-1, ny, nx), and the edges.
+
+    Parameters
+    ----------
+    graf_mm : float32 (ny, nx)
+        GRAF 1-h amount (mm), finite.
+    terrain : Terrain or mapping
+        The terrain fields the features need, on the same grid.
+    window_px, stride_px, batch_size : int
+        Stitching: window size (0: the training patch size), stride, windows per call.
+    pad_mode : str
+        One of :data:`pqpf.features.PAD_MODES`.
+    """
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {pad_mode!r}")
+    edges = model.bin_edges_mm
+    thresholds = tuple(edges[1:])
+    features = build_features(graf_mm, terrain, valid_time, time_features=False)
+    if model.time_features:
+        features = append_time_channels(features, to_epoch_seconds(valid_time))
+    x = model.normalisation.apply_numpy(features)
+    window = window_px or model.patch_px
+    ny, nx = graf_mm.shape
+    pad = 0
+    if pad_mode == "reflect" and min(ny, nx) > window // 2:
+        # Pad the features ourselves: a mirrored terrain has its normal slope reversed,
+        # which a plain reflection of the arrays would get wrong (normalisation keeps
+        # slopes centred on 0, so the sign flip commutes with it).
+        pad = window // 2
+        x = pad_features(x, pad, model.channel_names)
+    reduction = torch.as_tensor(exceedance_matrix(edges, thresholds), dtype=torch.float32)
+    prob = stitch(
+        model.net, x, window_px=window, stride_px=min(stride_px, window), batch_size=batch_size,
+        reduction=reduction, post=lambda logits: torch.softmax(logits.float(), dim=1), device=device,
+        pad_mode="replicate" if pad_mode == "replicate" else "none",
+    )
+    if pad:
+        prob = prob[:, pad:pad + ny, pad:pad + nx]
+    return np.clip(prob, 0.0, 1.0).astype(np.float32), thresholds

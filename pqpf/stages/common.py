@@ -1,0 +1,23 @@
+"""What every stage shares: the rule that finished outputs are kept."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+__all__ = ["kept"]
+
+logger = logging.getLogger(__name__)
+
+
+def kept(*outputs: Path, overwrite: bool) -> bool:
+    """Whether a stage's outputs are all there and are to be kept (not ``overwrite``).
+
+    Reruns skip finished outputs (SPEC section 7: outputs are written atomically, so an
+    existing file is complete), so a Slurm array can be resubmitted safely. Logs the
+    skip once, naming the first output.
+    """
+    if overwrite or not outputs or not all(p.is_file() for p in outputs):
+        return False
+    logger.info("%s exists; use --overwrite to redo it", outputs[0])
+    return True

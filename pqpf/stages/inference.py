@@ -1,0 +1,163 @@
+"""The ``resunet_inference.py`` stage: a GRAF forecast -> the probabilities file and maps.
+
+For (INIT, LEAD): the GRAF file (laptop copy first, then the archive), the terrain
+file, and the checkpoint the registry names for LEAD (or, with a warning, the nearest
+lead's); probabilities from :func:`pqpf.predict.predict_probabilities`, the raw-GRAF and
+smoothed-GRAF references at the same thresholds (:mod:`pqpf.reference`), written as
+:mod:`pqpf.io.probs_file` and drawn as map panels from the same arrays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pqpf import __version__
+from pqpf.config import Config
+from pqpf.dates import format_yyyymmddhh
+from pqpf.device import select_device
+from pqpf.errors import InputFileError, PqpfError
+from pqpf.io.checkpoint import load_checkpoint
+from pqpf.io.grib import read_graf
+from pqpf.io.probs_file import ProbabilityForecast, read_probabilities, write_probabilities
+from pqpf.io.registry import Registry
+from pqpf.io.terrain_file import read_terrain
+from pqpf.layout import graf_laptop_path, probs_path, probs_png_path, registry_path, require_graf
+from pqpf.plotting import plot_probability_maps
+from pqpf.predict import LoadedModel, load_resunet, predict_probabilities
+from pqpf.reference import exceedance, reference_sigma_px, smoothed_exceedance
+from pqpf.stages.common import kept
+from pqpf.terrain import Terrain
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["InferenceResult", "load_model_for_lead", "run_inference"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceResult:
+    nc_path: Path
+    png_path: Path | None
+    checkpoint: Path
+    skipped: bool = False
+
+
+def load_model_for_lead(config: Config, lead_h: int, device: torch.device) -> LoadedModel:
+    """Load the registry's U-Net for ``lead_h`` (the nearest lead's, with a warning).
+
+    Raises
+    ------
+    PqpfError
+        No registry entry at all; InputFileError for a missing/corrupt checkpoint.
+    """
+    registry = Registry(registry_path(config))
+    path = registry.checkpoint("resunet", lead_h)
+    if path is None:
+        nearest = registry.nearest_lead("resunet", lead_h, exclude_self=False)
+        if nearest is None:
+            raise PqpfError(f"no trained model in the registry of {config.paths.trainings_dir}; "
+                            f"run train_resunet.py INIT {lead_h} first")
+        path = registry.resolve(registry.read()["resunet"][nearest]["checkpoint"])
+        logger.warning("no model registered for lead %d h; using the nearest lead's (%d h): %s",
+                       lead_h, nearest, path)
+    return load_resunet(load_checkpoint(path), path, device)
+
+
+def _check_provenance(model: LoadedModel, terrain: Terrain, terrain_path: Path) -> None:
+    """Refuse a terrain file other than the one the model was trained with: another grid
+    or another smoothing changes what the terrain channels mean."""
+    trained_grid = model.record.grid_fingerprint
+    if trained_grid and trained_grid != terrain.grid.fingerprint():
+        raise InputFileError(terrain_path, f"grid differs from the one {model.checkpoint} was trained on")
+    sigma = model.record.terrain_smoothing_sigma_px
+    have = terrain.smoothing_sigma_px
+    if np.isfinite(sigma) and np.isfinite(have) and abs(sigma - have) > 1e-6:
+        raise InputFileError(
+            terrain_path, f"terrain smoothed with sigma {have:g} px, but {model.checkpoint} was trained "
+            f"with {sigma:g} px; rerun terrain_height.py with [terrain] smoothing_sigma_px = {sigma:g}"
+        )
+
+
+def _plot(config: Config, forecast: ProbabilityForecast, png: Path, init: dt.datetime, lead_h: int) -> Path:
+    """Map panels: GRAF and P(obs >= t) for the configured thresholds the forecast holds
+    (four: 0.25, 1, 5 and 10 mm when present; 25 mm is blank on all but the wettest hours)."""
+    edges = forecast.thresholds_mm
+    wanted = [t for t in config.probability.thresholds_mm if any(abs(t - e) < 1e-6 for e in edges)]
+    preferred = [t for t in (0.25, 1.0, 5.0, 10.0) if t in wanted]
+    show = tuple(preferred) if len(preferred) == 4 else tuple(wanted[:4])
+    valid = init + dt.timedelta(hours=lead_h)
+    title = f"GRAF + U-Net, init {init:%Y-%m-%d %H} UTC, +{lead_h} h (valid {valid:%Y-%m-%d %H} UTC)"
+    return plot_probability_maps(png, forecast.grid, forecast.graf_mm, forecast.prob[forecast.index(wanted)],
+                                 tuple(wanted), title, show_thresholds=show)
+
+
+def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel, terrain: Terrain,
+              graf_path: Path, device: Any) -> ProbabilityForecast:
+    graf = read_graf(graf_path, lead_h, init=init)
+    if not graf.grid.same_as(terrain.grid):
+        raise InputFileError(graf_path, f"grid ({graf.grid.describe()}) differs from the terrain file's")
+    graf_mm = graf.values.astype(np.float32)
+    missing = ~np.isfinite(graf_mm)
+    if missing.any():
+        logger.warning("%s: %d of %d GRAF points are missing; their probabilities are written as missing",
+                       graf_path, int(missing.sum()), missing.size)
+    inf = config.inference
+    # The network sees 0 mm at missing points (NaN would spread over whole windows); the
+    # probabilities there are then masked, and the references handle NaN themselves.
+    prob, thresholds = predict_probabilities(
+        model, np.where(missing, np.float32(0.0), graf_mm), terrain, graf.valid_time,
+        inf.window_px, inf.stride_px, inf.batch_size, device, pad_mode=inf.pad_mode,
+    )
+    prob[:, missing] = np.nan
+    sigma = reference_sigma_px(config.probability, lead_h)
+    return ProbabilityForecast(
+        grid=graf.grid, thresholds_mm=thresholds, prob=prob, prob_raw=exceedance(graf_mm, thresholds),
+        prob_smoothed=smoothed_exceedance(graf_mm, thresholds, sigma), graf_mm=graf_mm,
+        valid=graf.valid_time, reference_sigma_px=sigma,
+        attrs={
+            "init": format_yyyymmddhh(init), "lead_h": int(lead_h), "valid": format_yyyymmddhh(graf.valid_time),
+            "checkpoint": str(model.checkpoint), "checkpoint_lead_h": int(model.lead_h),
+            "checkpoint_init": str(model.record.init), "hparams": str(model.record.hparams.get("name")),
+            "graf_file": str(graf_path), "verification_thresholds_mm": list(config.probability.thresholds_mm),
+            "window_px": int(inf.window_px or model.patch_px), "stride_px": int(inf.stride_px),
+            "pad_mode": str(inf.pad_mode), "pqpf_version": __version__,
+        },
+    )
+
+
+def run_inference(config: Config, init: dt.datetime, lead_h: int, device: str = "auto", overwrite: bool = False,
+                  plot: bool = True) -> InferenceResult:
+    """The stage behind ``resunet_inference.py INIT LEAD``.
+
+    Raises
+    ------
+    InputFileError
+        Missing GRAF file (the message names both places looked in), terrain file or
+        checkpoint.
+    """
+    out = probs_path(config, init, lead_h)
+    png = probs_png_path(config, init, lead_h)
+    if kept(out, *([png] if plot else []), overwrite=overwrite):
+        return InferenceResult(out, png if png.is_file() else None, Path(""), skipped=True)
+    if plot and not overwrite and out.is_file():  # the netCDF survived, its map did not
+        return InferenceResult(out, _plot(config, read_probabilities(out), png, init, lead_h), Path(""), skipped=True)
+    graf_path = require_graf(config, init, lead_h, prefer="laptop")
+    if graf_path != graf_laptop_path(config, init, lead_h):
+        logger.info("using the archive copy %s", graf_path)
+    terrain = read_terrain(config.paths.terrain_file)
+    dev = select_device(device)
+    model = load_model_for_lead(config, lead_h, dev)
+    _check_provenance(model, terrain, config.paths.terrain_file)
+    forecast = _forecast(config, init, lead_h, model, terrain, graf_path, dev)
+    write_probabilities(out, forecast)
+    png_out = _plot(config, forecast, png, init, lead_h) if plot else None
+    logger.info("wrote %s%s", out, f" and {png_out}" if png_out else "")
+    return InferenceResult(out, png_out, model.checkpoint)

@@ -1,0 +1,237 @@
+"""The ``verify_resunet.py`` stage: scores of the probability files over a range of inits.
+
+For every init in ``BEGIN..END`` (any hour) that has a probabilities file and whose
+verifying hour has remapped MRMS, the model's, the raw GRAF's and the smoothed-GRAF
+reference's exceedance probabilities are scored against MRMS at the configured
+thresholds, on points whose MRMS quality is good (:func:`pqpf.quality.good_quality_mask`),
+with cos(latitude) weights, streaming through :class:`pqpf.verify.verifier.Verifier`
+(memory does not grow with the number of inits). The forecast distribution for the CRPS
+comes from the exceedance probabilities at every bin edge stored in the file.
+
+Outputs (:mod:`pqpf.io.scores_file`) in ``{plots_dir}/verification_{BEGIN}_{END}_{LEAD}h/``:
+``scores.json``, ``scores.csv`` and ``reliability.png``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pqpf import __version__
+from pqpf.config import Config
+from pqpf.dates import format_yyyymmddhh, hour_range
+from pqpf.errors import InputFileError, PqpfError
+from pqpf.io.mrms_file import read_remapped_mrms
+from pqpf.io.probs_file import read_probabilities
+from pqpf.io.scores_file import read_scores_json, write_scores_csv, write_scores_json
+from pqpf.layout import mrms_remapped_path, probs_path, verification_dir
+from pqpf.ordinal import bin_probs_from_exceedance
+from pqpf.plotting import plot_reliability
+from pqpf.progress import Progress
+from pqpf.quality import good_quality_mask
+from pqpf.verify.scores import cos_lat_weights
+from pqpf.verify.verifier import Verifier
+
+__all__ = ["VerificationReport", "verify_range"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VerificationReport:
+    """What :func:`verify_range` did and found."""
+
+    result: dict[str, Any]
+    used: list[str] = field(default_factory=list)
+    skipped_no_mrms: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    checkpoints: dict[str, int] = field(default_factory=dict)
+    out_dir: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Case:
+    """One init's forecasts and observations, on points (y, x)."""
+
+    model: NDArray[np.float64]
+    raw: NDArray[np.float64]
+    ref: NDArray[np.float64]
+    bins: NDArray[np.float64]
+    edges: tuple[float, ...]
+    graf: NDArray[np.float64]
+    lat: NDArray[np.float32]
+    obs: NDArray[np.float64]
+    quality: NDArray[np.float32]
+    checkpoint: str
+    checkpoint_lead_h: Any
+
+
+def _read_case(config: Config, init: dt.datetime, lead_h: int, thresholds: tuple[float, ...]) -> _Case:
+    path = probs_path(config, init, lead_h)
+    probs = read_probabilities(path)
+    try:
+        pick = probs.index(thresholds)
+    except ValueError as exc:
+        raise InputFileError(path, str(exc)) from None
+    mrms = read_remapped_mrms(mrms_remapped_path(config, init + dt.timedelta(hours=lead_h)))
+    if not mrms.grid.same_as(probs.grid):
+        raise InputFileError(mrms.source, "remapped MRMS grid differs from the probabilities' grid")
+    # stored with 4 significant digits: rounding may step a hair outside [0, 1]
+    model = np.clip(probs.prob.astype(np.float64), 0.0, 1.0)
+    lat = probs.lat if probs.lat is not None else probs.grid.lonlat()[1].astype(np.float32)
+    return _Case(
+        model=model[pick], raw=probs.prob_raw[pick].astype(np.float64),
+        ref=np.clip(probs.prob_smoothed[pick].astype(np.float64), 0.0, 1.0),
+        bins=bin_probs_from_exceedance(model), edges=(0.0, *probs.thresholds_mm),
+        graf=probs.graf_mm.astype(np.float64), lat=lat,
+        obs=mrms.precipitation_mm.astype(np.float64), quality=mrms.quality,
+        checkpoint=f"{probs.attrs.get('checkpoint', '?')} (lead {probs.attrs.get('checkpoint_lead_h', '?')} h)",
+        checkpoint_lead_h=probs.attrs.get("checkpoint_lead_h"),
+    )
+
+
+def _inputs_digest(config: Config, inits: list[dt.datetime], lead_h: int) -> str:
+    """A digest of what the scores depend on: every probabilities and MRMS file (path,
+    size, modification time, or absent), the thresholds and the quality minimum. A file
+    rewritten, an MRMS hour that has arrived since, or a changed setting changes it."""
+    h = hashlib.sha256()
+    h.update(repr((tuple(config.probability.thresholds_mm), config.mrms.min_quality, int(lead_h))).encode())
+    for init in inits:
+        for path in (probs_path(config, init, lead_h), mrms_remapped_path(config, init + dt.timedelta(hours=lead_h))):
+            try:
+                st = path.stat()
+                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{path}|absent\n".encode())
+    return h.hexdigest()
+
+
+def _reuse(report: VerificationReport, out_dir: Path, previous: dict[str, Any]) -> VerificationReport:
+    logger.info("%s is up to date (use --overwrite to recompute)", out_dir / "scores.json")
+    report.result = previous
+    report.used = previous["inits_used"]
+    report.skipped_no_mrms = previous["inits_skipped_no_mrms"]
+    report.failed = [(x["init"], x["error"]) for x in previous.get("inits_failed", [])]
+    report.out_dir = out_dir
+    report.files = [p for p in (out_dir / "scores.json", out_dir / "scores.csv", out_dir / "reliability.png")
+                    if p.is_file()]
+    return report
+
+
+class _Accumulation:
+    """The verifier of a range, with the consistency checks across files."""
+
+    def __init__(self, thresholds: tuple[float, ...], min_quality: float) -> None:
+        self.thresholds = thresholds
+        self.min_quality = min_quality
+        self.verifier: Verifier | None = None
+        self.first: tuple[NDArray[np.float64], tuple[int, ...]] | None = None
+        self.weights_cache: dict[str, NDArray[np.float32]] = {}
+
+    def mismatch(self, case: _Case) -> str | None:
+        if self.first is None:
+            return None
+        first_edges, first_grid = self.first
+        if case.lat.shape != first_grid:
+            return f"grid {case.lat.shape} differs from the first file's {first_grid}"
+        if np.asarray(case.edges).shape != first_edges.shape or not np.allclose(case.edges, first_edges):
+            return (f"bin edges {list(case.edges)} differ from the first file's {first_edges.tolist()} "
+                    "(made by another model): its CRPS would be wrong")
+        return None
+
+    def add(self, case: _Case) -> None:
+        if self.verifier is None:
+            self.verifier = Verifier(self.thresholds, bin_edges_mm=case.edges)
+            self.first = (np.asarray(case.edges), case.lat.shape)
+        key = hashlib.blake2b(np.ascontiguousarray(case.lat).tobytes(), digest_size=16).hexdigest()
+        if key not in self.weights_cache:
+            self.weights_cache[key] = cos_lat_weights(case.lat)
+        good = good_quality_mask(case.obs, case.quality, self.min_quality)
+        weight = np.where(good, self.weights_cache[key], 0.0)
+        self.verifier.update(case.model, case.raw, case.ref, case.obs, weight, model_bin_probs=case.bins,
+                             graf_mm=case.graf)
+
+
+def _score_inits(config: Config, inits: list[dt.datetime], lead_h: int, report: VerificationReport) -> Verifier:
+    acc = _Accumulation(tuple(config.probability.thresholds_mm), config.mrms.min_quality)
+    progress = Progress(len(inits), "inits", logger)
+    for init in inits:
+        if not mrms_remapped_path(config, init + dt.timedelta(hours=lead_h)).is_file():
+            report.skipped_no_mrms.append(format_yyyymmddhh(init))
+            progress.step(note="no MRMS")
+            continue
+        try:
+            case = _read_case(config, init, lead_h, acc.thresholds)
+            problem = acc.mismatch(case)
+            if problem is not None:
+                raise InputFileError(probs_path(config, init, lead_h), problem)
+        except PqpfError as exc:  # count it, finish the rest, fail at the end
+            logger.error("%s", exc)
+            report.failed.append((format_yyyymmddhh(init), str(exc)))
+            progress.step(note="failed")
+            continue
+        if case.checkpoint_lead_h is not None and int(case.checkpoint_lead_h) != lead_h:
+            logger.warning("%s +%d h was made with the model of lead %s h", format_yyyymmddhh(init), lead_h,
+                           case.checkpoint_lead_h)
+        report.checkpoints[case.checkpoint] = report.checkpoints.get(case.checkpoint, 0) + 1
+        acc.add(case)
+        report.used.append(format_yyyymmddhh(init))
+        progress.step()
+    if acc.verifier is None:
+        raise PqpfError(f"none of the {len(inits)} inits with probabilities could be verified "
+                        f"({len(report.skipped_no_mrms)} without remapped MRMS, {len(report.failed)} unreadable)")
+    return acc.verifier
+
+
+def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: int,
+                 plot: bool = True, overwrite: bool = False) -> VerificationReport:
+    """Score every init in ``begin..end`` that has a probabilities file and MRMS.
+
+    An existing ``scores.json`` for the same range is reused (not recomputed) when it was
+    computed from exactly the files and settings there are now (:func:`_inputs_digest`)
+    and ``overwrite`` is False.
+
+    Raises
+    ------
+    PqpfError
+        When no init in the range could be verified.
+    """
+    inits = [t for t in hour_range(begin, end) if probs_path(config, t, lead_h).is_file()]
+    report = VerificationReport(result={})
+    if not inits:
+        raise PqpfError(
+            f"no probabilities files for +{lead_h} h between {format_yyyymmddhh(begin)} and "
+            f"{format_yyyymmddhh(end)} in {config.paths.probs_dir} (run resunet_inference.py first)"
+        )
+    out_dir = verification_dir(config, begin, end, lead_h)
+    digest = _inputs_digest(config, inits, lead_h)
+    previous = None if overwrite else read_scores_json(out_dir / "scores.json")
+    if previous is not None and previous.get("inputs_digest") == digest and not previous.get("inits_failed"):
+        return _reuse(report, out_dir, previous)
+    verifier = _score_inits(config, inits, lead_h, report)
+    if len(report.checkpoints) > 1:
+        logger.warning("the verified files come from %d different models: %s", len(report.checkpoints),
+                       "; ".join(f"{k} x{v}" for k, v in report.checkpoints.items()))
+    report.result = verifier.result()
+    report.out_dir = out_dir
+    meta = {"begin": format_yyyymmddhh(begin), "end": format_yyyymmddhh(end), "lead_h": int(lead_h),
+            "inits_used": report.used, "inits_skipped_no_mrms": report.skipped_no_mrms,
+            "inits_failed": [{"init": i, "error": e} for i, e in report.failed],
+            "checkpoints": report.checkpoints,
+            "min_quality": config.mrms.min_quality, "weights": "cos(latitude) on good-quality MRMS points",
+            "pqpf_version": __version__, "inputs_digest": digest}
+    report.files = [write_scores_json(out_dir / "scores.json", {**meta, **report.result}),
+                    write_scores_csv(out_dir / "scores.csv", verifier.to_csv_rows())]
+    if plot:
+        title = (f"+{lead_h} h forecasts initialised {format_yyyymmddhh(begin)}..{format_yyyymmddhh(end)} "
+                 f"({len(report.used)} inits)")
+        report.files.append(plot_reliability(out_dir / "reliability.png", report.result["per_threshold"], title))
+    return report

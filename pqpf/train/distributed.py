@@ -1,0 +1,81 @@
+"""Training in several processes under ``torchrun``: ranks, reductions, barriers.
+
+A single-process run is rank 0 of 1 and every method is then a no-op. Under
+``torchrun`` (WORLD_SIZE > 1) the process group is joined with gloo on CPU and nccl on
+CUDA; gradients are averaged by DistributedDataParallel, evaluation sums are
+all-reduced, and rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["DistributedContext"]
+
+
+@dataclass
+class DistributedContext:
+    """Rank information; a single-process run is rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls, device_kind: str) -> DistributedContext:
+        """Join the process group if launched by ``torchrun`` (WORLD_SIZE > 1)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        backend = "nccl" if device_kind == "cuda" else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend=backend)
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), backend)
+
+    def all_reduce_sum(self, values: NDArray[Any]) -> NDArray[np.float64]:
+        """Sum an array over ranks (identity when not distributed)."""
+        if self.world_size == 1:
+            return np.asarray(values, dtype=np.float64)
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.as_tensor(np.asarray(values, dtype=np.float64))
+        if self.backend == "nccl":
+            tensor = tensor.cuda()
+        dist.all_reduce(tensor)
+        return tensor.cpu().numpy()
+
+    def all_gather_strings(self, text: str) -> list[str]:
+        """Gather one string from every rank (rank order)."""
+        if self.world_size == 1:
+            return [text]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, text)
+        return [str(o) for o in out]
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
