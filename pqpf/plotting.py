@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from pqpf.basemap import project_boundaries
+from pqpf.plot.basemap import project_boundaries
 from pqpf.grid import Grid
 from pqpf.io.atomic import atomic_path
 

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.image import imread
 
 import pqpf.plotting as plotting
-from pqpf.basemap import BOUNDARY_KINDS, clip_polyline, load_boundaries, project_boundaries
+from pqpf.plot.basemap import BOUNDARY_KINDS, clip_polyline, load_boundaries, project_boundaries
 from pqpf.grid import graf_like_grid
 from pqpf.plotting import (
     draw_boundaries,
@@ -71,7 +71,7 @@ def test_boundaries_file_loads_offline_with_plausible_content(no_network):
 
 
 def test_boundaries_file_is_small():
-    from pqpf.basemap import boundaries_path
+    from pqpf.plot.basemap import boundaries_path
 
     assert boundaries_path().stat().st_size < 1_500_000
 

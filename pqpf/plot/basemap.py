@@ -46,8 +46,8 @@ _MAX_STEP_DEG = 0.05
 
 
 def boundaries_path() -> Path:
-    """Path of the shipped boundaries file."""
-    return Path(__file__).resolve().parent / "data" / "boundaries_na.npz"
+    """Path of the shipped boundaries file (``pqpf/data/boundaries_na.npz``)."""
+    return Path(__file__).resolve().parent.parent / "data" / "boundaries_na.npz"
 
 
 @functools.lru_cache(maxsize=4)
@@ -62,7 +62,7 @@ def _load_cached(path: str) -> dict[str, tuple[NDArray[np.float64], ...]]:
             points = data[f"{kind}_lonlat"].astype(np.float64)
             offsets = data[f"{kind}_offsets"].astype(np.int64)
             lines = []
-            for a, b in zip(offsets[:-1], offsets[1:]):
+            for a, b in zip(offsets[:-1], offsets[1:], strict=True):
                 line = points[a:b]
                 line.flags.writeable = False
                 lines.append(line)
@@ -151,7 +151,7 @@ def clip_polyline(
     starts = np.flatnonzero(~cont)
     ends = np.append(starts[1:], idx.size)
     pieces = []
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         segs = idx[s:e]
         piece = np.vstack([a[segs[0]][None, :], b[segs]])
         pieces.append(piece)
@@ -193,7 +193,7 @@ def _project_cached(
         finite = np.isfinite(xy).all(axis=1)
         pieces: list[NDArray[np.float64]] = []
         for line_xy, ok in zip(np.split(xy, np.cumsum(sizes)[:-1]),
-                               np.split(finite, np.cumsum(sizes)[:-1])):
+                               np.split(finite, np.cumsum(sizes)[:-1]), strict=True):
             # Quick reject by bounding box before the exact clip.
             if not ok.all():
                 line_xy = line_xy[ok]

@@ -1,0 +1,1 @@
+"""Figures: probability maps, GRAF and MRMS side by side, patch samples, reliability."""
