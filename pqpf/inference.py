@@ -256,7 +256,7 @@ def _plot_from_file(config: Config, nc_path: Path, png: Path, init: dt.datetime,
     """Draw the map panels of a probabilities file: GRAF and P(obs >= t) for the
     configured thresholds the file holds (at most four, the larger ones first)."""
     from pqpf.io.netcdf import read_grid_netcdf
-    from pqpf.plotting import plot_probability_maps
+    from pqpf.plot import plot_probability_maps
 
     ds = read_grid_netcdf(nc_path, ["prob_exceed", "graf_precipitation"])
     edges = [float(t) for t in ds.coords["threshold"]]

@@ -214,7 +214,7 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
     atomic_write_text(csv_path, buf.getvalue())
     report.files = [json_path, csv_path]
     if plot:
-        from pqpf.plotting import plot_reliability
+        from pqpf.plot import plot_reliability
 
         title = (f"+{lead_h} h forecasts initialised {format_yyyymmddhh(begin)}..{format_yyyymmddhh(end)} "
                  f"({len(report.used)} inits)")

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-import pqpf.plotting as plotting
-from pqpf.plot.basemap import BOUNDARY_KINDS, clip_polyline, load_boundaries, project_boundaries
+import pqpf.plot.basemap as basemap
 from pqpf.grid import graf_like_grid
-from pqpf.plotting import (
+from pqpf.plot import (
     draw_boundaries,
     forecast_title,
     plot_fields_side_by_side,
@@ -17,6 +16,8 @@ from pqpf.plotting import (
     plot_probability_maps,
     plot_reliability,
 )
+from pqpf.plot.basemap import BOUNDARY_KINDS, clip_polyline, load_boundaries, project_boundaries
+from pqpf.plot.figure import map_axes
 from pqpf.verification import Verifier
 
 THRESHOLDS = (0.25, 1.0, 2.5, 5.0, 10.0, 25.0)
@@ -129,7 +130,7 @@ def test_boundary_pixels_lie_along_colorado_wyoming_border():
     fig = Figure(figsize=(6, 4.8), dpi=100)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes([0, 0, 1, 1])
-    plotting._map_axes(ax, grid, "")
+    map_axes(ax, grid, "")
     assert draw_boundaries(ax, grid) > 0
     canvas.draw()
     img = np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
@@ -173,7 +174,7 @@ def test_probability_maps_png_has_panels_colours_and_boundaries(tmp_path, no_net
     zero = np.zeros_like(graf)
     one = dict(show_thresholds=(1.0,))
     with_lines = _png(plot_probability_maps(tmp_path / "a.png", grid, zero, prob * 0, THRESHOLDS, "", **one))
-    monkeypatch.setattr(plotting, "project_boundaries", lambda grid: {})
+    monkeypatch.setattr(basemap, "project_boundaries", lambda grid: {})
     without = _png(plot_probability_maps(tmp_path / "b.png", grid, zero, prob * 0, THRESHOLDS, "", **one))
     assert _dark_pixels(with_lines, 0.7).sum() > _dark_pixels(without, 0.7).sum() + 1500
 

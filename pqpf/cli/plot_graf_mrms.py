@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     from pqpf.io.grib import read_graf
     from pqpf.layout import graf_mrms_png_path, require_graf
     from pqpf.mrms import read_remapped_mrms
-    from pqpf.plotting import forecast_title, plot_fields_side_by_side
+    from pqpf.plot import forecast_title, plot_fields_side_by_side
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)

@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from pqpf.errors import PqpfError, UsageError
     from pqpf.layout import patch_file_path, patch_samples_png_path
-    from pqpf.plotting import plot_patch_samples
+    from pqpf.plot import plot_patch_samples
     from pqpf.training import load_patch_set
 
     config = load_config_from_args(args)

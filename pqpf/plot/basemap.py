@@ -5,7 +5,7 @@ The polylines ship with the package in ``pqpf/data/boundaries_na.npz`` (North Am
 cartographic boundaries, both public domain; see ``pqpf/data/BOUNDARIES_SOURCES.md``).
 :func:`load_boundaries` reads them as longitude/latitude polylines; :func:`project_boundaries`
 returns them in a grid's projection coordinates, clipped to the grid, ready to overlay on a
-``pcolormesh`` drawn in the same coordinates.
+map drawn in the same coordinates; :func:`draw_boundaries` overlays them on a map axes.
 
 File layout (``np.load(..., allow_pickle=False)``): for each kind ``K`` in
 :data:`BOUNDARY_KINDS`, ``K_lonlat`` float32 (n, 2) longitude/latitude (degrees) of all
@@ -19,16 +19,22 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from pqpf.grid import Grid
+from pqpf.plot.colours import LINE_COLOUR
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "BOUNDARY_KINDS",
     "boundaries_path",
     "clip_polyline",
+    "draw_boundaries",
     "load_boundaries",
     "project_boundaries",
 ]
@@ -43,6 +49,14 @@ BOUNDARY_KINDS: tuple[str, ...] = ("coastline", "lake", "country", "state")
 #: Longest segment (degrees) left between projected points; long straight state lines
 #: along parallels are curves on a Lambert map, so they are densified before projecting.
 _MAX_STEP_DEG = 0.05
+
+#: Line width (points) and opacity per boundary kind, drawn in this order (states lowest).
+_LINE_STYLE: dict[str, tuple[float, float]] = {
+    "state": (0.45, 0.75),
+    "lake": (0.6, 0.9),
+    "coastline": (0.7, 0.9),
+    "country": (0.8, 0.9),
+}
 
 
 def boundaries_path() -> Path:
@@ -245,3 +259,37 @@ def project_boundaries(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: boundaries file not found (it ships with pqpf)")
     return {k: list(v) for k, v in _project_cached(grid, float(margin_px), str(path)).items()}
+
+
+def draw_boundaries(ax: Axes, grid: Grid, colour: str = LINE_COLOUR, scale: float = 1.0) -> int:
+    """Overlay coastlines, lake shores, country and state borders on a map axes.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        Axes whose data coordinates are ``grid``'s projection coordinates.
+    grid : Grid
+        The grid of the fields drawn on ``ax``.
+    colour : str
+        Line colour.
+    scale : float
+        Multiplier of the line widths (smaller for small panels).
+
+    Returns
+    -------
+    int
+        Number of polylines drawn.
+    """
+    from matplotlib.collections import LineCollection
+
+    lines = project_boundaries(grid)
+    count = 0
+    for kind, (width, alpha) in _LINE_STYLE.items():
+        pieces = lines.get(kind, [])
+        if not pieces:
+            continue
+        ax.add_collection(LineCollection(pieces, colors=colour, linewidths=width * scale,
+                                         alpha=alpha, zorder=3, capstyle="round"),
+                          autolim=False)
+        count += len(pieces)
+    return count
