@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
 

@@ -7,11 +7,17 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, build_parser as _base_parser, check_lead, load_config_from_args, positive_int, run_cli
+from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, positive_int, run_cli
+from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
+
+#: Feature channels drawn: the GRAF amount (stored as log1p of mm) and the terrain local
+#: difference (m).
+_GRAF_CHANNEL = "graf_log1p"
+_TERRAIN_CHANNEL = "terrain_local_difference"
 
 DESCRIPTION = """\
 Draw randomly chosen patches of one split of the patch files of
@@ -37,10 +43,11 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from pqpf.errors import PqpfError, UsageError
+    from pqpf.dates import from_epoch_seconds
+    from pqpf.errors import InputFileError, UsageError
+    from pqpf.io.patchfile import load_patch_file
     from pqpf.layout import patch_file_path, patch_samples_png_path
     from pqpf.plot import plot_patch_samples
-    from pqpf.training import load_patch_set
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
@@ -52,17 +59,19 @@ def _run(args: argparse.Namespace) -> int:
         print(out_path)
         return 0
     path = patch_file_path(config, args.split, args.init, lead)
-    data = load_patch_set(path)
-    if len(data) == 0:
-        raise PqpfError(f"{path}: no patches in the {args.split} split")
-    from pqpf.dates import from_epoch_seconds
-
-    labels = [f"valid {from_epoch_seconds(int(t)):%Y-%m-%d %HZ}" for t in data.valid_time]
+    data = load_patch_file(path)
+    if int(data.get("n_patches", 0)) == 0:
+        raise InputFileError(path, f"no patches in the {args.split} split")
+    channels = list(data["channel_names"])
+    lacking = [c for c in (_GRAF_CHANNEL, _TERRAIN_CHANNEL) if c not in channels]
+    if lacking:
+        raise InputFileError(path, f"no feature channel {', '.join(lacking)} (it has {', '.join(channels)})")
+    labels = [f"valid {from_epoch_seconds(int(t)):%Y-%m-%d %HZ}" for t in data["valid_time"]]
     out = plot_patch_samples(
-        out_path, data.features, data.channel_names,
-        data.mrms_mm, data.quality, n=args.n, seed=args.seed, graf_channel="graf_log1p",
-        terrain_channel="terrain_local_difference", graf_to_mm=np.expm1, min_quality=config.mrms.min_quality,
-        labels=labels, title=f"{args.split} patches for init {args.init:%Y%m%d%H} +{lead} h",
+        out_path, data["features"], channels, data["mrms"], data["quality"], n=args.n, seed=args.seed,
+        graf_channel=_GRAF_CHANNEL, terrain_channel=_TERRAIN_CHANNEL, graf_to_mm=np.expm1,
+        min_quality=config.mrms.min_quality, labels=labels,
+        title=f"{args.split} patches for init {args.init:%Y%m%d%H} +{lead} h",
     )
     print(out)
     return 0
