@@ -13,6 +13,8 @@ from pqpf.plot.colours import amount_colourbar, amount_style, poor_quality_overl
 from pqpf.plot.figure import new_figure, save_png
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap, Normalize
     from matplotlib.image import AxesImage
 
 __all__ = ["plot_patch_samples"]
@@ -51,11 +53,32 @@ def _check_patches(
     if mr.shape != (f.shape[0], *f.shape[2:]) or qu.shape != mr.shape:
         raise ValueError(f"mrms and quality must have shape {(f.shape[0], *f.shape[2:])}, "
                          f"got {mr.shape} and {qu.shape}")
+    if f.shape[0] == 0:
+        raise ValueError("features hold no patches: nothing to plot")
     if labels is not None and len(labels) != f.shape[0]:
         raise ValueError(f"labels must have {f.shape[0]} entries, got {len(labels)}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     return f, mr, qu
+
+
+def _draw_column(
+    axes: list[Axes], panels: list[tuple[NDArray[np.float64], Colormap, Normalize]],
+    overlay: tuple[NDArray[np.float64], Colormap],
+) -> list[AxesImage]:
+    """One patch, top to bottom: GRAF, MRMS with the poor-quality ``overlay``, terrain.
+
+    Patch row 0 is drawn at the bottom, one image pixel per patch pixel.
+    """
+    images = []
+    for r, (ax, (data, cmap, norm)) in enumerate(zip(axes, panels, strict=True)):
+        images.append(ax.imshow(np.ma.masked_invalid(data), cmap=cmap, norm=norm, origin="lower",
+                                interpolation="nearest"))
+        if r == 1:
+            ax.imshow(overlay[0], cmap=overlay[1], origin="lower", interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return images
 
 
 def plot_patch_samples(
@@ -124,21 +147,13 @@ def plot_patch_samples(
     terrain = f[chosen, it].astype(np.float64)
     span = float(np.nanmax(np.abs(terrain))) if np.isfinite(terrain).any() else 1.0
     t_cmap, t_norm = terrain_difference_style(span)
-    images: dict[int, AxesImage] = {}  # row -> an image of that row, for the colour bars
+    images: list[AxesImage] = []  # of the last column, for the colour bars
     for c, idx in enumerate(chosen):
         graf = f[idx, ig].astype(np.float64)
         if graf_to_mm is not None:
             graf = np.asarray(graf_to_mm(graf), dtype=np.float64)
-        poor, shade = poor_quality_overlay(qu[idx], min_quality, alpha=_POOR_ALPHA)
         panels = [(graf, cmap, norm), (mr[idx], cmap, norm), (terrain[c], t_cmap, t_norm)]
-        for r, (data, cm, nm) in enumerate(panels):
-            ax = axes[r, c]
-            images[r] = ax.imshow(np.ma.masked_invalid(data), cmap=cm, norm=nm, origin="lower",
-                                  interpolation="nearest")
-            if r == 1:
-                ax.imshow(poor, cmap=shade, origin="lower", interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+        images = _draw_column(list(axes[:, c]), panels, poor_quality_overlay(qu[idx], min_quality, _POOR_ALPHA))
         axes[0, c].set_title(labels[idx] if labels is not None else f"patch {idx}", fontsize=8)
     for r, name in enumerate(_ROWS):
         axes[r, 0].set_ylabel(name, fontsize=9)

@@ -110,6 +110,8 @@ def test_patch_samples_find_channels_and_validate_shapes(tmp_path):
         plot_patch_samples(tmp_path / "x.png", feats, NAMES[:2], mrms, quality)
     with pytest.raises(ValueError, match="mrms and quality must have shape"):
         plot_patch_samples(tmp_path / "x.png", feats, NAMES, mrms[:2], quality)
+    with pytest.raises(ValueError, match="no patches"):
+        plot_patch_samples(tmp_path / "x.png", feats[:0], NAMES, mrms[:0], quality[:0])
     with pytest.raises(ValueError, match="labels must have 4 entries"):
         plot_patch_samples(tmp_path / "x.png", feats, NAMES, mrms, quality, labels=["a"])
     assert not any(tmp_path.iterdir())
