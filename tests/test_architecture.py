@@ -77,7 +77,7 @@ def test_every_module_declares_its_public_names():
 
 
 @pytest.mark.parametrize("module", [
-    "pqpf.stages.inference", "pqpf.stages.verify", "pqpf.predict", "pqpf.verify.verifier", "pqpf.plotting",
+    "pqpf.stages.inference", "pqpf.stages.verify", "pqpf.predict", "pqpf.verify.verifier", "pqpf.plot",
     "pqpf.io.checkpoint", "pqpf.io.registry",
 ])
 def test_inference_verification_and_plotting_import_nothing_from_training(module):

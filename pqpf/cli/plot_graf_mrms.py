@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,29 +28,11 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from pqpf.io.grib import read_graf
-    from pqpf.io.mrms_file import read_remapped_mrms
-    from pqpf.layout import graf_mrms_png_path, mrms_remapped_path, require_graf
-    from pqpf.plotting import forecast_title, plot_fields_side_by_side
+    from pqpf.stages.plots import plot_graf_mrms
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
-    out_path = graf_mrms_png_path(config, args.init, lead)
-    if out_path.is_file() and not args.overwrite:
-        logging.getLogger(__name__).info("%s exists; use --overwrite to draw it again", out_path)
-        print(out_path)
-        return 0
-    graf = read_graf(require_graf(config, args.init, lead), lead, init=args.init)
-    mrms = read_remapped_mrms(mrms_remapped_path(config, args.init + dt.timedelta(hours=lead)), graf.grid)
-    out = plot_fields_side_by_side(
-        out_path, graf.grid, np.asarray(graf.values),
-        mrms.precipitation_mm, mrms.quality,
-        forecast_title("GRAF vs MRMS 1-h precipitation", args.init, lead),
-        min_quality=config.mrms.min_quality,
-    )
-    print(out)
+    print(plot_graf_mrms(config, args.init, lead, overwrite=args.overwrite))
     return 0
 
 

@@ -36,36 +36,14 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from pqpf.errors import PqpfError, UsageError
-    from pqpf.io.patchfile import load_patch_set
-    from pqpf.layout import patch_file_path, patch_samples_png_path
-    from pqpf.plotting import plot_patch_samples
+    from pqpf.errors import UsageError
+    from pqpf.stages.plots import plot_patch_file
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
     if args.n > 48:
         raise UsageError(f"--n {args.n}: draw at most 48 patches in one picture")
-    out_path = patch_samples_png_path(config, args.split, args.init, lead)
-    if out_path.is_file() and not args.overwrite:
-        logger.info("%s exists; use --overwrite to draw it again (e.g. with another --n or --seed)", out_path)
-        print(out_path)
-        return 0
-    path = patch_file_path(config, args.split, args.init, lead)
-    data = load_patch_set(path)
-    if len(data) == 0:
-        raise PqpfError(f"{path}: no patches in the {args.split} split")
-    from pqpf.dates import from_epoch_seconds
-
-    labels = [f"valid {from_epoch_seconds(int(t)):%Y-%m-%d %HZ}" for t in data.valid_time]
-    out = plot_patch_samples(
-        out_path, data.features, data.channel_names,
-        data.mrms_mm, data.quality, n=args.n, seed=args.seed, graf_channel="graf_log1p",
-        terrain_channel="terrain_local_difference", graf_to_mm=np.expm1, min_quality=config.mrms.min_quality,
-        labels=labels, title=f"{args.split} patches for init {args.init:%Y%m%d%H} +{lead} h",
-    )
-    print(out)
+    print(plot_patch_file(config, args.init, lead, args.split, args.n, args.seed, overwrite=args.overwrite))
     return 0
 
 

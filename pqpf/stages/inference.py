@@ -28,7 +28,7 @@ from pqpf.io.probs_file import ProbabilityForecast, read_probabilities, write_pr
 from pqpf.io.registry import Registry
 from pqpf.io.terrain_file import read_terrain
 from pqpf.layout import graf_laptop_path, probs_path, probs_png_path, registry_path, require_graf
-from pqpf.plotting import plot_probability_maps
+from pqpf.plot import plot_probability_maps
 from pqpf.predict import LoadedModel, load_resunet, predict_probabilities
 from pqpf.reference import exceedance, reference_sigma_px, smoothed_exceedance
 from pqpf.stages.common import kept

@@ -33,7 +33,7 @@ from pqpf.io.probs_file import read_probabilities
 from pqpf.io.scores_file import read_scores_json, write_scores_csv, write_scores_json
 from pqpf.layout import mrms_remapped_path, probs_path, verification_dir
 from pqpf.ordinal import bin_probs_from_exceedance
-from pqpf.plotting import plot_reliability
+from pqpf.plot import plot_reliability
 from pqpf.progress import Progress
 from pqpf.quality import good_quality_mask
 from pqpf.verify.scores import cos_lat_weights

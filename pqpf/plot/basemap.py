@@ -5,7 +5,7 @@ The polylines ship with the package in ``pqpf/data/boundaries_na.npz`` (North Am
 cartographic boundaries, both public domain; see ``pqpf/data/BOUNDARIES_SOURCES.md``).
 :func:`load_boundaries` reads them as longitude/latitude polylines; :func:`project_boundaries`
 returns them in a grid's projection coordinates, clipped to the grid, ready to overlay on a
-``pcolormesh`` drawn in the same coordinates.
+map drawn in the same coordinates; :func:`draw_boundaries` overlays them on a map axes.
 
 File layout (``np.load(..., allow_pickle=False)``): for each kind ``K`` in
 :data:`BOUNDARY_KINDS`, ``K_lonlat`` float32 (n, 2) longitude/latitude (degrees) of all
@@ -19,16 +19,22 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from pqpf.grid import Grid
+from pqpf.plot.colours import LINE_COLOUR
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "BOUNDARY_KINDS",
     "boundaries_path",
     "clip_polyline",
+    "draw_boundaries",
     "load_boundaries",
     "project_boundaries",
 ]
@@ -44,10 +50,18 @@ BOUNDARY_KINDS: tuple[str, ...] = ("coastline", "lake", "country", "state")
 #: along parallels are curves on a Lambert map, so they are densified before projecting.
 _MAX_STEP_DEG = 0.05
 
+#: Line width (points) and opacity per boundary kind, drawn in this order (states lowest).
+_LINE_STYLE: dict[str, tuple[float, float]] = {
+    "state": (0.45, 0.75),
+    "lake": (0.6, 0.9),
+    "coastline": (0.7, 0.9),
+    "country": (0.8, 0.9),
+}
+
 
 def boundaries_path() -> Path:
-    """Path of the shipped boundaries file."""
-    return Path(__file__).resolve().parent / "data" / "boundaries_na.npz"
+    """Path of the shipped boundaries file (``pqpf/data/boundaries_na.npz``)."""
+    return Path(__file__).resolve().parent.parent / "data" / "boundaries_na.npz"
 
 
 @functools.lru_cache(maxsize=4)
@@ -62,7 +76,7 @@ def _load_cached(path: str) -> dict[str, tuple[NDArray[np.float64], ...]]:
             points = data[f"{kind}_lonlat"].astype(np.float64)
             offsets = data[f"{kind}_offsets"].astype(np.int64)
             lines = []
-            for a, b in zip(offsets[:-1], offsets[1:]):
+            for a, b in zip(offsets[:-1], offsets[1:], strict=True):
                 line = points[a:b]
                 line.flags.writeable = False
                 lines.append(line)
@@ -151,7 +165,7 @@ def clip_polyline(
     starts = np.flatnonzero(~cont)
     ends = np.append(starts[1:], idx.size)
     pieces = []
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         segs = idx[s:e]
         piece = np.vstack([a[segs[0]][None, :], b[segs]])
         pieces.append(piece)
@@ -193,7 +207,7 @@ def _project_cached(
         finite = np.isfinite(xy).all(axis=1)
         pieces: list[NDArray[np.float64]] = []
         for line_xy, ok in zip(np.split(xy, np.cumsum(sizes)[:-1]),
-                               np.split(finite, np.cumsum(sizes)[:-1])):
+                               np.split(finite, np.cumsum(sizes)[:-1]), strict=True):
             # Quick reject by bounding box before the exact clip.
             if not ok.all():
                 line_xy = line_xy[ok]
@@ -245,3 +259,37 @@ def project_boundaries(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: boundaries file not found (it ships with pqpf)")
     return {k: list(v) for k, v in _project_cached(grid, float(margin_px), str(path)).items()}
+
+
+def draw_boundaries(ax: Axes, grid: Grid, colour: str = LINE_COLOUR, scale: float = 1.0) -> int:
+    """Overlay coastlines, lake shores, country and state borders on a map axes.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        Axes whose data coordinates are ``grid``'s projection coordinates.
+    grid : Grid
+        The grid of the fields drawn on ``ax``.
+    colour : str
+        Line colour.
+    scale : float
+        Multiplier of the line widths (smaller for small panels).
+
+    Returns
+    -------
+    int
+        Number of polylines drawn.
+    """
+    from matplotlib.collections import LineCollection
+
+    lines = project_boundaries(grid)
+    count = 0
+    for kind, (width, alpha) in _LINE_STYLE.items():
+        pieces = lines.get(kind, [])
+        if not pieces:
+            continue
+        ax.add_collection(LineCollection(pieces, colors=colour, linewidths=width * scale,
+                                         alpha=alpha, zorder=3, capstyle="round"),
+                          autolim=False)
+        count += len(pieces)
+    return count
