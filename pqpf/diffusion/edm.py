@@ -25,7 +25,11 @@ Here ``y`` is the residual of :func:`pqpf.diffusion.target.residual_target` (the
 log1p amount minus the U-Net's central estimate). ``sigma_data`` is a hyper-parameter;
 :func:`estimate_sigma_data` gives the masked root mean square of the training
 residuals, the quantity the preconditioning assumes (EDM's 0.5 was chosen for images
-scaled to [-1, 1]).
+scaled to [-1, 1]). The training noise levels are absolute, so when ``sigma_data``
+differs much from 0.5, shift ``P_mean`` by ``ln(sigma_data / 0.5)`` to keep them where
+the data's structure is (tests/diffusion/test_training.py: a mixture with
+``sigma_data = 1.4`` learns its weights to 0.01-0.02 with ``P_mean = -0.2``, to 0.05 with
+-1.2).
 
 References
 ----------
