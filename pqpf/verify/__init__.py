@@ -1,0 +1,1 @@
+"""Verification of probabilistic and ensemble forecasts against MRMS."""
