@@ -13,4 +13,6 @@ Modules
     EDM time steps, Heun's sampler with optional churn, full-field stitched denoising.
 :mod:`pqpf.diffusion.ecc`
     Ensemble copula coupling: the U-Net's marginals with the members' ranks.
+:mod:`pqpf.diffusion.ema`
+    Exponential moving average of the weights (the ones sampled with).
 """
