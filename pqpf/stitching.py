@@ -33,6 +33,10 @@ copy), which spares oneDNN convolutions their layout conversions; this is where 
 the gain over MONAI's ``sliding_window_inference`` comes from (``bench/inference.py``).
 Extra memory: one accumulator of K (or T) full fields, the padded input and its (H, W, C)
 copy, a few batch buffers.
+
+A leading batch of B fields (B, C, H, W), e.g. ensemble members, goes through one window
+loop (windows of all fields share the model calls) and gives (B, K, H, W); the memory
+above is then per field.
 """
 
 from __future__ import annotations
@@ -260,44 +264,45 @@ def _as_tensor(
     return torch.from_numpy(array).to(device=device, dtype=dtype)
 
 
-def _pad(field: torch.Tensor, plan_y: tuple[int, int, str], plan_x: tuple[int, int, str]) -> torch.Tensor:
-    """Pad a (C, H, W) tensor by the per-axis plans (each axis may use its own mode)."""
+def _pad(fields: torch.Tensor, plan_y: tuple[int, int, str], plan_x: tuple[int, int, str]) -> torch.Tensor:
+    """Pad a (B, C, H, W) tensor by the per-axis plans (each axis may use its own mode)."""
     (top, bottom, mode_y), (left, right, mode_x) = plan_y, plan_x
-    out = field[None]
+    out = fields
     if top or bottom:
         out = torch.nn.functional.pad(out, (0, 0, top, bottom), mode=mode_y)
     if left or right:
         out = torch.nn.functional.pad(out, (left, right, 0, 0), mode=mode_x)
-    return out[0]
+    return out
 
 
 class _Gather:
-    """Copies batches of windows of a (C, H, W) field into one reused buffer.
+    """Copies batches of windows of a batch of (C, H, W) fields into one reused buffer.
 
-    With ``channels_last`` the field is first rearranged once to (H, W, C), so each window
-    is a (N, N, C) view and the batch buffer (B, N, N, C) is handed to the model as a
-    channels-last (B, C, N, N) tensor without a further copy.
+    Windows are addressed by (field, y, x). With ``channels_last`` the fields are first
+    rearranged once to (B, H, W, C), so each window is a (N, N, C) view and the batch
+    buffer (n, N, N, C) is handed to the model as a channels-last (n, C, N, N) tensor
+    without a further copy.
     """
 
-    def __init__(self, field: torch.Tensor, window_px: int, batch_size: int, channels_last: bool) -> None:
+    def __init__(self, fields: torch.Tensor, window_px: int, batch_size: int, channels_last: bool) -> None:
         self.channels_last = channels_last
         self.window_px = window_px
-        channels = field.shape[0]
+        channels = fields.shape[1]
         if channels_last:
-            self.field = field.permute(1, 2, 0).contiguous()
+            self.fields = fields.permute(0, 2, 3, 1).contiguous()
             shape = (batch_size, window_px, window_px, channels)
         else:
-            self.field = field
+            self.fields = fields
             shape = (batch_size, channels, window_px, window_px)
-        self.buffer = torch.empty(shape, dtype=field.dtype, device=field.device)
+        self.buffer = torch.empty(shape, dtype=fields.dtype, device=fields.device)
 
-    def __call__(self, corners: list[tuple[int, int]]) -> torch.Tensor:
+    def __call__(self, corners: list[tuple[int, int, int]]) -> torch.Tensor:
         n = self.window_px
         out = self.buffer[: len(corners)]
         if self.channels_last:
-            torch.stack([self.field[y : y + n, x : x + n] for y, x in corners], out=out)
+            torch.stack([self.fields[b, y : y + n, x : x + n] for b, y, x in corners], out=out)
             return out.permute(0, 3, 1, 2)
-        return torch.stack([self.field[:, y : y + n, x : x + n] for y, x in corners], out=out)
+        return torch.stack([self.fields[b, :, y : y + n, x : x + n] for b, y, x in corners], out=out)
 
 
 def stitch(
@@ -313,6 +318,7 @@ def stitch(
     device: torch.device | str | None = None,
     weight: str = "tent",
     channels_last: bool | None = None,
+    progress: bool = True,
 ) -> NDArray:
     """Run ``model`` on overlapping windows and blend them into one full field.
 
@@ -321,8 +327,11 @@ def stitch(
     model : callable
         Maps a batch ``(B, C, N, N)`` to ``(B, K, N, N)``, e.g. a fully convolutional
         :class:`torch.nn.Module` in eval mode. Called under :func:`torch.inference_mode`.
-    inputs : array or tensor, shape (C, H, W)
-        The input channels over the whole domain; any H, W >= 1.
+    inputs : array or tensor, shape (C, H, W) or (B, C, H, W)
+        The input channels over the whole domain; any H, W >= 1. With a leading batch
+        axis, B fields (e.g. ensemble members) go through one window loop: each model
+        call holds up to ``batch_size`` windows of any of them, and the result is the
+        stack of the B results (each equal to stitching that field alone).
     window_px : int
         Window size N (the patch size the model was trained on).
     stride_px : int
@@ -358,10 +367,13 @@ def stitch(
         (its convolutions gain 12 %, but torch's GroupNorm is slower on channels-last
         input). A model that fails on channels-last input in the first batch is retried
         with contiguous windows. Results agree to float32 rounding (~1e-6).
+    progress : bool
+        Log progress lines (INFO) over the windows; off for callers that stitch many
+        times per product, such as the diffusion sampler (twice per solver step).
 
     Returns
     -------
-    numpy array, shape (K or T, H, W), of ``dtype``
+    numpy array, shape (K or T, H, W), or (B, K or T, H, W) for batched inputs, of ``dtype``
         ``sum(w * f) / sum(w)`` over the windows covering each point.
 
     Notes
@@ -388,20 +400,25 @@ def stitch(
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     shape_in = tuple(getattr(inputs, "shape", ()))
-    if len(shape_in) != 3:
-        raise ValueError(f"inputs must be an array or tensor of shape (C, H, W), got shape {shape_in}")
+    if len(shape_in) not in (3, 4):
+        raise ValueError(f"inputs must be an array or tensor of shape (C, H, W), got shape {shape_in} "
+                         "(or (B, C, H, W) for a batch of fields)")
     n = int(window_px)
     device = torch.device(device) if device is not None else _model_device(model)
 
     field = _as_tensor(inputs, dtype, device)
-    _, ny, nx = field.shape
-    if ny < 1 or nx < 1:
-        raise ValueError(f"inputs must not be empty, got shape {tuple(field.shape)}")
+    batched = field.ndim == 4
+    if not batched:
+        field = field[None]
+    n_fields, _, ny, nx = field.shape
+    if ny < 1 or nx < 1 or n_fields < 1:
+        raise ValueError(f"inputs must not be empty, got shape {shape_in}")
     plan_y = _pad_plan(ny, n, pad_mode)
     plan_x = _pad_plan(nx, n, pad_mode)
     field = _pad(field, plan_y, plan_x)
-    corners = [(int(y), int(x)) for y in window_starts(field.shape[1], n, stride_px)
-               for x in window_starts(field.shape[2], n, stride_px)]
+    # Window-major, field-minor: the B windows at one place are neighbours in a batch.
+    corners = [(b, int(y), int(x)) for y in window_starts(field.shape[2], n, stride_px)
+               for x in window_starts(field.shape[3], n, stride_px) for b in range(n_fields)]
 
     reduce_matrix = None
     if reduction is not None:
@@ -413,10 +430,10 @@ def stitch(
 
     layout_cl = device.type == "cpu" if channels_last is None else bool(channels_last)
     logger.debug(
-        "stitching %d windows of %d px (stride %d) over %d x %d points, batch %d, %s windows",
-        len(corners), n, stride_px, ny, nx, batch_size, "channels-last" if layout_cl else "contiguous",
+        "stitching %d windows of %d px (stride %d) over %d field(s) of %d x %d points, batch %d, %s windows",
+        len(corners), n, stride_px, n_fields, ny, nx, batch_size, "channels-last" if layout_cl else "contiguous",
     )
-    progress = Progress(len(corners), "windows", logger)
+    tracker = Progress(len(corners), "windows", logger) if progress else None
     accumulator: torch.Tensor | None = None
     weighted_buffer = torch.empty(0, dtype=dtype, device=device)
     with torch.inference_mode():
@@ -448,21 +465,22 @@ def stitch(
                     )
                 out = torch.einsum("tk,bkyx->btyx", reduce_matrix, out)
             if accumulator is None:
-                accumulator = torch.zeros((out.shape[1], *field.shape[1:]), dtype=dtype, device=device)
+                accumulator = torch.zeros((n_fields, out.shape[1], *field.shape[2:]), dtype=dtype, device=device)
                 weighted_buffer = torch.empty((gather.buffer.shape[0], *out.shape[1:]), dtype=dtype, device=device)
             # Weighting writes into a contiguous buffer: the model's output is left alone and
             # channels-last outputs are transposed in the same pass, so the per-window adds
             # below run over contiguous memory.
             weighted = torch.mul(out, weights, out=weighted_buffer[: len(chunk)])
-            for contribution, (y, x) in zip(weighted, chunk):
-                accumulator[:, y : y + n, x : x + n] += contribution
-            progress.step(len(chunk))
+            for contribution, (b, y, x) in zip(weighted, chunk, strict=True):
+                accumulator[b, :, y : y + n, x : x + n] += contribution
+            if tracker is not None:
+                tracker.step(len(chunk))
         if accumulator is None:  # pragma: no cover - there is always at least one window
             raise RuntimeError("no windows were stitched")
         top, left = plan_y[0], plan_x[0]
         total = torch.tensor(weight_sum((ny, nx), n, stride_px, pad_mode, weight), dtype=dtype, device=device)
-        if accumulator.shape[1:] == (ny, nx):
+        if accumulator.shape[2:] == (ny, nx):
             result = accumulator.div_(total)  # in place: no second full-size array
         else:
-            result = accumulator[:, top : top + ny, left : left + nx] / total
-    return result.cpu().numpy()
+            result = accumulator[:, :, top : top + ny, left : left + nx] / total
+    return (result if batched else result[0]).cpu().numpy()
