@@ -139,6 +139,31 @@ class BrierDecomposition:
         self.sums += other.sums
         return self
 
+    # drop-in names of pqpf's ReliabilityTable (same binning, a superset of its state)
+
+    @property
+    def weight(self) -> NDArray[np.float64]:
+        """``sum w`` per bin."""
+        return self.sums[0]
+
+    @property
+    def sum_wp(self) -> NDArray[np.float64]:
+        """``sum w p`` per bin."""
+        return self.sums[1]
+
+    @property
+    def sum_wo(self) -> NDArray[np.float64]:
+        """``sum w o`` per bin."""
+        return self.sums[2]
+
+    def arrays(self) -> list[NDArray[Any]]:
+        """The arrays this table holds (its whole state)."""
+        return [self.edges, self.count, self.sums]
+
+    def decomposition(self) -> dict[str, float]:
+        """Same as :meth:`components` (the name ReliabilityTable uses)."""
+        return self.components()
+
     def curve(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """``(mean_forecast, observed_frequency, weight)`` per bin, shape (B,) each; NaN
         for empty bins."""

@@ -177,7 +177,7 @@ class FssAccumulator:
         Neighbourhood widths (grid points): odd, strictly increasing.
     grid_spacing_km : float, optional
         Nominal grid spacing, to report widths in km (the ground spacing of a Lambert
-        grid differs from it by the map factor, a few per cent over CONUS).
+        grid is this over the map factor: 1 to 1.10 on the GRAF CONUS grid).
 
     Notes
     -----

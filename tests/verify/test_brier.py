@@ -91,10 +91,15 @@ def test_reliability_resolution_uncertainty_equal_the_existing_reliability_table
     old, new = ReliabilityTable(), BrierDecomposition()
     old.update(p, o, w)
     new.update(p, o, w)
-    c, d = new.components(), old.decomposition()
+    c, d = new.decomposition(), old.decomposition()
     for key in ("reliability", "resolution", "uncertainty"):
         assert c[key] == pytest.approx(d[key], rel=1e-12)
     np.testing.assert_array_equal(new.count, old.count)
+    for name in ("weight", "sum_wp", "sum_wo"):  # drop-in attributes
+        np.testing.assert_allclose(getattr(new, name), getattr(old, name), rtol=1e-12)
+    old_curve, new_dict = old.as_dict(), new.as_dict()  # the plot reads these keys
+    for key, value in old_curve.items():
+        np.testing.assert_allclose(np.array(new_dict[key], dtype=float), np.array(value, dtype=float), rtol=1e-12)
 
 
 def test_merge_and_saved_state_equal_one_table():
