@@ -2,8 +2,8 @@
 
 Arrays in, numbers out. Every accumulator takes members ``(M, ...)``, the observation
 ``(...)`` and optionally a ``mask`` (True where MRMS is present and of good quality, e.g.
-:func:`pqpf.verification.good_quality_mask`) and non-negative ``weight`` (e.g.
-:func:`pqpf.verification.cos_lat_weights`). A point counts only where the mask is
+:func:`pqpf.quality.good_quality_mask`) and non-negative ``weight`` (e.g.
+:func:`pqpf.verify.scores.cos_lat_weights`). A point counts only where the mask is
 True, the weight positive, the observation and every member finite. Each accumulator
 keeps a few float64 sums whatever the number of fields, ``merge`` adds two of them
 (parallel workers), and ``to_arrays``/``from_arrays`` move them through files.
@@ -30,10 +30,10 @@ Scores
 * Rank histogram: the observation's rank among the members (0..M), ties (several
   exactly dry members and a dry observation) broken at random, seeded: a tie with ``t``
   members below ``y`` by ``b`` counts as rank ``b + U{0..t}``. Values within
-  ``tie_atol_mm`` (default :data:`pqpf.bins.AMOUNT_ATOL_MM`) of ``y`` are ties.
+  ``tie_atol_mm`` (default :data:`pqpf.ordinal.AMOUNT_ATOL_MM`) of ``y`` are ties.
 * Power spectra (:class:`PowerSpectrum`): radially averaged power of 2-D fields.
 * Member exceedance probabilities (:func:`member_exceedance_probs`) for the existing
-  Brier and reliability machinery (:class:`pqpf.verification.Verifier`).
+  Brier and reliability machinery (:class:`pqpf.verify.verifier.Verifier`).
 
 References
 ----------
@@ -191,7 +191,7 @@ def member_exceedance_probs(members_mm: ArrayLike, thresholds_mm: Sequence[float
     Returns
     -------
     float32 array, shape (T, ...)
-        In [0, 1], multiples of 1/M; "reaching" as :func:`pqpf.bins.reaches` (an amount
+        In [0, 1], multiples of 1/M; "reaching" as :func:`pqpf.ordinal.reaches` (an amount
         within 1e-4 mm below t counts). NaN where any member is NaN.
     """
     x = np.asarray(members_mm, dtype=np.float64)

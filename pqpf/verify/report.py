@@ -1,0 +1,156 @@
+"""Text and CSV shapes of the FSS, the skill intervals and the Brier decomposition.
+
+Dicts in, strings and rows out: what the verification stage prints and writes beside
+``scores.json``. The dicts are those of :meth:`pqpf.verify.fss.FssAccumulator.result`,
+:func:`pqpf.verify.bootstrap.bootstrap_skills` and
+:meth:`pqpf.verify.brier.BrierDecomposition.components`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pqpf.verify.bootstrap import Interval, sum_name
+
+__all__ = [
+    "FSS_CSV_COLUMNS",
+    "fss_csv_rows",
+    "format_fss_table",
+    "format_interval",
+    "format_skill_intervals",
+    "format_decomposition",
+]
+
+#: Columns of :func:`fss_csv_rows` (``fss_scores.csv``).
+FSS_CSV_COLUMNS: tuple[str, ...] = (
+    "source", "threshold_mm", "width_px", "width_km", "fss", "fbs", "fbs_worst",
+    "base_rate", "fss_useful", "useful",
+)
+
+
+def fss_csv_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per source, threshold and width with :data:`FSS_CSV_COLUMNS` (None for
+    undefined values), for ``csv.DictWriter``."""
+    rows = []
+    for name, entry in result["sources"].items():
+        for row in entry["per_threshold"]:
+            level = row["fss_useful"]
+            for i, width in enumerate(result["widths_px"]):
+                fss = row["fss"][i]
+                rows.append({
+                    "source": name, "threshold_mm": row["threshold_mm"], "width_px": width,
+                    "width_km": result["widths_km"][i], "fss": fss, "fbs": row["fbs"][i],
+                    "fbs_worst": row["fbs_worst"][i], "base_rate": row["base_rate"], "fss_useful": level,
+                    "useful": None if fss is None or level is None else fss >= level,
+                })
+    return rows
+
+
+def _cell(value: float | None, fmt: str, width: int) -> str:
+    return "n/a".rjust(width) if value is None else format(value, fmt).rjust(width)
+
+
+def format_fss_table(result: Mapping[str, Any], show_widths_px: Sequence[int] = (1, 5, 11, 21, 41)) -> str:
+    """The FSS table: a row per source and threshold.
+
+    Parameters
+    ----------
+    result : mapping
+        :meth:`FssAccumulator.result`.
+    show_widths_px : sequence of int
+        Widths shown as columns (those not in the result are left out).
+
+    Returns
+    -------
+    str
+        ``source, threshold, f0, FSS at the widths, useful from``; the useful scale is
+        the first listed width reaching ``0.5 + f0/2`` (px and km) with the linearly
+        interpolated width in parentheses.
+    """
+    widths = list(result["widths_px"])
+    cols = [w for w in show_widths_px if w in widths]
+    head = " source      thresh      f0 " + " ".join(f"{f'{w} px':>6}" for w in cols) + "   useful from"
+    lines = [head, " " + "-" * (len(head) - 1)]
+    for name, entry in result["sources"].items():
+        for row in entry["per_threshold"]:
+            cells = " ".join(_cell(row["fss"][widths.index(w)], ".3f", 6) for w in cols)
+            px, ipx, km = row["useful_width_px"], row["useful_width_interp_px"], row["useful_width_km"]
+            useful = "not reached" if px is None else (
+                f"{px:g} px" + ("" if km is None else f" = {km:g} km") + f" ({ipx:.1f} px interp.)")
+            lines.append(f" {name[:10]:<10} {row['threshold_mm']:5g} mm {_cell(row['base_rate'], '.4f', 7)} "
+                         f"{cells}   {useful}")
+    return "\n".join(lines)
+
+
+def format_interval(interval: Interval | None, fmt: str = "+.3f") -> str:
+    """``"+0.176 [+0.150, +0.201]"``; ``"n/a"`` for a missing or undefined estimate."""
+    if interval is None or not math.isfinite(interval.estimate):
+        return "n/a"
+    if not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+        return f"{interval.estimate:{fmt}} [n/a]"
+    return f"{interval.estimate:{fmt}} [{interval.low:{fmt}}, {interval.high:{fmt}}]"
+
+
+def format_skill_intervals(intervals: Mapping[str, Interval], thresholds_mm: Sequence[float]) -> str:
+    """The skills of the verification table with their bootstrap intervals.
+
+    Parameters
+    ----------
+    intervals : mapping
+        :func:`bootstrap_skills` of :func:`brier_crps_skills` (keys ``bss_vs_ref@1mm``,
+        ``bss_vs_clim@1mm``, ..., ``crpss_vs_raw_binned``).
+    thresholds_mm : sequence of float
+
+    Returns
+    -------
+    str
+        Columns ``BSS vs ref [5%, 95%]`` and ``BSS vs clim [5%, 95%]`` per threshold,
+        then a CRPS-skill line; the percentages follow the intervals' level.
+    """
+    any_iv = next(iter(intervals.values()), None)
+    level = 0.9 if any_iv is None else any_iv.level
+    lo, hi = f"{100 * (1 - level) / 2:g}%", f"{100 * (1 + level) / 2:g}%"
+    lines = [f" thresh   {f'BSS vs ref [{lo}, {hi}]':<26} BSS vs clim [{lo}, {hi}]",
+             " ------   " + "-" * 26 + " " + "-" * 26]
+    for t in thresholds_mm:
+        ref = format_interval(intervals.get(sum_name("bss_vs_ref", t)))
+        clim = format_interval(intervals.get(sum_name("bss_vs_clim", t)))
+        lines.append(f"{t:5g} mm  {ref:<26} {clim}")
+    crps = intervals.get("crpss_vs_raw_binned")
+    if crps is not None:
+        lines.append(f"CRPS skill vs GRAF (binned) {format_interval(crps)}")
+    if any_iv is not None:
+        lines.append(f"({100 * level:g} % block-bootstrap intervals over {any_iv.n_days} init dates, "
+                     f"{any_iv.n_replicates} replicates)")
+    return "\n".join(lines)
+
+
+def format_decomposition(rows: Sequence[tuple[float, Mapping[str, float]]]) -> str:
+    """The Brier decomposition table: a row per threshold.
+
+    Parameters
+    ----------
+    rows : sequence of (threshold_mm, components)
+        Components as :meth:`BrierDecomposition.components`.
+
+    Returns
+    -------
+    str
+        ``BS, REL, RES, UNC, WBV, WBC`` per threshold (``BS = REL - RES + UNC + WBV -
+        2 WBC``).
+    """
+    keys = ("brier_score", "reliability", "resolution", "uncertainty", "within_bin_variance",
+            "within_bin_covariance")
+    lines = [" thresh         BS        REL        RES        UNC        WBV        WBC",
+             " ------   --------   --------   --------   --------   --------   --------"]
+    for t, comp in rows:
+        cells = "  ".join(_cell(_finite(comp.get(k)), ".2e" if 0 < abs(comp.get(k) or 0) < 1e-3 else ".5f", 9)
+                          for k in keys)
+        lines.append(f"{t:5g} mm {cells}")
+    return "\n".join(lines)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
