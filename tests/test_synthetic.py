@@ -15,9 +15,12 @@ from pqpf.config import PathsConfig, load_config
 from pqpf.grid import graf_like_grid
 from pqpf.io.grib import read_graf, read_grib_messages, read_mrms_qpe, read_mrms_quality, read_terrain_grib
 from pqpf.layout import graf_archive_path, graf_laptop_path, mrms_raw_path
-from pqpf.synthetic import (
-    _Observer, _radar_quality, _regime_at, _Weather, generate_archive, main, mrms_grid_for,
-)
+from pqpf.synthetic import generate_archive, main, mrms_grid_for
+from pqpf.synthetic.grids import extended_domain
+from pqpf.synthetic.radar import Observer, build_observer, radar_quality, radar_sites, site_on_hills
+from pqpf.synthetic.regimes import regime_at
+from pqpf.synthetic.terrain import synthetic_terrain
+from pqpf.synthetic.weather import Weather
 
 QPE = "MultiSensor_QPE_01H_Pass2_00.00"
 RQI = "RadarAccumulationQualityIndex_01H_00.00"
@@ -42,7 +45,7 @@ def _hours(a, b):
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "archive"
-    config = generate_archive(out, START, END, LEADS, "demo", seed=3, _model_grid=SMALL)
+    config = generate_archive(out, START, END, LEADS, "demo", seed=3, model_grid=SMALL)
     return out, config
 
 
@@ -156,7 +159,7 @@ def test_same_arguments_give_identical_bytes_and_a_longer_run_repeats_them(archi
     out, _ = archive
     short_end = dt.datetime(2024, 4, 5, 17)
     again = tmp_path / "again"
-    generate_archive(again, START, short_end, LEADS, "demo", seed=3, _model_grid=SMALL)
+    generate_archive(again, START, short_end, LEADS, "demo", seed=3, model_grid=SMALL)
     mine, theirs = _files(again), _files(out)
     shared = [k for k in mine if k.name != "config.ini"]
     assert len(shared) == 12 * 2 + 2 + 1  # 12 hours of MRMS, init 12Z x 2 leads, terrain
@@ -167,7 +170,7 @@ def test_same_arguments_give_identical_bytes_and_a_longer_run_repeats_them(archi
 def test_another_seed_gives_other_weather(archive, tmp_path):
     out, config = archive
     other = generate_archive(tmp_path / "other", START, START + dt.timedelta(hours=8), (6,),
-                             "demo", seed=4, _model_grid=SMALL)
+                             "demo", seed=4, model_grid=SMALL)
     init = dt.datetime(2024, 4, 5, 12)
     a = read_graf(graf_archive_path(config, init, 6), 6).values
     b = read_graf(graf_archive_path(other, init, 6), 6).values
@@ -185,10 +188,10 @@ def test_rerun_keeps_existing_files_and_completes_missing_ones(archive, tmp_path
     victim.unlink()
     kept = copy / "static" / "GRAF_CONUS_terrain.grb2"
     kept.write_bytes(b"placeholder")
-    generate_archive(copy, START, END, LEADS, "demo", seed=3, _model_grid=SMALL)
+    generate_archive(copy, START, END, LEADS, "demo", seed=3, model_grid=SMALL)
     assert victim.read_bytes() == (out / victim.relative_to(copy)).read_bytes()
     assert kept.read_bytes() == b"placeholder"  # existing files are not rewritten
-    generate_archive(copy, START, END, LEADS, "demo", seed=3, overwrite=True, _model_grid=SMALL)
+    generate_archive(copy, START, END, LEADS, "demo", seed=3, overwrite=True, model_grid=SMALL)
     assert kept.read_bytes() == config.paths.graf_terrain_grib.read_bytes()
 
 
@@ -216,7 +219,12 @@ def weather():
     hours (odd hours), and forecasts at leads 1 and 12 valid at 01 and 13 UTC (the same
     valid times for both leads, from different inits)."""
     model = graf_like_grid("demo")
-    w = _Weather(model, mrms_grid_for("demo", model), "demo", seed=0)
+    mrms = mrms_grid_for("demo", model)
+    dom = extended_domain(model, mrms)
+    w = Weather(dom, synthetic_terrain(dom.grid, 0), seed=0)
+    w.model, w.mrms = model, mrms
+    w.observer = build_observer(mrms, dom.grid, w.terrain_ext, "demo", 0, w.params)
+    w.sites = site_on_hills(radar_sites(mrms, w.params.radar_spacing_demo_km, 0), dom.grid, w.terrain_ext)
     w.start(W_START - dt.timedelta(hours=1))
     truth, forcing, fcst = [], [], {1: [], 12: []}
     for _ in range(24 * N_DAYS):
@@ -224,8 +232,8 @@ def weather():
         if w.time.hour % 2 == 0:
             continue
         truth.append(w.truth()[w.dom.inner])
-        regime = _regime_at(w.seed, w.time - dt.timedelta(minutes=30), w.params)
-        forcing.append(w._orographic(regime, w.grad_truth)[w.dom.inner])
+        regime = regime_at(w.seed, w.time - dt.timedelta(minutes=30), w.params)
+        forcing.append(w.orographic_forcing(regime, w.grad_truth)[w.dom.inner])
         if w.time.hour in (1, 13):
             for lead in fcst:
                 f = w.forecast(w.time - dt.timedelta(hours=lead), lead)
@@ -303,7 +311,7 @@ def test_forecasts_from_different_inits_differ_at_the_same_valid_time(weather):
 
 def test_radar_quality_falls_with_range_and_behind_mountains(weather):
     w, _, _, _ = weather
-    rq = _radar_quality(w.mrms, w.dom.grid, w.terrain_ext, w.sites, w.params, diagnostics=True)
+    rq = radar_quality(w.mrms, w.dom.grid, w.terrain_ext, w.sites, w.params, diagnostics=True)
     q, dist, blocked = rq.quality, rq.nearest_km, rq.blockage
     assert 0.0 <= q.min() and q.max() <= 1.0
     near, far = (dist > 20) & (dist < 80), (dist > 150) & (dist < 220)
@@ -321,7 +329,7 @@ def test_radar_quality_falls_with_range_and_behind_mountains(weather):
 def test_mrms_underestimates_and_is_noisier_where_quality_is_poor(weather):
     w, truth, _, _ = weather
     params = w.params
-    exact = _Observer(w.mrms, w.dom.grid, w.observer().quality, 0,
+    exact = Observer(w.mrms, w.dom.grid, w.observer.quality, 0,
                       dataclasses.replace(params, qpe_underestimate=0.0, qpe_noise_sd=0.0,
                                           qpe_noise_sd_poor=0.0))
     w.start(W_START)
@@ -330,9 +338,9 @@ def test_mrms_underestimates_and_is_noisier_where_quality_is_poor(weather):
     for _ in range(6):
         w.step()
         t = w.truth()
-        obs, ref = w.observer().observe(t, w.time), exact.observe(t, w.time)
+        obs, ref = w.observer.observe(t, w.time), exact.observe(t, w.time)
         wet = ref > 0.5
-        q = w.observer().quality
+        q = w.observer.quality
         for name, sel in (("good", wet & (q > 0.9)), ("poor", wet & (q < 0.3) & (q > 0))):
             ratios[name].append(obs[sel] / ref[sel])
     good, poor = np.concatenate(ratios["good"]), np.concatenate(ratios["poor"])

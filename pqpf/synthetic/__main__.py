@@ -1,0 +1,7 @@
+"""``python -m pqpf.synthetic``: write a synthetic GRAF + MRMS archive."""
+
+import sys
+
+from pqpf.synthetic.cli import main
+
+sys.exit(main())
