@@ -224,7 +224,8 @@ def weather():
     w = Weather(dom, synthetic_terrain(dom.grid, 0), seed=0)
     w.model, w.mrms = model, mrms
     w.observer = build_observer(mrms, dom.grid, w.terrain_ext, "demo", 0, w.params)
-    w.sites = site_on_hills(radar_sites(mrms, w.params.radar_spacing_demo_km, 0), dom.grid, w.terrain_ext)
+    w.sites = site_on_hills(radar_sites(mrms, w.params.radar_spacing_demo_km, 0), dom.grid, w.terrain_ext,
+                            w.params.radar_siting_radius_km)
     w.start(W_START - dt.timedelta(hours=1))
     truth, forcing, fcst = [], [], {1: [], 12: []}
     for _ in range(24 * N_DAYS):

@@ -1,4 +1,30 @@
-"""The archive writer: GRAF, MRMS and terrain GRIB2 files and the archive's ``config.ini``."""
+"""The archive writer: GRAF, MRMS and terrain GRIB2 files and the archive's ``config.ini``.
+
+:func:`generate_archive` writes into ``DIR``
+
+* GRAF-like forecasts: GRIB2 on the Lambert conformal model grid, 1-h accumulated
+  precipitation ending at each lead, WINC names and directory layout (the old
+  ``hdo-graflr_conus`` archive for inits up to 2024040512, the new one after);
+* MRMS: gzipped GRIB2 ``MultiSensor_QPE_01H_Pass2_00.00`` (209/6/37, packed to 0.1 mm)
+  and ``RadarAccumulationQualityIndex_01H_00.00`` (packed to 0.01) for every hour of
+  the range, on the 0.01 degree grid in the public archive's layout, -3 outside radar
+  coverage;
+* the terrain height as GRIB2 orography;
+* ``DIR/config.ini`` with every ``[paths]`` key inside ``DIR``, written relative to
+  ``DIR`` so the archive can be moved.
+
+The configuration's choices: ``[paths]`` below ``DIR``
+(``graf_dir = graf/hdo-graf_conus``, ``graf_dir_old = graf/hdo-graflr_conus``,
+``graf_laptop_dir = graf`` so the laptop layout equals the archive, terrain GRIB in
+``static/``, terrain netCDF in ``terrain/``, ``mrms_raw``, ``mrms_remapped``, ``patches``,
+``trainings``, ``probs``, ``plots``); ``[graf] lead_max_h = max(48, largest lead)``;
+``[terrain] smoothing_sigma_px = 8`` (32 km at 4 km spacing); ``[training]
+hparams_name = tiny``; ``[patches] ndays_train = max(1, min(60, floor(D) - 3))`` with
+``D = (end - start)`` in days, ``previous_year`` only when ``D > 396`` (13 months),
+``cycles`` = the cycles generated; an archive with ``D < 90`` gets 2-day split blocks and
+a 0.6/0.2/0.2 split (else 5 days and 0.7/0.15/0.15) so that wet and dry spells reach
+every split.
+"""
 
 from __future__ import annotations
 
@@ -47,34 +73,50 @@ __all__ = ["generate_archive"]
 
 logger = logging.getLogger(__name__)
 
+# The archive's config.ini (see the module docstring).
+_MIN_LEAD_MAX_H = 48
+_TERRAIN_SIGMA_PX = 8.0
+_HPARAMS_NAME = "tiny"
+_MAX_TRAIN_DAYS = 60
+#: The training window is this many days shorter than the archive.
+_TRAIN_WINDOW_SHORTFALL_DAYS = 3
+#: Archives shorter than this (days) count as short: shorter split blocks, larger held-out shares.
+_SHORT_ARCHIVE_DAYS = 90
+_SPLIT_SHORT = (2, (0.6, 0.2, 0.2))
+_SPLIT_LONG = (5, (0.7, 0.15, 0.15))
+#: Archives longer than this (days, 13 months) also train on the same season a year earlier.
+_PREVIOUS_YEAR_MIN_DAYS = 396
+_SECONDS_PER_DAY = 86400.0
+
 
 def _site_config(out_dir: Path, start: dt.datetime, end: dt.datetime, leads_h: Sequence[int],
                  cycles: Sequence[int]) -> Config:
     """The configuration of the archive in ``out_dir`` (absolute paths)."""
     paths = paths_below(out_dir)
-    days = (end - start).total_seconds() / 86400.0
-    short = days < 90
+    days = (end - start).total_seconds() / _SECONDS_PER_DAY
+    # A short archive has few weather regimes: shorter blocks and larger held-out
+    # shares keep wet and dry spells in every split.
+    block_days, fractions = _SPLIT_SHORT if days < _SHORT_ARCHIVE_DAYS else _SPLIT_LONG
     patches = PatchesConfig(
-        ndays_train=int(max(1, min(60, math.floor(days) - 3))),
-        previous_year=days > 396,
+        ndays_train=int(max(1, min(_MAX_TRAIN_DAYS, math.floor(days) - _TRAIN_WINDOW_SHORTFALL_DAYS))),
+        previous_year=days > _PREVIOUS_YEAR_MIN_DAYS,
         cycles=tuple(int(c) for c in cycles),
-        # A short archive has few weather regimes: shorter blocks and larger held-out
-        # shares keep wet and dry spells in every split.
-        split_block_days=2 if short else 5,
-        split_fractions=(0.6, 0.2, 0.2) if short else (0.7, 0.15, 0.15),
+        split_block_days=block_days,
+        split_fractions=fractions,
     )
     return Config(
         source=out_dir / "config.ini",
         paths=paths,
-        graf=GrafConfig(lead_min_h=1, lead_max_h=max(48, max(leads_h))),
-        terrain=TerrainConfig(smoothing_sigma_px=8.0),
+        graf=GrafConfig(lead_min_h=1, lead_max_h=max(_MIN_LEAD_MAX_H, max(leads_h))),
+        terrain=TerrainConfig(smoothing_sigma_px=_TERRAIN_SIGMA_PX),
         patches=patches,
-        training=TrainingConfig(hparams_name="tiny"),
+        training=TrainingConfig(hparams_name=_HPARAMS_NAME),
     )
 
 
 def _validate(start: dt.datetime, end: dt.datetime, leads_h: Sequence[int], grid_name: str,
               cycles: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Sorted unique leads and cycle hours; UsageError for anything out of range."""
     if end < start:
         raise UsageError(f"end {format_yyyymmddhh(end)} is before start {format_yyyymmddhh(start)}")
     leads = sorted({int(v) for v in leads_h})
@@ -172,6 +214,7 @@ class _World:
 
     @classmethod
     def build(cls, grid_name: str, seed: int, params: WeatherParams, model_grid: Grid | None) -> _World:
+        """Grids, terrain and weather of a named grid (or of ``model_grid``)."""
         model = model_grid if model_grid is not None else graf_like_grid(grid_name)
         mrms = mrms_grid_for(grid_name, model)
         dom = extended_domain(model, mrms)
@@ -180,6 +223,7 @@ class _World:
         return cls(grid_name, seed, params, model, mrms, dom, terrain_ext, weather)
 
     def observer(self) -> Observer:
+        """The MRMS observer (radar sites and quality index computed on the first call)."""
         if self._observer is None:
             self._observer = build_observer(self.mrms, self.dom.grid, self.terrain_ext, self.grid_name,
                                             self.seed, self.params)
@@ -227,6 +271,7 @@ def _write_hours(config: Config, world: _World, start: dt.datetime, end: dt.date
 
 def _config_header(start: dt.datetime, end: dt.datetime, leads: Sequence[int], grid_name: str,
                    seed: int) -> str:
+    """Comment lines that open the archive's config.ini: how it was made."""
     return (
         "# pqpf site configuration of a synthetic archive, written by\n"
         f"# python -m pqpf.synthetic --start {format_yyyymmddhh(start)} --end {format_yyyymmddhh(end)} "

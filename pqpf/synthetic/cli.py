@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 def _int_list(text: str) -> list[int]:
+    """``"1,6,12"`` -> ``[1, 6, 12]`` (an argparse type)."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:

@@ -1,4 +1,9 @@
-"""Gaussian random fields on a periodic domain, built and evolved in Fourier space."""
+"""Gaussian random fields on a periodic domain, built and evolved in Fourier space.
+
+A field of power spectrum ``S(k) ~ (|k|^2 + k0^2)^(-beta/2)`` (``k0 = 2 pi / outer scale``)
+is the inverse FFT of ``A_k W_k``, ``A_k = S(k)^(1/2)`` normalised to unit variance and
+``W_k`` the FFT of unit white noise. Shifts are exact phase factors ``exp(-i k . d)``.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,32 @@ from numpy.typing import NDArray
 
 __all__ = ["SpectralDomain", "gaussian_random_field"]
 
+#: Guard against dividing by the standard deviation of a constant field.
+_MIN_STD = 1e-12
+
 
 class SpectralDomain:
     """Fourier-space operations on a periodic ``(ny, nx)`` domain of spacing ``dx_km``.
 
-    ``amp`` is the amplitude of every ``rfft2`` mode for a field of unit variance with
-    power spectrum ``(k^2 + k0^2)^(-beta/2)``, ``k0 = 2 pi / outer_km``.
+    Parameters
+    ----------
+    ny, nx : int
+        Domain shape (points).
+    dx_km : float
+        Grid spacing (km), the same along both axes.
+    beta : float
+        Spectral exponent: power spectrum ``(|k|^2 + k0^2)^(-beta/2)``.
+    outer_km : float
+        Outer scale (km): ``k0 = 2 pi / outer_km``.
+
+    Attributes
+    ----------
+    kx, ky : float64 arrays, shapes (1, nx // 2 + 1) and (ny, 1)
+        Wavenumbers (rad/km) of the ``rfft2`` modes.
+    amp, amp64 : arrays, shape (ny, nx // 2 + 1)
+        Amplitude of every mode for a field of unit variance (float32 and float64).
+    wavelength_km : float64 array, shape (ny, nx // 2 + 1)
+        ``2 pi / |k|`` (inf for the mean).
     """
 
     def __init__(self, ny: int, nx: int, dx_km: float, beta: float, outer_km: float) -> None:
@@ -49,12 +74,32 @@ class SpectralDomain:
         return np.exp(-1j * arg).astype(np.complex64)
 
     def to_real(self, spectrum: NDArray[np.complex64]) -> NDArray[np.float32]:
+        """The real field, shape ``(ny, nx)``, of an ``rfft2`` spectrum."""
         return np.fft.irfft2(spectrum, s=self.shape).astype(np.float32)
 
 
 def gaussian_random_field(shape: tuple[int, int], dx_km: float, beta: float, outer_km: float,
                           rng: np.random.Generator) -> NDArray[np.float32]:
-    """A periodic Gaussian field with spectrum ``(k^2 + k0^2)^(-beta/2)``, unit variance."""
+    """A periodic Gaussian field of spectrum ``(|k|^2 + k0^2)^(-beta/2)``, mean 0, variance 1.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(ny, nx)``.
+    dx_km : float
+        Grid spacing (km).
+    beta : float
+        Spectral exponent.
+    outer_km : float
+        Outer scale (km), ``k0 = 2 pi / outer_km``.
+    rng : numpy.random.Generator
+        Source of the white noise (``ny * nx`` float32 normals are drawn).
+
+    Returns
+    -------
+    float32 array, shape ``shape``
+        Standardised to sample mean 0 and sample standard deviation 1.
+    """
     spec = SpectralDomain(shape[0], shape[1], dx_km, beta, outer_km)
     field = spec.to_real(spec.amp * spec.white(rng))
-    return (field - field.mean()) / max(float(field.std()), 1e-12)
+    return (field - field.mean()) / max(float(field.std()), _MIN_STD)
