@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     monai, naive = "MONAI sliding_window_inference", "naive batch-1 loop"
     like = median[ours_k] / median[monai]
     reduced = median[ours_t] / median[monai]
-    print(f"\nratios from medians (from best times in brackets; best is less sensitive to other load):")
+    print("\nratios from medians (from best times in brackets; best is less sensitive to other load):")
     print(f"  ours/MONAI like-for-like, both accumulate K={n_bins} channels: "
           f"{like:.3f} [{best[ours_k] / best[monai]:.3f}]")
     print(f"  ours/MONAI with reduction to {reduction.shape[0]} thresholds (production path): "
@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         truth = predictor(torch.from_numpy(sub)[None])[0].numpy()
         whole_s = time.perf_counter() - start
     print(f"\nwhole-field forward pass on {tny} x {tnx}: {whole_s:.2f} s, +{rss.peak - rss.start:.0f} MB")
-    where = "the full domain" if (tny, tnx) == (ny, nx) else f"the {tny} x {tnx} sub-domain at the origin (stitched again there)"
+    where = ("the full domain" if (tny, tnx) == (ny, nx)
+             else f"the {tny} x {tnx} sub-domain at the origin (stitched again there)")
     print(f"seam error, RMS of the K bin probabilities against the whole-field forward pass on {where}:")
     for name, run in runners.items():
         out = outputs[name] if (tny, tnx) == (ny, nx) else run(sub)

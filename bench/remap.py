@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         rss_build = _peak_rss_gb()
         print(f"weight build (once): {t_build:.2f} s, {built.matrix.nnz / 1e6:.1f} M non-zeros, "
               f"peak RSS {rss_before:.2f} GB before -> {rss_build:.2f} GB after")
-        t_save, stored = _once(lambda: built.save(Path(cache) / "weights.npz"))
+        t_save, stored = _once(lambda w=built: w.save(Path(cache) / "weights.npz"))
         size_mb = stored.stat().st_size / 1e6
         del built
         loads = [_once(lambda: RegridWeights.load(stored, grid_in, grid_out, "conservative"))
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(rounds):
         t, decoded = _once(lambda: read_mrms_qpe(path))
         times["decode"].append(t)
-        times["apply"].append(_once(lambda: weights.apply(decoded.values))[0])
-        times["apply_q"].append(_once(lambda: weights.apply(decoded.values, quality))[0])
+        times["apply"].append(_once(lambda d=decoded: weights.apply(d.values))[0])
+        times["apply_q"].append(_once(lambda d=decoded: weights.apply(d.values, quality))[0])
         times["apply_slow"].append(_once(lambda: weights.apply(holes, quality))[0])
         times["rgi"].append(_once(rgi_hour)[0])
         if kd_hour is not None:

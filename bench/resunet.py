@@ -67,8 +67,8 @@ def main() -> int:
     import torch
     from monai.networks.nets import UNet
 
-    from pqpf.hparams import load_hparams
     from pqpf.features import channel_names
+    from pqpf.hparams import load_hparams
     from pqpf.model.resunet import build_resunet as build_model
     from pqpf.model.resunet import count_parameters
 
@@ -85,7 +85,8 @@ def main() -> int:
         widths = tuple(mh.base_width * 2**level for level in range(mh.depth + 1))
         base = UNet(
             spatial_dims=2, in_channels=c_in, out_channels=len(mh.bin_edges_mm), channels=widths,
-            strides=(2,) * mh.depth, num_res_units=2, norm=mh.norm if mh.norm != "group" else ("group", {"num_groups": 2}),
+            strides=(2,) * mh.depth, num_res_units=2,
+            norm=mh.norm if mh.norm != "group" else ("group", {"num_groups": 2}),
         ).eval()
         t_net = _time_forward(net, x, args.repeats) / args.batch * 1e3
         t_base = _time_forward(base, x, args.repeats) / args.batch * 1e3

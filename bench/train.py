@@ -28,8 +28,8 @@ from scipy.ndimage import gaussian_filter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pqpf.config import Config, load_config, paths_below, write_config  # noqa: E402
-from pqpf.hparams import load_hparams  # noqa: E402
 from pqpf.features import FEATURE_SCHEMA_VERSION, build_features, channel_names  # noqa: E402
+from pqpf.hparams import load_hparams  # noqa: E402
 from pqpf.io.patchfile import PatchFileWriter  # noqa: E402
 from pqpf.layout import patch_file_path  # noqa: E402
 

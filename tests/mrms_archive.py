@@ -40,8 +40,8 @@ def small_lambert_grid(lat_c: float = 36.7, lon_c: float = -81.0, ny: int = 24, 
 
 def reencode(crop_gz: Path, values: np.ndarray, valid: dt.datetime) -> bytes:
     """The crop's GRIB2 message with new values and valid time, gzipped."""
-    import pyproj  # noqa: F401  (import order: pyproj/pygrib before eccodes)
     import eccodes
+    import pyproj  # noqa: F401  (import order: pyproj/pygrib before eccodes)
 
     raw = gzip.decompress(crop_gz.read_bytes())
     handle = eccodes.codes_new_from_message(raw)

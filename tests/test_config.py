@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from pqpf.config import config_to_ini, load_config, resolve_config_path
-from pqpf.hparams import default_hparams_file, hparams_names, load_hparams
 from pqpf.errors import ConfigError
+from pqpf.hparams import default_hparams_file, hparams_names, load_hparams
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = """[paths]

@@ -3,7 +3,11 @@ import datetime as dt
 import pytest
 
 from pqpf.dates import (
-    format_yyyymmddhh, from_epoch_seconds, hour_range, parse_yyyymmddhh, to_epoch_seconds,
+    format_yyyymmddhh,
+    from_epoch_seconds,
+    hour_range,
+    parse_yyyymmddhh,
+    to_epoch_seconds,
     validate_lead,
 )
 from pqpf.errors import UsageError
@@ -15,7 +19,8 @@ def test_parse_roundtrips_a_real_date():
     assert format_yyyymmddhh(when) == "2025120112"
 
 
-@pytest.mark.parametrize("text", ["2025023100", "2025130100", "2025010124", "2023022900", "202501010", "20250101xx", ""])
+@pytest.mark.parametrize("text", ["2025023100", "2025130100", "2025010124", "2023022900", "202501010", "20250101xx",
+                                  ""])
 def test_parse_rejects_impossible_or_malformed_dates(text):
     with pytest.raises(UsageError) as err:
         parse_yyyymmddhh(text, what="INIT")

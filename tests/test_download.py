@@ -5,13 +5,13 @@ import shutil
 import threading
 
 import pytest
-
 from conftest import MRMS_CROP
 from mrms_archive import QPE_PRODUCT, QUALITY_PRODUCT, small_lambert_grid, write_config, write_hour
+
 from pqpf.cli.save_remapped_mrms import main
-from pqpf.stages.download import download_hour, mrms_url
 from pqpf.errors import RemoteError
 from pqpf.layout import mrms_raw_path, mrms_remapped_path
+from pqpf.stages.download import download_hour, mrms_url
 from pqpf.stages.remap import remap_range
 
 H14, H15, H16 = (dt.datetime(2022, 8, 9, h) for h in (14, 15, 16))
@@ -73,7 +73,8 @@ def test_download_is_byte_identical_and_never_repeated(site, bucket):
 
 def test_bad_answers_raise_remote_error_and_leave_nothing(site, bucket, monkeypatch):
     # a 200 answer that is not gzip (e.g. a captive portal's HTML page)
-    fake = bucket.root / QUALITY_PRODUCT / "20220809" / "MRMS_RadarAccumulationQualityIndex_01H_00.00_20220809-170000.grib2.gz"
+    fake = (bucket.root / QUALITY_PRODUCT / "20220809"
+            / "MRMS_RadarAccumulationQualityIndex_01H_00.00_20220809-170000.grib2.gz")
     fake.write_text("<html>log in first</html>")
     with pytest.raises(RemoteError, match="not a gzip file"):
         download_hour(site, QUALITY_PRODUCT, dt.datetime(2022, 8, 9, 17))

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from pqpf.errors import InputFileError
 from pqpf.augment import augment_batch_torch, augment_features, augment_spatial
+from pqpf.errors import InputFileError
 from pqpf.features import (
     FEATURE_SCHEMA_VERSION,
     SIGN_SYMMETRIC,
@@ -178,7 +178,7 @@ def test_normalisation_statistics_weighted_and_streaming():
     names = channel_names()
     norm = compute_normalisation(feats, names, sample_weight=w, batch_size=2)
     pix_w = np.broadcast_to(w[:, None, None], (7, 16, 16))
-    for i, c in enumerate(names[:3]):
+    for i in range(3):
         mean = np.average(feats[:, i], weights=pix_w)
         std = math.sqrt(np.average((feats[:, i] - mean) ** 2, weights=pix_w))
         assert norm.mean[i] == pytest.approx(mean, rel=1e-9, abs=1e-12)

@@ -1,8 +1,8 @@
 import numpy as np
 import pygrib
 import pytest
-
 from conftest import HRRR_CROP, MRMS_CROP, NAM_TERRAIN
+
 from pqpf.grid import LAMBERT, Grid
 from pqpf.io.grib import read_graf, read_mrms_qpe, read_terrain_grib
 

@@ -5,7 +5,11 @@ import pytest
 
 from pqpf.config import load_config
 from pqpf.layout import (
-    graf_archive_path, graf_filename, graf_laptop_path, graf_remote_path, mrms_raw_path,
+    graf_archive_path,
+    graf_filename,
+    graf_laptop_path,
+    graf_remote_path,
+    mrms_raw_path,
     patch_file_path,
 )
 

@@ -30,7 +30,8 @@ def _few_threads():
     torch.set_num_threads(old)
 
 
-def _random_probs(rng, shape, k=len(EDGES)):
+def _random_probs(rng, shape, k=None):
+    k = len(EDGES) if k is None else k
     logits = rng.normal(scale=2.0, size=shape[:1] + (k,) + shape[1:])
     return probs_from_logits(logits, dim=1).astype(np.float64)
 

@@ -6,7 +6,11 @@ import pytest
 
 from pqpf.config import PatchesConfig
 from pqpf.sampling import (
-    assign_splits, candidate_origins, sample_patches, training_inits, window_fractions,
+    assign_splits,
+    candidate_origins,
+    sample_patches,
+    training_inits,
+    window_fractions,
 )
 
 CFG = PatchesConfig()

@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pyproj
 import pytest
-
 from conftest import HRRR_FULL, MRMS_CONUS, MRMS_CROP
 from mrms_archive import count_builds, small_lambert_grid
+
 from pqpf.errors import GridMismatchError, InputFileError
 from pqpf.grid import EARTH_RADIUS_M, LATLON, Grid
 from pqpf.io.grib import read_graf, read_mrms_qpe

@@ -5,17 +5,22 @@ import os
 import numpy as np
 import pytest
 import xarray as xr
-
 from conftest import MRMS_CROP
 from mrms_archive import (
-    QPE_PRODUCT, QUALITY_PRODUCT, count_builds, small_lambert_grid, write_config, write_hour,
+    QPE_PRODUCT,
+    QUALITY_PRODUCT,
+    count_builds,
+    small_lambert_grid,
+    write_config,
+    write_hour,
 )
+
 from pqpf.cli.save_remapped_mrms import main
 from pqpf.io.grib import read_mrms_qpe, read_mrms_quality
 from pqpf.io.netcdf import read_grid_netcdf
 from pqpf.layout import mrms_raw_path, mrms_remapped_path, remap_weights_dir
-from pqpf.stages.remap import remap_range
 from pqpf.remapping import RegridWeights, cached_weights
+from pqpf.stages.remap import remap_range
 
 HOURS = [dt.datetime(2022, 8, 9, h) for h in (14, 15, 16)]
 GRID = small_lambert_grid(36.7, -81.0, ny=24, nx=30)
@@ -151,7 +156,8 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     config.source.write_text(good.replace("remap_method = conservative", "remap_method = patchy"))
     assert _run(config, "2022080914", "2022080916") == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "[mrms] remap_method must be one of conservative, nearest, bilinear; got 'patchy'" in err[0]
+    assert len(err) == 1
+    assert "[mrms] remap_method must be one of conservative, nearest, bilinear; got 'patchy'" in err[0]
     config.source.write_text(good)
     config.paths.terrain_file.unlink()
     assert _run(config, "2022080914", "2022080916") == 1

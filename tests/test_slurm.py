@@ -21,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pqpf.cli.slurm_submit import main as submit_main
-from pqpf.config import load_config
 from pqpf.dates import hour_range
 from pqpf.errors import UsageError
 from pqpf.slurm import chunk_range, job_states, parse_leads, select_lead, wait_for_job

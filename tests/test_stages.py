@@ -19,8 +19,8 @@ from pqpf.features import build_features
 from pqpf.io.grib import read_graf
 from pqpf.io.netcdf import read_grid_netcdf
 from pqpf.io.patchfile import load_patch_file
-from pqpf.layout import graf_archive_path, mrms_remapped_path, patch_file_path, probs_path
 from pqpf.io.terrain_file import read_terrain
+from pqpf.layout import graf_archive_path, mrms_remapped_path, patch_file_path, probs_path
 
 pytestmark = pytest.mark.slow  # one shared archive and model: ~45 s for the module
 
@@ -139,7 +139,8 @@ def test_inference_errors_are_one_line(trained, tmp_path):
     assert res.returncode == 2 and "outside the configured range" in res.stderr
     # a lead without a model falls back to the nearest registered lead, with a warning
     empty = tmp_path / "empty"
-    shutil.copytree(config.source.parent, empty, ignore=shutil.ignore_patterns("mrms_raw", "trainings", "patches", "probs"))
+    shutil.copytree(config.source.parent, empty,
+                    ignore=shutil.ignore_patterns("mrms_raw", "trainings", "patches", "probs"))
     res = run("resunet_inference.py", "2025070712", LEAD, "--config", empty / "config.ini", check=False)
     assert res.returncode == 1 and "no trained model" in res.stderr and res.stderr.count("\n") == 1
     # a registered checkpoint that has gone, and a missing terrain file: one line each

@@ -238,7 +238,8 @@ def test_outputs_are_returned_as_numpy_for_tensor_inputs():
 
 def test_stitch_rejects_bad_inputs_and_model_outputs():
     x = _field((2, 40, 50))
-    with pytest.raises(ValueError, match=r"inputs must be an array or tensor of shape \(C, H, W\), got shape \(40, 50\)"):
+    with pytest.raises(ValueError, match=r"inputs must be an array or tensor of shape \(C, H, W\), got shape "
+                                         r"\(40, 50\)"):
         stitch(_identity, x[0], 16, 8)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         stitch(_identity, x, 16, 8, batch_size=0)

@@ -443,7 +443,7 @@ def test_stage_east_north_slopes_match_geodesic_differences_of_the_interpolated_
             (grid.y, grid.x), terrain[f"height{suffix}"].astype(np.float64)
         )
 
-        def height_at(lo, la):
+        def height_at(lo, la, interp=interp):
             x, y = grid.to_xy(lo, la)
             return interp(np.column_stack([y, x]))
 

@@ -17,7 +17,7 @@ EDGES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0)
 def _random_case(rng, n, nan_share=0.0):
     """A random case: gamma-distributed obs and forecasts, probabilities in [0, 1]."""
     t = len(THRESHOLDS)
-    obs = np.round(rng.gamma(0.4, 4.0, n), 3)  # 0.001 mm steps like real data: no value within pqpf.bins.AMOUNT_ATOL_MM below an edge
+    obs = np.round(rng.gamma(0.4, 4.0, n), 3)  # 0.001 mm steps: none within AMOUNT_ATOL_MM below an edge
     graf = np.round(rng.gamma(0.4, 4.0, n), 3)
     p_model = np.sort(rng.uniform(size=(t, n)), axis=0)[::-1].astype(np.float32)
     p_raw = (graf[None, :] >= np.array(THRESHOLDS)[:, None]).astype(np.float32)
@@ -63,7 +63,7 @@ def test_crps_bins_equals_properscoring_weighted_ensemble_at_lower_edges():
     n = 4000
     edges = np.array(EDGES)
     probs = rng.dirichlet(np.full(edges.size, 0.7), n).T
-    obs = np.round(rng.gamma(0.5, 5.0, n), 3)  # 0.001 mm steps like real data: no value within pqpf.bins.AMOUNT_ATOL_MM below an edge
+    obs = np.round(rng.gamma(0.5, 5.0, n), 3)  # 0.001 mm steps: none within AMOUNT_ATOL_MM below an edge
     obs[:50] = 0.0
     obs[50:60] = edges[rng.integers(0, edges.size, 10)]  # exactly on an edge
     obs[60:70] = 80.0  # in the open last bin
@@ -241,7 +241,7 @@ def _savez(v):
 
 def test_perfect_forecast_has_skill_one_and_climatology_zero():
     rng = np.random.default_rng(9)
-    obs = np.round(rng.gamma(0.5, 4, 10_000), 3)  # 0.001 mm steps like real data: no value within pqpf.bins.AMOUNT_ATOL_MM below an edge
+    obs = np.round(rng.gamma(0.5, 4, 10_000), 3)  # 0.001 mm steps: none within AMOUNT_ATOL_MM below an edge
     w = np.ones_like(obs)
     events = (obs[None, :] >= np.array(THRESHOLDS)[:, None]).astype(np.float64)
     clim = np.repeat(events.mean(axis=1, keepdims=True), obs.size, axis=1)

@@ -32,7 +32,6 @@ import io
 import json
 import logging
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +40,8 @@ from numpy.typing import NDArray
 # A development tool run from a checkout: import the pqpf beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pqpf.plot.basemap import BOUNDARY_KINDS, boundaries_path, clip_polyline  # noqa: E402
 from pqpf.io.atomic import atomic_write_bytes  # noqa: E402
+from pqpf.plot.basemap import BOUNDARY_KINDS, boundaries_path, clip_polyline  # noqa: E402
 
 logger = logging.getLogger("make_boundaries")
 

@@ -4,10 +4,16 @@ import gzip
 import numpy as np
 import pygrib
 import pytest
-
 from conftest import (
-    HRRR_CROP, HRRR_FULL, MRMS_CARIB, MRMS_CONUS, MRMS_CONUS_PASS1, MRMS_CROP, NAM_TERRAIN,
+    HRRR_CROP,
+    HRRR_FULL,
+    MRMS_CARIB,
+    MRMS_CONUS,
+    MRMS_CONUS_PASS1,
+    MRMS_CROP,
+    NAM_TERRAIN,
 )
+
 from pqpf.errors import InputFileError
 from pqpf.io.grib import read_graf, read_mrms_qpe, read_mrms_quality, read_terrain_grib
 

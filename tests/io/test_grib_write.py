@@ -8,8 +8,13 @@ import pytest
 from pqpf.grid import LATLON, Grid, graf_like_grid
 from pqpf.io.grib import read_graf, read_grib_messages, read_mrms_qpe, read_mrms_quality, read_terrain_grib
 from pqpf.io.grib_write import (
-    MRMS_QPE_PASS2_ID, MRMS_QUALITY_ID, encode_mrms_grib2, static_product_gzipper,
-    write_graf_grib2, write_mrms_grib2_gz, write_terrain_grib2,
+    MRMS_QPE_PASS2_ID,
+    MRMS_QUALITY_ID,
+    encode_mrms_grib2,
+    static_product_gzipper,
+    write_graf_grib2,
+    write_mrms_grib2_gz,
+    write_terrain_grib2,
 )
 
 INIT = dt.datetime(2024, 6, 1, 12)

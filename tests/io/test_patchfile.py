@@ -6,7 +6,11 @@ import pytest
 
 from pqpf.errors import InputFileError
 from pqpf.io.patchfile import (
-    PatchFileWriter, iter_patch_file, load_patch_file, read_patch_header, safe_loads,
+    PatchFileWriter,
+    iter_patch_file,
+    load_patch_file,
+    read_patch_header,
+    safe_loads,
 )
 
 HEADER = {"split": "train", "init": "2025120100", "lead_h": 12, "patch_px": 8,

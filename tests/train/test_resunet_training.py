@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import trainkit
+
 from pqpf.errors import PqpfError
 from pqpf.hparams import load_hparams
 from pqpf.io.checkpoint import load_checkpoint
