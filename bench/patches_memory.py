@@ -4,9 +4,10 @@
 Builds a synthetic archive (demo grid, 30 days, lead 6 h), remaps its MRMS, then runs
 save_patched_graf_mrms.py in a fresh process twice: with a training window of 5 days
 (10 inits at 00 and 12 UTC) and of 20 days (40 inits; a few are dropped at split
-boundaries), and prints each run's peak resident memory (ru_maxrss of the child), the number of patches written and the ratio. Baseline: the
-10-init run. The extraction streams one init at a time into the patch files, so the
-ratio should stay near 1 while the patch count grows about fourfold.
+boundaries), and prints each run's peak resident memory (ru_maxrss of the child), the
+number of patches written and the ratio. Baseline: the 10-init run. The extraction
+streams one init at a time into the patch files, so the ratio should stay near 1 while
+the patch count grows about fourfold.
 
     python bench/patches_memory.py [--workdir DIR]
 """
