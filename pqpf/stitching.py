@@ -44,6 +44,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -392,6 +393,35 @@ def stitch(
     ValueError
         For bad shapes, sizes, modes, or a model output that is not (B, K, N, N).
     """
+    _check_args(window_px, stride_px, pad_mode, weight, batch_size, dtype)
+    shape_in = tuple(getattr(inputs, "shape", ()))
+    if len(shape_in) not in (3, 4):
+        raise ValueError(f"inputs must be an array or tensor of shape (C, H, W), got shape {shape_in} "
+                         "(or (B, C, H, W) for a batch of fields)")
+    device = torch.device(device) if device is not None else _model_device(model)
+    field = _as_tensor(inputs, dtype, device)
+    batched = field.ndim == 4
+    plan = _plan(field if batched else field[None], int(window_px), stride_px, pad_mode, weight, dtype, device,
+                 reduction, channels_last)
+    logger.debug(
+        "stitching %d windows of %d px (stride %d) over %d field(s) of %d x %d points, batch %d, %s windows",
+        len(plan.corners), plan.n, stride_px, plan.field.shape[0], *plan.shape, batch_size,
+        "channels-last" if plan.channels_last else "contiguous",
+    )
+    with torch.inference_mode():
+        accumulator = _accumulate(model, plan, batch_size, post, progress)
+        ny, nx = plan.shape
+        top, left = plan.pads
+        total = torch.tensor(weight_sum((ny, nx), plan.n, stride_px, pad_mode, weight), dtype=dtype, device=device)
+        if accumulator.shape[2:] == (ny, nx):
+            result = accumulator.div_(total)  # in place: no second full-size array
+        else:
+            result = accumulator[:, :, top : top + ny, left : left + nx] / total
+    return (result if batched else result[0]).cpu().numpy()
+
+
+def _check_args(window_px: int, stride_px: int, pad_mode: str, weight: str, batch_size: int,
+                dtype: torch.dtype) -> None:
     _check_window(window_px, stride_px)
     _check_pad_mode(pad_mode)
     _check_weight(weight)
@@ -399,27 +429,34 @@ def stitch(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    shape_in = tuple(getattr(inputs, "shape", ()))
-    if len(shape_in) not in (3, 4):
-        raise ValueError(f"inputs must be an array or tensor of shape (C, H, W), got shape {shape_in} "
-                         "(or (B, C, H, W) for a batch of fields)")
-    n = int(window_px)
-    device = torch.device(device) if device is not None else _model_device(model)
 
-    field = _as_tensor(inputs, dtype, device)
-    batched = field.ndim == 4
-    if not batched:
-        field = field[None]
+
+@dataclass
+class _StitchPlan:
+    """The padded fields (B, C, H', W'), the window corners (field, row, column), the
+    window weight, the optional reduction, and the unpadded shape and leading pads."""
+
+    field: torch.Tensor
+    corners: list[tuple[int, int, int]]
+    n: int
+    weights: torch.Tensor
+    reduce_matrix: torch.Tensor | None
+    channels_last: bool
+    shape: tuple[int, int]
+    pads: tuple[int, int]
+
+
+def _plan(field: torch.Tensor, n: int, stride_px: int, pad_mode: str, weight: str, dtype: torch.dtype,
+          device: torch.device, reduction: NDArray | torch.Tensor | None, channels_last: bool | None) -> _StitchPlan:
     n_fields, _, ny, nx = field.shape
     if ny < 1 or nx < 1 or n_fields < 1:
-        raise ValueError(f"inputs must not be empty, got shape {shape_in}")
+        raise ValueError(f"inputs must not be empty, got shape {tuple(field.shape)}")
     plan_y = _pad_plan(ny, n, pad_mode)
     plan_x = _pad_plan(nx, n, pad_mode)
     field = _pad(field, plan_y, plan_x)
     # Window-major, field-minor: the B windows at one place are neighbours in a batch.
     corners = [(b, int(y), int(x)) for y in window_starts(field.shape[2], n, stride_px)
                for x in window_starts(field.shape[3], n, stride_px) for b in range(n_fields)]
-
     reduce_matrix = None
     if reduction is not None:
         reduce_matrix = _as_tensor(reduction, dtype, device)
@@ -427,60 +464,61 @@ def stitch(
             raise ValueError(f"reduction must have shape (T, K), got {tuple(reduce_matrix.shape)}")
     weights = torch.from_numpy(_WEIGHTS[weight](n)).to(device=device, dtype=dtype)
     weights = weights[:, None] * weights[None, :]  # exact: integers below 2**24
-
     layout_cl = device.type == "cpu" if channels_last is None else bool(channels_last)
-    logger.debug(
-        "stitching %d windows of %d px (stride %d) over %d field(s) of %d x %d points, batch %d, %s windows",
-        len(corners), n, stride_px, n_fields, ny, nx, batch_size, "channels-last" if layout_cl else "contiguous",
-    )
-    tracker = Progress(len(corners), "windows", logger) if progress else None
+    return _StitchPlan(field, corners, n, weights, reduce_matrix, layout_cl, (ny, nx), (plan_y[0], plan_x[0]))
+
+
+def _model_batch(model: Callable[[torch.Tensor], torch.Tensor], gather: _Gather, chunk: list[tuple[int, int, int]],
+                 first: bool, plan: _StitchPlan) -> tuple[torch.Tensor, _Gather]:
+    """The model's output for one batch of windows (and the gatherer to keep using)."""
+    try:
+        return model(gather(chunk)), gather
+    except RuntimeError:
+        if not first or not gather.channels_last:
+            raise
+        # A model that reshapes with .view() may refuse channels-last input.
+        logger.debug("model failed on channels-last windows; using contiguous ones", exc_info=True)
+        gather = _Gather(plan.field, plan.n, gather.buffer.shape[0], False)
+        return model(gather(chunk)), gather
+
+
+def _reduce(out: torch.Tensor, plan: _StitchPlan, batch: int, dtype: torch.dtype) -> torch.Tensor:
+    n = plan.n
+    if out.ndim != 4 or out.shape[0] != batch or tuple(out.shape[2:]) != (n, n):
+        raise ValueError(f"model must map (B, C, {n}, {n}) to (B, K, {n}, {n}); got {tuple(out.shape)} for B={batch}")
+    out = out.to(dtype)
+    if plan.reduce_matrix is None:
+        return out
+    if plan.reduce_matrix.shape[1] != out.shape[1]:
+        raise ValueError(f"reduction has {plan.reduce_matrix.shape[1]} columns but the model gives "
+                         f"{out.shape[1]} channels")
+    return torch.einsum("tk,bkyx->btyx", plan.reduce_matrix, out)
+
+
+def _accumulate(model: Callable[[torch.Tensor], torch.Tensor], plan: _StitchPlan, batch_size: int,
+                post: Callable[[torch.Tensor], torch.Tensor] | None, progress: bool) -> torch.Tensor:
+    """Sum of weight x output over every window, shape (B, K or T, H', W')."""
+    n, dtype, device = plan.n, plan.weights.dtype, plan.weights.device
+    tracker = Progress(len(plan.corners), "windows", logger) if progress else None
     accumulator: torch.Tensor | None = None
     weighted_buffer = torch.empty(0, dtype=dtype, device=device)
-    with torch.inference_mode():
-        gather = _Gather(field, n, min(batch_size, len(corners)), layout_cl)
-        for first in range(0, len(corners), batch_size):
-            chunk = corners[first : first + batch_size]
-            try:
-                out = model(gather(chunk))
-            except RuntimeError:
-                if first > 0 or not gather.channels_last:
-                    raise
-                # A model that reshapes with .view() may refuse channels-last input.
-                logger.debug("model failed on channels-last windows; using contiguous ones", exc_info=True)
-                gather = _Gather(field, n, min(batch_size, len(corners)), False)
-                out = model(gather(chunk))
-            if post is not None:
-                out = post(out)
-            if out.ndim != 4 or out.shape[0] != len(chunk) or tuple(out.shape[2:]) != (n, n):
-                raise ValueError(
-                    f"model must map (B, C, {n}, {n}) to (B, K, {n}, {n}); "
-                    f"got {tuple(out.shape)} for B={len(chunk)}"
-                )
-            out = out.to(dtype)
-            if reduce_matrix is not None:
-                if reduce_matrix.shape[1] != out.shape[1]:
-                    raise ValueError(
-                        f"reduction has {reduce_matrix.shape[1]} columns but the model "
-                        f"gives {out.shape[1]} channels"
-                    )
-                out = torch.einsum("tk,bkyx->btyx", reduce_matrix, out)
-            if accumulator is None:
-                accumulator = torch.zeros((n_fields, out.shape[1], *field.shape[2:]), dtype=dtype, device=device)
-                weighted_buffer = torch.empty((gather.buffer.shape[0], *out.shape[1:]), dtype=dtype, device=device)
-            # Weighting writes into a contiguous buffer: the model's output is left alone and
-            # channels-last outputs are transposed in the same pass, so the per-window adds
-            # below run over contiguous memory.
-            weighted = torch.mul(out, weights, out=weighted_buffer[: len(chunk)])
-            for contribution, (b, y, x) in zip(weighted, chunk, strict=True):
-                accumulator[b, :, y : y + n, x : x + n] += contribution
-            if tracker is not None:
-                tracker.step(len(chunk))
-        if accumulator is None:  # pragma: no cover - there is always at least one window
-            raise RuntimeError("no windows were stitched")
-        top, left = plan_y[0], plan_x[0]
-        total = torch.tensor(weight_sum((ny, nx), n, stride_px, pad_mode, weight), dtype=dtype, device=device)
-        if accumulator.shape[2:] == (ny, nx):
-            result = accumulator.div_(total)  # in place: no second full-size array
-        else:
-            result = accumulator[:, :, top : top + ny, left : left + nx] / total
-    return (result if batched else result[0]).cpu().numpy()
+    gather = _Gather(plan.field, n, min(batch_size, len(plan.corners)), plan.channels_last)
+    for first in range(0, len(plan.corners), batch_size):
+        chunk = plan.corners[first : first + batch_size]
+        out, gather = _model_batch(model, gather, chunk, first == 0, plan)
+        out = _reduce(post(out) if post is not None else out, plan, len(chunk), dtype)
+        if accumulator is None:
+            accumulator = torch.zeros((plan.field.shape[0], out.shape[1], *plan.field.shape[2:]), dtype=dtype,
+                                      device=device)
+            weighted_buffer = torch.empty((gather.buffer.shape[0], *out.shape[1:]), dtype=dtype, device=device)
+        # Weighting writes into a contiguous buffer: the model's output is left alone and
+        # channels-last outputs are transposed in the same pass, so the per-window adds
+        # below run over contiguous memory.
+        weighted = torch.mul(out, plan.weights, out=weighted_buffer[: len(chunk)])
+        for contribution, (b, y, x) in zip(weighted, chunk, strict=True):
+            accumulator[b, :, y : y + n, x : x + n] += contribution
+        if tracker is not None:
+            tracker.step(len(chunk))
+    if accumulator is None:  # pragma: no cover - there is always at least one window
+        raise RuntimeError("no windows were stitched")
+    return accumulator

@@ -98,6 +98,7 @@ def _body(args: argparse.Namespace) -> int:
     )
 
     home = Path(os.environ.get("PQPF_HOME") or args._script_dir or Path.cwd())
+    scripts = Path(args._script_dir or home) / "slurm"  # the sbatch files beside this checkout
     config = load_config(resolve_config_path(args.config, args._script_dir))
     if not (args.config or os.environ.get("PQPF_CONFIG")):
         logger.warning("no --config or $PQPF_CONFIG: the jobs will read %s", config.source)
@@ -110,18 +111,18 @@ def _body(args: argparse.Namespace) -> int:
     )
     if args.kind == "remap":
         n_tasks = len(chunk_range(args.begin, args.end, args.chunk_hours))
-        cmd = remap_command(args.begin, args.end, args.chunk_hours, options, config.source, home, home / "slurm")
+        cmd = remap_command(args.begin, args.end, args.chunk_hours, options, config.source, home, scripts)
     elif args.kind == "patches":
         leads = parse_leads(args.leads)
         for lead in leads:
             common.check_lead(config, lead)
         n_tasks = len(leads)
-        cmd = patches_command(args.init, leads, options, config.source, home, home / "slurm")
+        cmd = patches_command(args.init, leads, options, config.source, home, scripts)
     else:
         common.check_lead(config, args.lead)
         n_tasks = 1
         cmd = train_command(args.init, args.lead, args.nproc or args.gpus or 1, options,
-                            config.source, home, home / "slurm", hparams_name=args.hparams)
+                            config.source, home, scripts, hparams_name=args.hparams)
     options.logs_dir.mkdir(parents=True, exist_ok=True)
     print(shlex.join(cmd), flush=True)
     if not getattr(args, "submit", False):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -15,6 +15,7 @@ from pqpf.plot.figure import new_figure, save_png
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.colors import Colormap, Normalize
+    from matplotlib.figure import Figure
     from matplotlib.image import AxesImage
 
 __all__ = ["plot_patch_samples"]
@@ -155,11 +156,15 @@ def plot_patch_samples(
         panels = [(graf, cmap, norm), (mr[idx], cmap, norm), (terrain[c], t_cmap, t_norm)]
         images = _draw_column(list(axes[:, c]), panels, poor_quality_overlay(qu[idx], min_quality, _POOR_ALPHA))
         axes[0, c].set_title(labels[idx] if labels is not None else f"patch {idx}", fontsize=8)
+    _finish(fig, axes, images, f"{title} ({chosen.size} of {f.shape[0]}; grey: MRMS quality < {min_quality:g})")
+    return save_png(fig, path)
+
+
+def _finish(fig: Figure, axes: Any, images: list[AxesImage], title: str) -> None:
+    """Row names, the two colour bars and the title."""
     for r, name in enumerate(_ROWS):
         axes[r, 0].set_ylabel(name, fontsize=9)
     amount_colourbar(fig, images[0], list(axes[:2, :].ravel()), shrink=0.9, pad=0.01)
     bar = fig.colorbar(images[2], ax=list(axes[2, :]), shrink=0.9, pad=0.01)
     bar.ax.tick_params(labelsize=8)
-    fig.suptitle(f"{title} ({chosen.size} of {f.shape[0]}; grey: MRMS quality < {min_quality:g})",
-                 fontsize=10)
-    return save_png(fig, path)
+    fig.suptitle(title, fontsize=10)
