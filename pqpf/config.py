@@ -20,6 +20,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import datetime as dt
+import math
 import os
 import re
 import typing
@@ -45,6 +46,9 @@ __all__ = [
     "PatchesConfig",
     "TrainingConfig",
     "InferenceConfig",
+    "OutputConfig",
+    "VerificationConfig",
+    "OUTPUT_FORMATS",
     "load_config",
     "config_to_ini",
     "paths_below",
@@ -245,6 +249,55 @@ class InferenceConfig:
         check_choice("pad_mode", self.pad_mode, PAD_MODES)
 
 
+#: Formats of the probabilities product (``[output] formats``).
+OUTPUT_FORMATS = ("netcdf", "grib2")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """``[output]``: which files the probabilities product is written as."""
+
+    #: "netcdf" (``{INIT}_{LEAD}h_probs.nc``, always written: verification reads it) and
+    #: "grib2" (``{INIT}_{LEAD}h_probs.grib2``, template 4.9 as the National Blend
+    #: distributes probabilities).
+    formats: tuple[str, ...] = ("netcdf", "grib2")
+
+    def __post_init__(self) -> None:
+        for name in self.formats:
+            check_choice("formats", name, OUTPUT_FORMATS)
+        check("netcdf" in self.formats, "formats must include netcdf (verification reads it)")
+
+
+@dataclass(frozen=True)
+class VerificationConfig:
+    """``[verification]``: the neighbourhood scores and the confidence intervals."""
+
+    #: Thresholds (mm) of the fractions skill score.
+    fss_thresholds_mm: tuple[float, ...] = (1.0, 5.0, 10.0)
+    #: Largest neighbourhood width (odd, grid points); widths 1, 3, ..., this.
+    fss_max_width_px: int = 41
+    #: Block-bootstrap replicates, resampling whole init dates; 0 turns intervals off.
+    bootstrap_replicates: int = 1000
+    #: Central probability of the intervals.
+    bootstrap_level: float = 0.9
+    #: Consecutive days resampled together (serial correlation of weather regimes).
+    bootstrap_block_days: int = 1
+    bootstrap_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(len(self.fss_thresholds_mm) > 0 and all(math.isfinite(t) and t > 0 for t in self.fss_thresholds_mm),
+              f"fss_thresholds_mm must be positive, got {self.fss_thresholds_mm}")
+        check(self.fss_max_width_px >= 1 and self.fss_max_width_px % 2 == 1,
+              f"fss_max_width_px must be an odd number >= 1, got {self.fss_max_width_px}")
+        check(self.bootstrap_replicates >= 0, f"bootstrap_replicates must be >= 0, got {self.bootstrap_replicates}")
+        check(0.0 < self.bootstrap_level < 1.0, f"bootstrap_level must be in (0, 1), got {self.bootstrap_level}")
+        check(self.bootstrap_block_days >= 1, f"bootstrap_block_days must be >= 1, got {self.bootstrap_block_days}")
+
+    @property
+    def fss_widths_px(self) -> tuple[int, ...]:
+        return tuple(range(1, self.fss_max_width_px + 1, 2))
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole site configuration, as read by :func:`load_config`."""
@@ -259,6 +312,8 @@ class Config:
     patches: PatchesConfig = field(default_factory=PatchesConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    verification: VerificationConfig = field(default_factory=VerificationConfig)
 
 
 # Section name -> (Config attribute, dataclass). Order is the order config_to_ini writes.
@@ -272,6 +327,8 @@ _SECTIONS: dict[str, type] = {
     "patches": PatchesConfig,
     "training": TrainingConfig,
     "inference": InferenceConfig,
+    "output": OutputConfig,
+    "verification": VerificationConfig,
 }
 # Values that are paths on another machine: never expanded locally.
 _REMOTE_KEYS = {("remote", "remote_graf_dir")}

@@ -38,6 +38,7 @@ __all__ = [
     "registry_path",
     "probs_path",
     "probs_png_path",
+    "probs_grib_path",
     "verification_dir",
     "PATCH_SPLITS",
     "locate_graf",
@@ -138,6 +139,11 @@ def registry_path(config: Config) -> Path:
 def probs_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
     """``{probs_dir}/{INIT}_{LEAD}h_probs.nc``."""
     return config.paths.probs_dir / f"{init:%Y%m%d%H}_{int(lead_h)}h_probs.nc"
+
+
+def probs_grib_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
+    """``{probs_dir}/{INIT}_{LEAD}h_probs.grib2`` (``[output] formats`` with grib2)."""
+    return config.paths.probs_dir / f"{init:%Y%m%d%H}_{int(lead_h)}h_probs.grib2"
 
 
 def probs_png_path(config: Config, init: dt.datetime, lead_h: int) -> Path:

@@ -7,7 +7,7 @@ import pytest
 
 from pqpf.quality import good_quality_mask
 from pqpf.verify.reliability import ReliabilityTable
-from pqpf.verify.scores import brier_score, brier_skill_score, cos_lat_weights, crps_bins, crps_deterministic
+from pqpf.verify.scores import brier_score, brier_skill_score, crps_bins, crps_deterministic
 from pqpf.verify.verifier import CSV_COLUMNS, Verifier
 
 THRESHOLDS = (0.25, 1.0, 2.5, 5.0, 10.0, 25.0)
@@ -99,21 +99,17 @@ def test_crps_bins_validates_shapes_and_edges():
 # ---- weights and masks -------------------------------------------------------------------
 
 
-def test_cos_lat_weighting_equals_explicit_weighted_mean():
+def test_weighting_equals_explicit_weighted_mean():
     rng = np.random.default_rng(4)
     lat = rng.uniform(20, 55, 3000)
     p = rng.uniform(size=(1, 3000))
     obs = rng.gamma(0.5, 4, 3000)
-    w = cos_lat_weights(lat)
-    assert w.dtype == np.float32
-    np.testing.assert_allclose(w, np.cos(np.radians(lat)), rtol=1e-6)
+    w = np.cos(np.radians(lat))
     v = Verifier(thresholds_mm=(1.0,))
     v.update(p, p, p, obs, w)
     o = (obs >= 1.0).astype(float)
-    expected = np.sum(np.cos(np.radians(lat)) * (p[0] - o) ** 2) / np.sum(np.cos(np.radians(lat)))
+    expected = np.sum(w * (p[0] - o) ** 2) / np.sum(w)
     assert v.result()["per_threshold"][0]["bs_model"] == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(ValueError, match="-90, 90"):
-        cos_lat_weights([91.0])
 
 
 def test_good_quality_mask_excludes_nan_obs_and_poor_quality():

@@ -40,7 +40,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from pqpf.dates import hour_range
     from pqpf.stages.verify import verify_range
-    from pqpf.verify.table import format_score_table
+    from pqpf.verify.report import format_report
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"+{lead} h, {len(report.used)} inits verified"
           + (f", {len(report.skipped_no_mrms)} skipped (no MRMS)" if report.skipped_no_mrms else "")
           + (f", {len(report.failed)} failed" if report.failed else ""))
-    print(format_score_table(report.result))
+    print(format_report(report.result))
     for path in report.files:
         print(path)
     for init, error in report.failed[:5]:

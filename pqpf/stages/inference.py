@@ -25,9 +25,10 @@ from pqpf.errors import InputFileError, PqpfError
 from pqpf.io.checkpoint import load_checkpoint
 from pqpf.io.grib import read_graf
 from pqpf.io.probs_file import ProbabilityForecast, read_probabilities, write_probabilities
+from pqpf.io.probs_grib import write_probability_grib2
 from pqpf.io.registry import Registry
 from pqpf.io.terrain_file import read_terrain
-from pqpf.layout import graf_laptop_path, probs_path, probs_png_path, registry_path, require_graf
+from pqpf.layout import graf_laptop_path, probs_grib_path, probs_path, probs_png_path, registry_path, require_graf
 from pqpf.plot import plot_probability_maps
 from pqpf.predict import LoadedModel, load_resunet, predict_probabilities
 from pqpf.reference import exceedance, reference_sigma_px, smoothed_exceedance
@@ -99,6 +100,21 @@ def _plot(config: Config, forecast: ProbabilityForecast, png: Path, init: dt.dat
                                  tuple(wanted), title, show_thresholds=show)
 
 
+def _write_grib(path: Path, forecast: ProbabilityForecast, graf_path: Path, init: dt.datetime, lead_h: int) -> None:
+    """The GRIB2 copy: one template-4.9 message per threshold on the GRAF file's grid."""
+    write_probability_grib2(path, graf_path, forecast.prob, forecast.thresholds_mm, init, lead_h)
+
+
+def _complete(config: Config, init: dt.datetime, lead_h: int, out: Path, png: Path | None, grib: Path | None
+              ) -> InferenceResult:
+    """Draw the map and write the GRIB2 copy of an existing probabilities file."""
+    forecast = read_probabilities(out)
+    if grib is not None and not grib.is_file():
+        _write_grib(grib, forecast, require_graf(config, init, lead_h, prefer="laptop"), init, lead_h)
+    png_out = _plot(config, forecast, png, init, lead_h) if png is not None and not png.is_file() else png
+    return InferenceResult(out, png_out, Path(""), skipped=True)
+
+
 def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel, terrain: Terrain,
               graf_path: Path, device: Any) -> ProbabilityForecast:
     graf = read_graf(graf_path, lead_h, init=init)
@@ -145,10 +161,12 @@ def run_inference(config: Config, init: dt.datetime, lead_h: int, device: str = 
     """
     out = probs_path(config, init, lead_h)
     png = probs_png_path(config, init, lead_h)
-    if kept(out, *([png] if plot else []), overwrite=overwrite):
+    grib = probs_grib_path(config, init, lead_h) if "grib2" in config.output.formats else None
+    extras = [p for p in (png if plot else None, grib) if p is not None]
+    if kept(out, *extras, overwrite=overwrite):
         return InferenceResult(out, png if png.is_file() else None, Path(""), skipped=True)
-    if plot and not overwrite and out.is_file():  # the netCDF survived, its map did not
-        return InferenceResult(out, _plot(config, read_probabilities(out), png, init, lead_h), Path(""), skipped=True)
+    if not overwrite and out.is_file():  # the netCDF survived, a map or GRIB2 copy did not
+        return _complete(config, init, lead_h, out, png if plot else None, grib)
     graf_path = require_graf(config, init, lead_h, prefer="laptop")
     if graf_path != graf_laptop_path(config, init, lead_h):
         logger.info("using the archive copy %s", graf_path)
@@ -158,6 +176,8 @@ def run_inference(config: Config, init: dt.datetime, lead_h: int, device: str = 
     _check_provenance(model, terrain, config.paths.terrain_file)
     forecast = _forecast(config, init, lead_h, model, terrain, graf_path, dev)
     write_probabilities(out, forecast)
+    if grib is not None:
+        _write_grib(grib, forecast, graf_path, init, lead_h)
     png_out = _plot(config, forecast, png, init, lead_h) if plot else None
     logger.info("wrote %s%s", out, f" and {png_out}" if png_out else "")
     return InferenceResult(out, png_out, model.checkpoint)

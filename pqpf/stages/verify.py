@@ -4,12 +4,17 @@ For every init in ``BEGIN..END`` (any hour) that has a probabilities file and wh
 verifying hour has remapped MRMS, the model's, the raw GRAF's and the smoothed-GRAF
 reference's exceedance probabilities are scored against MRMS at the configured
 thresholds, on points whose MRMS quality is good (:func:`pqpf.quality.good_quality_mask`),
-with cos(latitude) weights, streaming through :class:`pqpf.verify.verifier.Verifier`
-(memory does not grow with the number of inits). The forecast distribution for the CRPS
-comes from the exceedance probabilities at every bin edge stored in the file.
+weighted by true cell area (:func:`pqpf.verify.area.area_weights`: the map factor on the
+Lambert grid, cos(latitude) on latitude/longitude grids), streaming through
+:class:`pqpf.verify.verifier.Verifier` (memory does not grow with the number of inits).
+The forecast distribution for the CRPS comes from the exceedance probabilities at every
+bin edge stored in the file. Alongside: the fractions skill score of the model, the
+smoothed-GRAF reference and raw GRAF (:class:`pqpf.verify.fss.FssAccumulator`), and
+block-bootstrap intervals by init date for every skill (:mod:`pqpf.verify.bootstrap`),
+from per-date sums.
 
 Outputs (:mod:`pqpf.io.scores_file`) in ``{plots_dir}/verification_{BEGIN}_{END}_{LEAD}h/``:
-``scores.json``, ``scores.csv`` and ``reliability.png``.
+``scores.json``, ``scores.csv``, ``fss_scores.csv`` and ``reliability.png``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pqpf import __version__
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh, hour_range
 from pqpf.errors import InputFileError, PqpfError
+from pqpf.grid import Grid
 from pqpf.io.mrms_file import read_remapped_mrms
 from pqpf.io.probs_file import read_probabilities
 from pqpf.io.scores_file import read_scores_json, write_scores_csv, write_scores_json
@@ -36,7 +42,17 @@ from pqpf.ordinal import bin_probs_from_exceedance
 from pqpf.plot import plot_reliability
 from pqpf.progress import Progress
 from pqpf.quality import good_quality_mask
-from pqpf.verify.scores import cos_lat_weights
+from pqpf.verify.area import area_weights
+from pqpf.verify.bootstrap import (
+    DailySums,
+    bootstrap_skills,
+    brier_crps_day_sums,
+    brier_crps_names,
+    brier_crps_skills,
+    sum_name,
+)
+from pqpf.verify.fss import FssAccumulator
+from pqpf.verify.report import fss_csv_rows
 from pqpf.verify.verifier import Verifier
 
 __all__ = ["VerificationReport", "verify_range"]
@@ -67,9 +83,11 @@ class _Case:
     bins: NDArray[np.float64]
     edges: tuple[float, ...]
     graf: NDArray[np.float64]
-    lat: NDArray[np.float32]
+    grid: Grid
     obs: NDArray[np.float64]
     quality: NDArray[np.float32]
+    fss_model: NDArray[np.float64]
+    fss_ref: NDArray[np.float64]
     checkpoint: str
     checkpoint_lead_h: Any
 
@@ -79,6 +97,7 @@ def _read_case(config: Config, init: dt.datetime, lead_h: int, thresholds: tuple
     probs = read_probabilities(path)
     try:
         pick = probs.index(thresholds)
+        fss_pick = probs.index(config.verification.fss_thresholds_mm)
     except ValueError as exc:
         raise InputFileError(path, str(exc)) from None
     mrms = read_remapped_mrms(mrms_remapped_path(config, init + dt.timedelta(hours=lead_h)))
@@ -86,13 +105,14 @@ def _read_case(config: Config, init: dt.datetime, lead_h: int, thresholds: tuple
         raise InputFileError(mrms.source, "remapped MRMS grid differs from the probabilities' grid")
     # stored with 4 significant digits: rounding may step a hair outside [0, 1]
     model = np.clip(probs.prob.astype(np.float64), 0.0, 1.0)
-    lat = probs.lat if probs.lat is not None else probs.grid.lonlat()[1].astype(np.float32)
+    smoothed = np.clip(probs.prob_smoothed.astype(np.float64), 0.0, 1.0)
     return _Case(
         model=model[pick], raw=probs.prob_raw[pick].astype(np.float64),
-        ref=np.clip(probs.prob_smoothed[pick].astype(np.float64), 0.0, 1.0),
+        ref=smoothed[pick],
         bins=bin_probs_from_exceedance(model), edges=(0.0, *probs.thresholds_mm),
-        graf=probs.graf_mm.astype(np.float64), lat=lat,
+        graf=probs.graf_mm.astype(np.float64), grid=probs.grid,
         obs=mrms.precipitation_mm.astype(np.float64), quality=mrms.quality,
+        fss_model=model[fss_pick], fss_ref=smoothed[fss_pick],
         checkpoint=f"{probs.attrs.get('checkpoint', '?')} (lead {probs.attrs.get('checkpoint_lead_h', '?')} h)",
         checkpoint_lead_h=probs.attrs.get("checkpoint_lead_h"),
     )
@@ -100,10 +120,12 @@ def _read_case(config: Config, init: dt.datetime, lead_h: int, thresholds: tuple
 
 def _inputs_digest(config: Config, inits: list[dt.datetime], lead_h: int) -> str:
     """A digest of what the scores depend on: every probabilities and MRMS file (path,
-    size, modification time, or absent), the thresholds and the quality minimum. A file
+    size, modification time, or absent), the thresholds, the quality minimum, the weights
+    and the ``[verification]`` settings. A file
     rewritten, an MRMS hour that has arrived since, or a changed setting changes it."""
     h = hashlib.sha256()
-    h.update(repr((tuple(config.probability.thresholds_mm), config.mrms.min_quality, int(lead_h))).encode())
+    h.update(repr((tuple(config.probability.thresholds_mm), config.mrms.min_quality, int(lead_h), "area-weights",
+                   config.verification)).encode())
     for init in inits:
         for path in (probs_path(config, init, lead_h), mrms_remapped_path(config, init + dt.timedelta(hours=lead_h))):
             try:
@@ -127,41 +149,58 @@ def _reuse(report: VerificationReport, out_dir: Path, previous: dict[str, Any]) 
 
 
 class _Accumulation:
-    """The verifier of a range, with the consistency checks across files."""
+    """The sums of a range: the Verifier, per-date sums for the intervals, the FSS."""
 
-    def __init__(self, thresholds: tuple[float, ...], min_quality: float) -> None:
-        self.thresholds = thresholds
-        self.min_quality = min_quality
+    def __init__(self, config: Config) -> None:
+        self.thresholds = tuple(config.probability.thresholds_mm)
+        self.min_quality = config.mrms.min_quality
+        self.settings = config.verification
         self.verifier: Verifier | None = None
-        self.first: tuple[NDArray[np.float64], tuple[int, ...]] | None = None
+        self.daily = DailySums(brier_crps_names(self.thresholds))
+        self.fss: FssAccumulator | None = None
+        self.first: tuple[NDArray[np.float64], Grid] | None = None
         self.weights_cache: dict[str, NDArray[np.float32]] = {}
 
     def mismatch(self, case: _Case) -> str | None:
         if self.first is None:
             return None
         first_edges, first_grid = self.first
-        if case.lat.shape != first_grid:
-            return f"grid {case.lat.shape} differs from the first file's {first_grid}"
+        if not case.grid.same_as(first_grid):
+            return f"grid {case.grid.describe()} differs from the first file's {first_grid.describe()}"
         if np.asarray(case.edges).shape != first_edges.shape or not np.allclose(case.edges, first_edges):
             return (f"bin edges {list(case.edges)} differ from the first file's {first_edges.tolist()} "
                     "(made by another model): its CRPS would be wrong")
         return None
 
-    def add(self, case: _Case) -> None:
-        if self.verifier is None:
-            self.verifier = Verifier(self.thresholds, bin_edges_mm=case.edges)
-            self.first = (np.asarray(case.edges), case.lat.shape)
-        key = hashlib.blake2b(np.ascontiguousarray(case.lat).tobytes(), digest_size=16).hexdigest()
+    def _start(self, case: _Case) -> None:
+        """The accumulators, on the bins and grid of the first file."""
+        self.verifier = Verifier(self.thresholds, bin_edges_mm=case.edges)
+        self.fss = FssAccumulator({"model": "prob", "reference": "prob", "graf": "amount"},
+                                  self.settings.fss_thresholds_mm, self.settings.fss_widths_px,
+                                  grid_spacing_km=abs(case.grid.dx) / 1000.0 if case.grid.is_lambert else None)
+        self.first = (np.asarray(case.edges), case.grid)
+
+    def add(self, init: dt.datetime, case: _Case) -> None:
+        if self.verifier is None or self.fss is None:
+            self._start(case)
+        if self.verifier is None or self.fss is None:  # pragma: no cover - _start set both
+            raise PqpfError("verification accumulators missing")
+        key = case.grid.fingerprint()
         if key not in self.weights_cache:
-            self.weights_cache[key] = cos_lat_weights(case.lat)
+            self.weights_cache[key] = area_weights(case.grid)
         good = good_quality_mask(case.obs, case.quality, self.min_quality)
         weight = np.where(good, self.weights_cache[key], 0.0)
-        self.verifier.update(case.model, case.raw, case.ref, case.obs, weight, model_bin_probs=case.bins,
-                             graf_mm=case.graf)
+        one = Verifier(self.thresholds, bin_edges_mm=case.edges)
+        one.update(case.model, case.raw, case.ref, case.obs, weight, model_bin_probs=case.bins, graf_mm=case.graf)
+        self.verifier.merge(one)
+        self.daily.add(f"{init:%Y%m%d}", brier_crps_day_sums(one.sums, one.crps_sums, self.thresholds))
+        self.fss.update({"model": case.fss_model, "reference": case.fss_ref, "graf": case.graf}, case.obs,
+                        valid=good & np.isfinite(case.graf), weight=self.weights_cache[key])
 
 
-def _score_inits(config: Config, inits: list[dt.datetime], lead_h: int, report: VerificationReport) -> Verifier:
-    acc = _Accumulation(tuple(config.probability.thresholds_mm), config.mrms.min_quality)
+def _score_inits(config: Config, inits: list[dt.datetime], lead_h: int, report: VerificationReport
+                 ) -> _Accumulation:
+    acc = _Accumulation(config)
     progress = Progress(len(inits), "inits", logger)
     for init in inits:
         if not mrms_remapped_path(config, init + dt.timedelta(hours=lead_h)).is_file():
@@ -182,13 +221,41 @@ def _score_inits(config: Config, inits: list[dt.datetime], lead_h: int, report: 
             logger.warning("%s +%d h was made with the model of lead %s h", format_yyyymmddhh(init), lead_h,
                            case.checkpoint_lead_h)
         report.checkpoints[case.checkpoint] = report.checkpoints.get(case.checkpoint, 0) + 1
-        acc.add(case)
+        acc.add(init, case)
         report.used.append(format_yyyymmddhh(init))
         progress.step()
     if acc.verifier is None:
         raise PqpfError(f"none of the {len(inits)} inits with probabilities could be verified "
                         f"({len(report.skipped_no_mrms)} without remapped MRMS, {len(report.failed)} unreadable)")
-    return acc.verifier
+    return acc
+
+
+def _results(config: Config, acc: _Accumulation) -> dict[str, Any]:
+    """The Verifier's scores, the FSS and the bootstrap intervals of every skill."""
+    if acc.verifier is None or acc.fss is None:  # pragma: no cover - _score_inits raised already
+        raise PqpfError("nothing was verified")
+    settings = config.verification
+    intervals = {}
+    if settings.bootstrap_replicates > 0:
+        found = bootstrap_skills(acc.daily, brier_crps_skills(acc.thresholds), settings.bootstrap_replicates,
+                                 settings.bootstrap_seed, settings.bootstrap_level, settings.bootstrap_block_days)
+        intervals = {k: v.as_dict() for k, v in found.items()}
+    return {**acc.verifier.result(), "fss": acc.fss.result(), "intervals": intervals,
+            "bootstrap": {"unit": "init date", "replicates": settings.bootstrap_replicates,
+                          "seed": settings.bootstrap_seed, "level": settings.bootstrap_level,
+                          "block_days": settings.bootstrap_block_days, "n_days": len(acc.daily.days)}}
+
+
+def _csv_rows(verifier: Verifier, intervals: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Verifier's rows with the interval bounds of each skill (``*_lo``, ``*_hi``)."""
+    rows = verifier.to_csv_rows()
+    for row in rows:
+        t = float(row["threshold_mm"] or 0.0)
+        for skill, key in (("bss_vs_ref", sum_name("bss_vs_ref", t)), ("bss_vs_clim", sum_name("bss_vs_clim", t)),
+                           ("crpss_vs_raw_binned", "crpss_vs_raw_binned")):
+            interval = intervals.get(key) or {}
+            row[f"{skill}_lo"], row[f"{skill}_hi"] = interval.get("low"), interval.get("high")
+    return rows
 
 
 def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: int,
@@ -216,20 +283,23 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
     previous = None if overwrite else read_scores_json(out_dir / "scores.json")
     if previous is not None and previous.get("inputs_digest") == digest and not previous.get("inits_failed"):
         return _reuse(report, out_dir, previous)
-    verifier = _score_inits(config, inits, lead_h, report)
+    acc = _score_inits(config, inits, lead_h, report)
     if len(report.checkpoints) > 1:
         logger.warning("the verified files come from %d different models: %s", len(report.checkpoints),
                        "; ".join(f"{k} x{v}" for k, v in report.checkpoints.items()))
-    report.result = verifier.result()
+    report.result = _results(config, acc)
     report.out_dir = out_dir
     meta = {"begin": format_yyyymmddhh(begin), "end": format_yyyymmddhh(end), "lead_h": int(lead_h),
             "inits_used": report.used, "inits_skipped_no_mrms": report.skipped_no_mrms,
             "inits_failed": [{"init": i, "error": e} for i, e in report.failed],
-            "checkpoints": report.checkpoints,
-            "min_quality": config.mrms.min_quality, "weights": "cos(latitude) on good-quality MRMS points",
+            "checkpoints": report.checkpoints, "min_quality": config.mrms.min_quality,
+            "weights": "true cell area (map factor; cos(latitude) on lat/lon grids) on good-quality MRMS points",
             "pqpf_version": __version__, "inputs_digest": digest}
+    if acc.verifier is None:  # pragma: no cover - _score_inits raised already
+        raise PqpfError("nothing was verified")
     report.files = [write_scores_json(out_dir / "scores.json", {**meta, **report.result}),
-                    write_scores_csv(out_dir / "scores.csv", verifier.to_csv_rows())]
+                    write_scores_csv(out_dir / "scores.csv", _csv_rows(acc.verifier, report.result["intervals"])),
+                    write_scores_csv(out_dir / "fss_scores.csv", fss_csv_rows(report.result["fss"]))]
     if plot:
         title = (f"+{lead_h} h forecasts initialised {format_yyyymmddhh(begin)}..{format_yyyymmddhh(end)} "
                  f"({len(report.used)} inits)")

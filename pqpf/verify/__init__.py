@@ -1,3 +1,5 @@
 """Verification: scores (:mod:`pqpf.verify.scores`), reliability tables
 (:mod:`pqpf.verify.reliability`), the streaming accumulator (:mod:`pqpf.verify.verifier`)
-and the printed table (:mod:`pqpf.verify.table`)."""
+the printed tables (:mod:`pqpf.verify.report`), and FSS, bootstrap intervals, area weights
+and ensemble scores (:mod:`~pqpf.verify.fss`, :mod:`~pqpf.verify.bootstrap`, :mod:`~pqpf.verify.area`,
+:mod:`~pqpf.verify.ensemble`)."""

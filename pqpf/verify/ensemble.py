@@ -3,7 +3,7 @@
 Arrays in, numbers out. Every accumulator takes members ``(M, ...)``, the observation
 ``(...)`` and optionally a ``mask`` (True where MRMS is present and of good quality, e.g.
 :func:`pqpf.quality.good_quality_mask`) and non-negative ``weight`` (e.g.
-:func:`pqpf.verify.scores.cos_lat_weights`). A point counts only where the mask is
+:func:`pqpf.verify.area.area_weights`). A point counts only where the mask is
 True, the weight positive, the observation and every member finite. Each accumulator
 keeps a few float64 sums whatever the number of fields, ``merge`` adds two of them
 (parallel workers), and ``to_arrays``/``from_arrays`` move them through files.

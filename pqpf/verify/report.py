@@ -1,9 +1,10 @@
-"""Text and CSV shapes of the FSS, the skill intervals and the Brier decomposition.
+"""What verification prints and writes beside ``scores.json``: the Brier-skill table, the
+skill intervals, the FSS table and CSV rows, the Brier decomposition.
 
 Dicts in, strings and rows out: what the verification stage prints and writes beside
 ``scores.json``. The dicts are those of :meth:`pqpf.verify.fss.FssAccumulator.result`,
 :func:`pqpf.verify.bootstrap.bootstrap_skills` and
-:meth:`pqpf.verify.brier.BrierDecomposition.components`.
+:meth:`pqpf.verify.reliability.ReliabilityTable.components`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from pqpf.verify.bootstrap import Interval, sum_name
 
 __all__ = [
+    "format_report",
+    "format_score_table",
     "FSS_CSV_COLUMNS",
     "fss_csv_rows",
     "format_fss_table",
@@ -133,7 +136,7 @@ def format_decomposition(rows: Sequence[tuple[float, Mapping[str, float]]]) -> s
     Parameters
     ----------
     rows : sequence of (threshold_mm, components)
-        Components as :meth:`BrierDecomposition.components`.
+        Components as :meth:`pqpf.verify.reliability.ReliabilityTable.components`.
 
     Returns
     -------
@@ -154,3 +157,60 @@ def format_decomposition(rows: Sequence[tuple[float, Mapping[str, float]]]) -> s
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+def format_score_table(result: dict[str, Any]) -> str:
+    """The Brier-skill table the CLI and the demo print."""
+
+    def f(value: Any, fmt: str) -> str:
+        width = int("".join(c for c in fmt.split(".")[0] if c.isdigit()) or 0)
+        if value is None:
+            return "n/a".rjust(width)
+        if fmt.endswith("f") and "+" not in fmt and 0 < abs(value) < 1e-3:
+            return format(value, f"{width}.2e")  # small Brier scores and base rates
+        return format(value, fmt)
+
+    lines = [" thresh   base rate   BS model    BS ref   BSS vs ref  BSS vs clim   points",
+             " ------   ---------   --------  --------   ----------  -----------  -------"]
+    for row in result["per_threshold"]:
+        lines.append(
+            f"{row['threshold_mm']:5g} mm  {f(row['base_rate'], '9.4f')}  {f(row['bs_model'], '9.5f')} "
+            f"{f(row['bs_ref'], '9.5f')}   {f(row['bss_vs_ref'], '+10.3f')}  {f(row['bss_vs_clim'], '+11.3f')}"
+            f"  {row['n']:7d}"
+        )
+    crps = result.get("crps") or {}
+    if crps.get("crps_model") is not None:
+        lines.append(
+            f"CRPS on the bins (amounts at bin lower edges): model {crps['crps_model']:.4f} mm, "
+            f"GRAF {f(crps.get('crps_raw_binned'), '.4f')} mm, skill {f(crps.get('crpss_vs_raw_binned'), '+.3f')}"
+        )
+        lines.append(f"(GRAF MAE on unbinned amounts {f(crps.get('mae_raw'), '.4f')} mm: "
+                     "not comparable with the above)")
+    return "\n".join(lines)
+
+
+def format_report(result: Mapping[str, Any]) -> str:
+    """Everything ``verify_resunet.py`` prints, from a ``scores.json`` result: the Brier-skill
+    table, the skills with their bootstrap intervals, the FSS table and the Brier
+    decomposition of the model (the last three when the result has them)."""
+    parts = [format_score_table(dict(result))]
+    thresholds = [row["threshold_mm"] for row in result["per_threshold"]]
+    if result.get("intervals"):
+        intervals = {k: _interval(d) for k, d in result["intervals"].items()}
+        parts.append(format_skill_intervals(intervals, thresholds))
+    if result.get("fss"):
+        parts.append("Fractions skill score (neighbourhood widths in grid points):\n" + format_fss_table(result["fss"]))
+    curves = [(row["threshold_mm"], row.get("reliability_curve_model") or {}) for row in result["per_threshold"]]
+    if all("within_bin_variance" in c for _, c in curves):
+        parts.append("Brier score decomposition of the model (BS = REL - RES + UNC + WBV - 2 WBC):\n"
+                     + format_decomposition(curves))
+    return "\n\n".join(parts)
+
+
+def _interval(d: Mapping[str, Any]) -> Interval:
+    """An :class:`Interval` back from its JSON form (None -> NaN)."""
+    def num(key: str) -> float:
+        return math.nan if d.get(key) is None else float(d[key])
+
+    return Interval(num("estimate"), num("low"), num("high"), float(d["level"]), int(d["n_days"]),
+                    int(d["n_replicates"]), int(d["n_valid"]))

@@ -1,13 +1,10 @@
 """Verification scores of probabilistic precipitation forecasts: weights, Brier, CRPS.
 
 Arrays in, numbers out. Scores are weighted means over grid points restricted to points
-where MRMS is present and of good quality (:func:`pqpf.quality.good_quality_mask`); the weights asked
-for are ``cos(latitude)`` (:func:`cos_lat_weights`). On a regular latitude/longitude
-grid that is the cell area; on the GRAF Lambert grid, whose cells are nearly equal in
-area, it gives southern points somewhat more weight than northern ones. :class:`pqpf.verify.verifier.Verifier`
-keeps only fixed-size sums, so verifying a year of hourly fields takes the same memory
-as verifying one, and accumulators built by parallel workers combine with
-:meth:`Verifier.merge`.
+where MRMS is present and of good quality (:func:`pqpf.quality.good_quality_mask`), with
+true cell-area weights (:func:`pqpf.verify.area.area_weights`).
+:class:`pqpf.verify.verifier.Verifier` keeps only fixed-size sums, so verifying a year of
+hourly fields takes the same memory as verifying one.
 
 Conventions
 -----------
@@ -44,7 +41,6 @@ from numpy.typing import ArrayLike, NDArray
 from pqpf.ordinal import bin_index, edge_widths_mm, validate_bin_edges
 
 __all__ = [
-    "cos_lat_weights",
     "brier_score",
     "brier_skill_score",
     "crps_bins",
@@ -58,32 +54,6 @@ __all__ = [
 
 #: Probabilities may exceed [0, 1] by this much (float32 rounding) before being refused.
 PROB_TOL = 1e-5
-
-
-# ---- weights ------------------------------------------------------------------------------
-
-
-def cos_lat_weights(lat_deg: ArrayLike) -> NDArray[np.float32]:
-    """Area weights ``cos(latitude)``.
-
-    Parameters
-    ----------
-    lat_deg : array of float
-        Latitude (degrees north), any shape, within [-90, 90].
-
-    Returns
-    -------
-    float32 array, same shape
-        Weights in [0, 1]; NaN latitude gives NaN.
-    """
-    lat = np.asarray(lat_deg, dtype=np.float64)
-    finite = lat[np.isfinite(lat)]
-    if finite.size and (finite.min() < -90.0 or finite.max() > 90.0):
-        raise ValueError(
-            f"latitudes must lie in [-90, 90] degrees, got [{finite.min()}, {finite.max()}]")
-    return np.clip(np.cos(np.radians(lat)), 0.0, 1.0).astype(np.float32)
-
-
 
 
 def check_probabilities(name: str, prob: NDArray[np.floating]) -> None:
@@ -115,7 +85,7 @@ def brier_score(prob: ArrayLike, event: ArrayLike, weight: ArrayLike | None = No
     event : array of bool or 0/1, same shape
         Whether the event happened.
     weight : array of float, same shape, optional
-        Non-negative weights (e.g. :func:`cos_lat_weights`); default equal.
+        Non-negative weights (e.g. :func:`pqpf.verify.area.area_weights`); default equal.
 
     Returns
     -------

@@ -203,8 +203,8 @@ class Verifier:
         self.sums[4] += ((p_ref - events) ** 2) @ w
         self.sums[5] += ((p_raw - events) ** 2) @ w
         for k in range(self.thresholds_mm.size):
-            self.rel_model[k]._accumulate(p_model[k], events[k], w)
-            self.rel_ref[k]._accumulate(p_ref[k], events[k], w)
+            self.rel_model[k].accumulate(p_model[k], events[k], w)
+            self.rel_ref[k].accumulate(p_ref[k], events[k], w)
         if bins is not None and graf is not None and self.bin_edges_mm is not None:
             e = self.bin_edges_mm
             k_obs = bin_index(y, e)
@@ -257,8 +257,7 @@ class Verifier:
             "counters": self.counters,
         }
         for name, tables in (("rel_model", self.rel_model), ("rel_ref", self.rel_ref)):
-            out[name] = np.stack([np.stack([t.count.astype(np.float64), t.weight, t.sum_wp,
-                                            t.sum_wo]) for t in tables])
+            out[name] = np.stack([np.vstack([t.count.astype(np.float64)[None], t.sums]) for t in tables])
         return {k: np.array(v, copy=True) for k, v in out.items()}
 
     @classmethod
@@ -276,7 +275,7 @@ class Verifier:
             stacked = np.asarray(arrays[name])
             for t, rows in zip(tables, stacked):
                 t.count[:] = np.rint(rows[0]).astype(np.int64)
-                t.weight[:], t.sum_wp[:], t.sum_wo[:] = rows[1], rows[2], rows[3]
+                t.sums[:] = rows[1:]
         return v
 
     # -- results --

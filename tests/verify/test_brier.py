@@ -8,7 +8,8 @@ import pytest
 import xarray as xr
 from scores.probability import brier_score as scores_brier_score
 
-from pqpf.verify.brier import BRIER_COMPONENTS, BrierDecomposition
+from pqpf.verify.reliability import BRIER_COMPONENTS
+from pqpf.verify.reliability import ReliabilityTable as BrierDecomposition
 
 
 def _identity_gap(c):
@@ -79,24 +80,23 @@ def test_brier_score_matches_scores_library_weighted():
     assert unweighted.components()["brier_score"] == pytest.approx(float(scores_brier_score(fcst, obs)), rel=1e-12)
 
 
-def test_reliability_resolution_uncertainty_equal_the_existing_reliability_table():
-    from pqpf.verify.reliability import ReliabilityTable
+def test_murphy_terms_equal_the_formulas_from_the_plotted_curve():
     rng = np.random.default_rng(4)
     p = rng.uniform(size=5000)
     o = rng.uniform(size=5000) < p ** 2
     w = rng.uniform(size=5000)
-    old, new = ReliabilityTable(), BrierDecomposition()
-    old.update(p, o, w)
-    new.update(p, o, w)
-    c, d = new.decomposition(), old.decomposition()
-    for key in ("reliability", "resolution", "uncertainty"):
-        assert c[key] == pytest.approx(d[key], rel=1e-12)
-    np.testing.assert_array_equal(new.count, old.count)
-    for name in ("weight", "sum_wp", "sum_wo"):  # drop-in attributes
-        np.testing.assert_allclose(getattr(new, name), getattr(old, name), rtol=1e-12)
-    old_curve, new_dict = old.as_dict(), new.as_dict()  # the plot reads these keys
-    for key, value in old_curve.items():
-        np.testing.assert_allclose(np.array(new_dict[key], dtype=float), np.array(value, dtype=float), rtol=1e-12)
+    table = BrierDecomposition()
+    table.update(p, o, w)
+    mean_fcst, obs_freq, weight = table.curve()
+    used = weight > 0
+    total = weight.sum()
+    obar = float(np.sum(w * o) / w.sum())
+    c = table.decomposition()
+    assert c["reliability"] == pytest.approx(np.sum(weight[used] * (mean_fcst[used] - obs_freq[used]) ** 2) / total,
+                                             rel=1e-12)
+    assert c["resolution"] == pytest.approx(np.sum(weight[used] * (obs_freq[used] - obar) ** 2) / total, rel=1e-12)
+    assert c["uncertainty"] == pytest.approx(obar * (1 - obar), rel=1e-12)
+    np.testing.assert_array_equal(table.count, np.bincount(np.minimum((p * 10).astype(int), 9), minlength=10))
 
 
 def test_merge_and_saved_state_equal_one_table():

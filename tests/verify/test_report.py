@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pqpf.verify.bootstrap import DailySums, bootstrap_skills, brier_crps_names, brier_crps_skills, sum_name
-from pqpf.verify.brier import BrierDecomposition
+from pqpf.verify.reliability import ReliabilityTable as BrierDecomposition
 from pqpf.verify.report import format_decomposition, format_skill_intervals
 
 
