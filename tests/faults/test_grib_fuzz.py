@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import HRRR_CROP, HRRR_FULL, MRMS_CARIB, MRMS_CROP, NAM_ETA, NAM_TERRAIN
 
 FUZZER = Path(__file__).with_name("grib_fuzz.py")
