@@ -115,13 +115,14 @@ def _deep(n: int, opener: bytes, closer: bytes) -> bytes:
 
 def build_corpus(marker: Path) -> dict[str, tuple[str, bytes]]:
     """name -> (where the payload sits: "record" or "header", the pickle of that object)."""
+    return {**_code_execution(marker), **_numpy_misuse(f"touch {marker}"), **_sizes_and_containers()}
+
+
+def _code_execution(marker: Path) -> dict[str, tuple[str, bytes]]:
+    """Every way pickle can call something, each aimed at creating ``marker``."""
     cmd = f"touch {marker}"
-    terabyte = b"\x8a\x06" + (10**12).to_bytes(6, "little")  # LONG1 10**12
-    empty = call(g("numpy._core.multiarray", "_reconstruct"), g("numpy", "ndarray"), tup(b"K\x00"), _bytes(b"b"))
     touch = lst(s("touch"), s(str(marker)))
-    v8 = _v8_object_dtype()
-    evil_v8_array = _frombuffer(_bytes(struct.pack("<Q", 0x4141414141414140)), v8, tup(b"K\x01"))
-    cases: dict[str, tuple[str, bytes]] = {
+    return {
         # code execution through every way pickle can call something
         "GLOBAL os.system + REDUCE": ("record", record(call(c("os", "system"), s(cmd)))),
         "STACK_GLOBAL posix.system + REDUCE": ("record", record(call(g("posix", "system"), s(cmd)))),
@@ -145,7 +146,15 @@ def build_corpus(marker: Path) -> dict[str, tuple[str, bytes]]:
         "numpy.load with pickles": ("record", record(call(g("numpy", "load"), s(str(marker))))),
         "numpy.ndarray called directly": ("record", record(call(g("numpy", "ndarray"), tup(i(10**9)), s("f8")))),
         "_codecs.encode as rot13": ("record", record(call(g("_codecs", "encode"), s("abc"), s("rot13")))),
-        # numpy's constructors turned against the loader
+    }
+
+
+def _numpy_misuse(cmd: str) -> dict[str, tuple[str, bytes]]:
+    """numpy's own constructors turned against the loader."""
+    empty = call(g("numpy._core.multiarray", "_reconstruct"), g("numpy", "ndarray"), tup(b"K\x00"), _bytes(b"b"))
+    v8 = _v8_object_dtype()
+    evil_v8_array = _frombuffer(_bytes(struct.pack("<Q", 0x4141414141414140)), v8, tup(b"K\x01"))
+    return {
         "V8 structured dtype with an object field (SIGSEGV before)": ("record", record(evil_v8_array)),
         "the same array in the header": ("header", header(evil_v8_array)),
         "V8 dtype alone in the header": ("header", header(v8)),
@@ -172,7 +181,14 @@ def build_corpus(marker: Path) -> dict[str, tuple[str, bytes]]:
         "SETITEM on an array": ("record", record(
             _frombuffer(_bytes(bytes(8)), np_dtype("f8"), tup(b"K\x01")) + b"K\x00" + b"K\x01" + b"s")),
         "APPEND on a bytearray": ("record", record(b"\x96" + struct.pack("<Q", 1) + b"x" + b"K\x01a")),
-        # sizes that would allocate without bound
+    }
+
+
+def _sizes_and_containers() -> dict[str, tuple[str, bytes]]:
+    """Lengths and shapes that would allocate without bound; deep, cyclic, shared containers."""
+    terabyte = b"\x8a\x06" + (10**12).to_bytes(6, "little")  # LONG1 10**12
+    empty = call(g("numpy._core.multiarray", "_reconstruct"), g("numpy", "ndarray"), tup(b"K\x00"), _bytes(b"b"))
+    return {
         "_reconstruct with a terabyte shape": ("record", record(
             call(g("numpy._core.multiarray", "_reconstruct"), g("numpy", "ndarray"), tup(terabyte), _bytes(b"b")))),
         "array state with a terabyte shape": ("record", record(
@@ -184,7 +200,6 @@ def build_corpus(marker: Path) -> dict[str, tuple[str, bytes]]:
         "BINUNICODE8 of 2**50 bytes": ("record", record(b"\x8d" + struct.pack("<Q", 2**50))),
         "LONG4 of 2**31 bytes": ("record", record(b"\x8b" + struct.pack("<i", 2**31 - 1))),
         "FRAME of 2**60 bytes": ("record", PROTO + b"\x95" + struct.pack("<Q", 2**60) + b"}."),
-        # containers
         "list nested 200000 deep": ("record", record(_deep(200_000, b"]", b"a"))),
         "dict nested 200000 deep": ("header", header((b"}" + s("k")) * 199_999 + b"}" + b"s" * 199_999)),
         "tuple nested 200000 deep as a dict key (SIGSEGV before)": (
@@ -196,7 +211,6 @@ def build_corpus(marker: Path) -> dict[str, tuple[str, bytes]]:
         "unknown opcode": ("record", PROTO + b"}" + b"\xff."),
         "memo index that was never stored": ("record", PROTO + b"}(" + s("features") + b"h\x07u."),
     }
-    return cases
 
 
 def patch_file(where: str, obj: bytes) -> bytes:
