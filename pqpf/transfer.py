@@ -12,8 +12,10 @@ Host keys are always checked. Every ssh invocation starts with::
 before the user's ``ssh_options``; ssh keeps the *first* value it sees for an option, so
 nothing later can weaken these. An unknown or changed host key is refused and
 ``known_hosts`` is never written (no ``accept-new``, no learning of extra keys or IP
-addresses). ``ssh_options`` that try to switch checking off are refused outright with a
-:class:`~pqpf.errors.ConfigError`, so the configuration says what actually happens.
+addresses). ``ssh_options`` may hold only the options of :mod:`pqpf.ssh_policy`'s
+allow-list (port, key, known_hosts file, time-outs, ...); anything else, and a host or
+user that could be read as an option or a path, is a :class:`~pqpf.errors.ConfigError`
+naming the key, so the configuration says what actually happens.
 
 Neither tool ever leaves a half-written file under the real name: rsync writes to a
 hidden temporary name and renames; an interrupted rsync keeps what it had in
@@ -42,6 +44,7 @@ from pqpf.config import Config, RemoteConfig
 from pqpf.errors import ConfigError, MissingDependencyError, RemoteError
 from pqpf.io.atomic import atomic_path, remove_stale_temporaries
 from pqpf.layout import graf_laptop_path, graf_remote_path
+from pqpf.ssh_policy import check_host, check_user, ssh_option_pairs
 
 __all__ = ["METHODS", "fetch_graf", "transfer_command", "ssh_command"]
 
@@ -60,14 +63,8 @@ _ENFORCED_OPTIONS = (
 # Placed AFTER the user's options: defaults the user may override.
 _DEFAULT_OPTIONS = ("ConnectTimeout=30", "ServerAliveInterval=15", "ServerAliveCountMax=4")
 
-# ssh's own option letters (OpenSSH 9 getopt string): those taking an argument and flags.
-_SSH_ARG_LETTERS = set("bceilmopBDEFIJLOPQRSwW")
-_SSH_FLAG_LETTERS = set("1246afgknqstvxACGKMNTVXYy")
-
-# ssh option -> scp option for the scp fallback; letters missing here cannot be used with scp.
-_SCP_SAME_ARG = set("oiFJc")
-_SCP_SAME_FLAG = set("46ACqv")
-_SCP_AS_CONFIG = {"p": "Port", "l": "User", "b": "BindAddress", "B": "BindInterface"}
+# ssh option letters that scp spells differently (scp's -p keeps times, -P is the port).
+_SCP_AS_CONFIG = {"p": "Port", "l": "User"}
 
 _RSYNC_PARTIAL_DIR = ".rsync-partial"
 
@@ -81,61 +78,6 @@ def _where(config: Config, key: str) -> str:
     return f"{config.source}: [remote] {key}"
 
 
-def _parse_ssh_options(text: str, where: str) -> list[tuple[str, str | None]]:
-    """Split ``ssh_options`` into ``(letter, value)`` pairs the way ssh's getopt does."""
-    try:
-        tokens = shlex.split(text)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: cannot split {text!r} ({exc})") from None
-    pairs: list[tuple[str, str | None]] = []
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if not token.startswith("-") or token == "-":
-            raise ConfigError(f"{where}: expected only ssh options, got {token!r}")
-        j = 1
-        while j < len(token):
-            letter = token[j]
-            if letter in _SSH_ARG_LETTERS:
-                value = token[j + 1:]
-                if not value:
-                    i += 1
-                    if i >= len(tokens):
-                        raise ConfigError(f"{where}: ssh option -{letter} needs a value")
-                    value = tokens[i]
-                pairs.append((letter, value))
-                break
-            if letter in _SSH_FLAG_LETTERS:
-                pairs.append((letter, None))
-                j += 1
-                continue
-            raise ConfigError(f"{where}: unknown ssh option -{letter} in {text!r}")
-        i += 1
-    return pairs
-
-
-def _split_config_option(value: str) -> tuple[str, str]:
-    """``"Key=value"`` or ``"Key value"`` -> (lower-case key, value)."""
-    parts = re.split(r"\s*=\s*|\s+", value.strip(), maxsplit=1)
-    return parts[0].lower(), (parts[1].strip() if len(parts) > 1 else "")
-
-
-def _check_host_key_safety(pairs: list[tuple[str, str | None]], where: str) -> None:
-    """Refuse options that would accept unknown host keys or hide known_hosts."""
-    for letter, value in pairs:
-        if letter != "o" or value is None:
-            continue
-        key, val = _split_config_option(value)
-        if key == "stricthostkeychecking" and val.lower() in ("no", "off", "accept-new"):
-            raise ConfigError(
-                f"{where}: -o {value} would accept unknown host keys; pqpf always checks "
-                "them (add the key to known_hosts by connecting once with plain ssh)")
-        if key == "userknownhostsfile" and "/dev/null" in val.split():
-            raise ConfigError(
-                f"{where}: -o {value} disables host key checking; name a real "
-                "known_hosts file or drop the option")
-
-
 def _validated_remote(config: Config) -> RemoteConfig:
     remote = config.remote
     if not remote.host.strip():
@@ -144,17 +86,13 @@ def _validated_remote(config: Config) -> RemoteConfig:
     if not remote.remote_graf_dir.strip():
         raise ConfigError(f"{_where(config, 'remote_graf_dir')} is empty: set the directory "
                           "on the remote machine that holds hdo-graf_conus/ and hdo-graflr_conus/")
-    if any(c.isspace() for c in remote.host) or any(c.isspace() for c in remote.user):
-        raise ConfigError(f"{_where(config, 'host')}/user must not contain spaces, "
-                          f"got {remote.host!r} / {remote.user!r}")
+    check_host(remote.host.strip(), _where(config, "host"))
+    check_user(remote.user.strip(), _where(config, "user"))
     return remote
 
 
 def _user_ssh_pairs(config: Config) -> list[tuple[str, str | None]]:
-    where = _where(config, "ssh_options")
-    pairs = _parse_ssh_options(config.remote.ssh_options, where)
-    _check_host_key_safety(pairs, where)
-    return pairs
+    return ssh_option_pairs(config.remote.ssh_options, _where(config, "ssh_options"))
 
 
 def _pairs_to_args(pairs: list[tuple[str, str | None]]) -> list[str]:
@@ -179,8 +117,9 @@ def ssh_command(config: Config) -> list[str]:
     Raises
     ------
     ConfigError
-        If ``[remote]`` lacks a host or directory, or ``ssh_options`` cannot be parsed or
-        would weaken host key checking.
+        If ``[remote]`` lacks a host or directory, host or user could be read as an option
+        or a path, or ``ssh_options`` holds anything outside :mod:`pqpf.ssh_policy`'s
+        allow-list.
     """
     _validated_remote(config)
     return ["ssh", *_with_o(_ENFORCED_OPTIONS), *_pairs_to_args(_user_ssh_pairs(config)),
@@ -188,22 +127,18 @@ def ssh_command(config: Config) -> list[str]:
 
 
 def _scp_options(config: Config) -> list[str]:
-    """The user's ssh options translated for scp (``-p N`` becomes ``-o Port=N``).
+    """The user's ssh options for scp: ``-p N`` becomes ``-o Port=N``, ``-l U`` ``-o User=U``.
 
     scp uses ``-P`` for the port and ``-p`` to preserve times; writing the port as
-    ``-o Port=N`` avoids any confusion between the two.
+    ``-o Port=N`` avoids any confusion between the two. The other allowed options are
+    spelled the same by both tools.
     """
-    where = _where(config, "ssh_options")
     args: list[str] = []
     for letter, value in _user_ssh_pairs(config):
-        if letter in _SCP_SAME_ARG or letter in _SCP_SAME_FLAG:
-            args += [f"-{letter}"] + ([value] if value is not None else [])
-        elif letter in _SCP_AS_CONFIG:
+        if letter in _SCP_AS_CONFIG:
             args += ["-o", f"{_SCP_AS_CONFIG[letter]}={value}"]
         else:
-            raise ConfigError(
-                f"{where}: ssh option -{letter} has no scp equivalent; write it as "
-                "-o Key=value or use --method rsync")
+            args += [f"-{letter}"] + ([value] if value is not None else [])
     return args
 
 

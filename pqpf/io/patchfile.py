@@ -16,14 +16,21 @@ trailer proves the file is complete (and the file only appears under its name on
 see :mod:`pqpf.io.atomic`). :func:`load_patch_file` returns ONE dict as SPEC.md describes:
 the header's keys plus every record array concatenated along the patch axis.
 
-Loading never runs code from the file: :class:`RestrictedUnpickler` admits only plain
-containers and numpy arrays/dtypes/scalars of non-object dtype; anything else is refused
-with an :class:`~pqpf.errors.InputFileError` naming the file and the forbidden global.
+Loading never runs code from the file and never lets the file choose what the loader
+does: :class:`RestrictedUnpickler` (the pure-Python unpickler with its opcodes
+re-checked) builds only plain containers (dict with str/int keys, list, tuple), numbers,
+strings, bytes, and numpy arrays, dtypes and scalars of plain numeric or bool type. Every
+numpy constructor the file names is replaced by a checking one: a dtype must be a plain
+number or bool type (no void, structured, sub-array or object dtype, however built); a
+BUILD (``__setstate__``) is allowed only on an array or dtype just made by the file, with
+the state numpy itself writes; an array's bytes must be exactly what its shape and dtype
+declare; a length is never trusted beyond the bytes left in the file. Containers nested
+deeper than 32 levels or holding themselves are refused (:mod:`pqpf.io.safe_pickle`). Anything else is an
+:class:`~pqpf.errors.InputFileError` naming the file and the reason in one line.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import pickle
 from collections.abc import Iterator, Sequence
@@ -38,6 +45,7 @@ from pqpf import __version__
 from pqpf.errors import InputFileError
 from pqpf.features import check_feature_schema
 from pqpf.io.atomic import atomic_path
+from pqpf.io.safe_pickle import RestrictedUnpickler, Truncated, check_plain, safe_loads
 
 __all__ = [
     "PATCH_FORMAT",
@@ -59,70 +67,12 @@ logger = logging.getLogger(__name__)
 PATCH_FORMAT = "pqpf-patches"
 PATCH_SCHEMA_VERSION = 1
 
-# (module, name) pairs a patch file may reference: numpy's array/dtype/scalar
-# reconstructors under their numpy 1.x and 2.x module names, and the bytes codec that
-# pickle protocol 2 uses for raw buffers. Nothing else.
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only numpy array machinery and builtin containers.
-
-    Any other global (``os.system``, ``builtins.eval``, a class from some module) raises
-    :class:`pickle.UnpicklingError` before anything is called.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"forbidden global {module}.{name} (only numpy arrays and plain containers are allowed)"
-        )
-
-
-def _check_plain(obj: Any, where: str) -> None:
-    """Reject object arrays (they could smuggle arbitrary objects)."""
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise pickle.UnpicklingError(f"object array in {where}")
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            if not isinstance(key, (str, int)):
-                raise pickle.UnpicklingError(f"non-string key {key!r} in {where}")
-            _check_plain(value, f"{where}.{key}")
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            _check_plain(value, f"{where}[{i}]")
-    elif isinstance(obj, np.generic):
-        if obj.dtype.hasobject:  # e.g. a np.void scalar with object fields
-            raise pickle.UnpicklingError(f"object scalar in {where}")
-    elif not isinstance(obj, (str, int, float, bool, bytes, type(None))):
-        raise pickle.UnpicklingError(f"unexpected {type(obj).__name__} in {where}")
-
-
 def _identity(path: Path) -> tuple[int, int, int]:
     try:
         st = path.stat()
     except OSError as exc:
         raise InputFileError(path, f"cannot read it ({exc.strerror or exc})") from None
     return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def safe_loads(data: bytes) -> Any:
-    """Unpickle bytes with :class:`RestrictedUnpickler` and check the result is plain."""
-    obj = RestrictedUnpickler(io.BytesIO(data)).load()
-    _check_plain(obj, "object")
-    return obj
 
 
 class PatchFileWriter:
@@ -138,7 +88,7 @@ class PatchFileWriter:
     def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
         self.path = Path(path)
         self.header = {"format": PATCH_FORMAT, "schema_version": PATCH_SCHEMA_VERSION, **header}
-        _check_plain(self.header, "header")
+        check_plain(self.header, "header")
         self.n_records = 0
         self.n_patches = 0
         #: Plain values written into the trailer (e.g. the inits actually used).
@@ -159,7 +109,7 @@ class PatchFileWriter:
         sizes = {k: len(v) for k, v in record.items() if isinstance(v, np.ndarray) and v.ndim > 0}
         if len(set(sizes.values())) > 1:
             raise ValueError(f"record arrays disagree on the number of patches: {sizes}")
-        _check_plain(record, "record")
+        check_plain(record, "record")
         pickle.dump(record, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
         self.n_records += 1
         self.n_patches += next(iter(sizes.values()), 0)
@@ -170,26 +120,31 @@ class PatchFileWriter:
             if exc_type is None:
                 trailer = {**self.trailer_extra, "end": True, "n_records": self.n_records,
                            "n_patches": self.n_patches}
-                _check_plain(trailer, "trailer")
+                check_plain(trailer, "trailer")
                 pickle.dump(trailer, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
         finally:
             self._fh.close()
             self._ctx.__exit__(exc_type, exc, tb)
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
 def _load_next(fh: BinaryIO, path: Path) -> Any:
+    """The next pickled object of a patch file, checked; every failure is one line."""
     try:
         obj = RestrictedUnpickler(fh).load()
+        check_plain(obj, "file")
+    except Truncated as exc:
+        raise InputFileError(path, _one_line(exc)) from None
     except EOFError:
         raise InputFileError(path, "truncated patch file (no end marker)") from None
     except pickle.UnpicklingError as exc:
-        raise InputFileError(path, f"refused to load: {exc}") from None
+        raise InputFileError(path, f"refused to load: {_one_line(exc)}") from None
     except Exception as exc:  # corrupt bytes raise a zoo of exceptions
-        raise InputFileError(path, f"corrupt patch file ({type(exc).__name__}: {exc})") from None
-    try:
-        _check_plain(obj, "file")
-    except pickle.UnpicklingError as exc:
-        raise InputFileError(path, f"refused to load: {exc}") from None
+        raise InputFileError(path, f"corrupt patch file ({type(exc).__name__}: {_one_line(exc)})") from None
     return obj
 
 

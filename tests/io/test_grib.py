@@ -1,5 +1,11 @@
+import contextlib
 import datetime as dt
 import gzip
+import os
+import signal
+import struct
+import subprocess
+import sys
 
 import numpy as np
 import pygrib
@@ -13,6 +19,7 @@ from conftest import (
     MRMS_CROP,
     NAM_TERRAIN,
 )
+from faults.grib_fuzz import mutated
 
 from pqpf.errors import InputFileError
 from pqpf.io.grib import read_graf, read_mrms_qpe, read_mrms_quality, read_terrain_grib
@@ -104,3 +111,130 @@ def test_a_run_total_is_never_taken_for_the_hourly_amount(real_data, tmp_path):
     only_total.write_bytes(first)
     with pytest.raises(InputFileError, match="accumulated over 12 h, not 1 h"):
         read_graf(only_total, 12)
+
+
+# --------------------------------------------------------------------------------------
+# Corrupt files (issue 11 items 2-4): one clear error, no hang, no unbounded allocation
+# --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _deadline(seconds):
+    """Fail instead of hanging: SIGALRM interrupts a Python loop that never ends."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _assert_one_line_naming(err, path, *words):
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message, message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("tail, words", [
+    (b"GRIB\0\0\0\x02" + bytes(8), "declares a length of 0 octets"),        # issue 11 item 2
+    (b"GRIB\0\0\0\x02" + struct.pack(">Q", 15), "declares a length of 15 octets"),
+    (b"GRIB\0\0\0\x01" + bytes(8), "declares a length of 0 octets"),        # the GRIB1 form
+    (b"GRIB\0\0\0\x02" + struct.pack(">Q", 10**6) + bytes(30), "truncated: declares 1000000"),
+    (b"GRIB\0\0\0\x02" + struct.pack(">Q", 2**63) + bytes(30), "truncated: declares"),
+    (b"GRIB\0\0\0\x07" + bytes(8), "unsupported GRIB edition 7"),
+], ids=["zero", "fifteen", "grib1-zero", "beyond-end", "huge", "edition"])
+def test_a_bad_length_after_a_good_message_is_one_error_not_a_hang(real_data, tmp_path, tail, words):
+    path = tmp_path / "graf.grb2"
+    path.write_bytes(real_data(HRRR_CROP).read_bytes() + tail)
+    with _deadline(20), pytest.raises(InputFileError) as err:
+        read_graf(path, 12)
+    _assert_one_line_naming(err, path, "corrupt GRIB message 2 at byte 39010", words)
+
+
+def test_an_end_marker_not_where_the_length_says_is_an_error(real_data, tmp_path):
+    raw = real_data(HRRR_CROP).read_bytes()
+    path = tmp_path / "graf.grb2"
+    path.write_bytes(raw[:8] + struct.pack(">Q", len(raw) - 1) + raw[16:])
+    with pytest.raises(InputFileError) as err:
+        read_graf(path, 12)
+    _assert_one_line_naming(err, path, "no end marker 7777 where its length (39009) says it ends")
+
+
+# Each of these made ecCodes allocate gigabytes or abort the process (SIGABRT) before the
+# structural checks; now each is refused from the bytes, before decoding. They run in a
+# child limited to 1 GiB of address space, so a regression cannot hurt the machine.
+_HRRR_HUGE = {(3, 7): struct.pack(">I", 40000 * 40000), (3, 31): struct.pack(">I", 40000),
+              (3, 35): struct.pack(">I", 40000), (5, 6): struct.pack(">I", 40000 * 40000)}
+
+
+@pytest.mark.parametrize("name, changes, words", [
+    ("hrrr", {(5, 6): struct.pack(">I", 300_000_000)}, "300000000 packed values for 30000 grid points"),
+    ("hrrr", _HRRR_HUGE, "declares 1600000000 grid points (pqpf reads at most 50000000)"),
+    ("mrms", {(5, 6): struct.pack(">I", 300_000_000)}, "300000000 packed values for 500320 grid"),
+    ("hrrr", {(5, 37): b"\xc8"}, "group widths in 200 bits"),
+    ("hrrr", {(5, 36): b"\x50"}, "a group of 94-bit values (at most 32)"),
+    ("hrrr", {(5, 47): b"\x02"}, "groups hold"),
+    ("mrms", {(5, 20): b"\x03"}, "PNG depth 16 bits for 3-bit values"),
+    ("mrms", {(7, 1): struct.pack(">I", 1251)}, "section 7 declares 1251 octets"),
+], ids=["values", "grid", "png-values", "width-bits", "width-ref", "length-bits", "png-depth",
+        "section-length"])
+def test_declared_sizes_are_checked_before_decoding(real_data, tmp_path, name, changes, words):
+    source = real_data(HRRR_CROP if name == "hrrr" else MRMS_CROP).read_bytes()
+    raw = source if name == "hrrr" else gzip.decompress(source)
+    path = tmp_path / "bad.grib2"
+    path.write_bytes(mutated(raw, changes))
+    reader = "read_graf(path, 12)" if name == "hrrr" else "read_mrms_qpe(path, expected_id=None)"
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from pathlib import Path\n"
+        "from pqpf.errors import InputFileError\n"
+        "from pqpf.io.grib import read_graf, read_mrms_qpe\n"
+        f"path = Path({str(path)!r})\n"
+        "try:\n"
+        f"    {reader}\n"
+        "    print('DECODED')\n"
+        "except InputFileError as exc:\n"
+        "    print('ERROR', exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    assert proc.returncode == 0, f"child died ({proc.returncode}): {proc.stderr[-500:]}"
+    assert proc.stdout.startswith(f"ERROR {path}: corrupt GRIB message 1 at byte 0: "), proc.stdout
+    assert words in proc.stdout and proc.stdout.count("\n") == 1
+    assert proc.stderr == ""  # nothing from the C library either
+
+
+def test_a_grid_of_another_size_than_expected_is_refused_before_decoding(real_data):
+    path = real_data(HRRR_CROP)
+    with pytest.raises(InputFileError) as err:
+        read_graf(path, 12, expected_shape=(1059, 1799))
+    _assert_one_line_naming(err, path, "grid of 150 x 200 points, expected 1059 x 1799")
+    assert read_graf(path, 12, expected_shape=(150, 200)).values.shape == (150, 200)
+    with pytest.raises(InputFileError, match="expected 3500 x 7000"):
+        read_mrms_qpe(real_data(MRMS_CROP), expected_shape=(3500, 7000))
+
+
+# Metadata whose interpretation failed outside the error policy before (issue 11 item 4):
+# date parsing, pygrib's missing keys, arrays where numbers were expected, pyproj.
+@pytest.mark.parametrize("changes, words", [
+    ({(1, 16): b"\xbd"}, "corrupt GRIB content (ValueError: unconverted data remains"),
+    ({(4, 42): b"\xfe", (4, 57): b"\x90"}, "corrupt GRIB content (TypeError: "),
+    ({(3, 66): struct.pack(">I", 0), (3, 70): struct.pack(">I", 0)}, "corrupt GRIB content (CRSError: "),
+    ({(3, 66): struct.pack(">I", 200_000_000)}, "corrupt grid definition (standard parallels 200"),
+    ({(4, 5): b"\xca"}, "section number 202 at octet"),
+    ({(3, 31): struct.pack(">I", 0), (3, 7): struct.pack(">I", 0)}, "declares 0 grid points"),
+], ids=["date", "time-ranges", "projection", "latitude", "section-number", "no-points"])
+def test_corrupt_metadata_is_one_input_file_error_naming_the_file(real_data, tmp_path, capfd,
+                                                                  changes, words):
+    path = tmp_path / "graf.grb2"
+    path.write_bytes(mutated(real_data(HRRR_CROP).read_bytes(), changes))
+    with pytest.raises(InputFileError) as err:
+        read_graf(path, 12)
+    _assert_one_line_naming(err, path, words)
+    assert capfd.readouterr().err == ""  # ecCodes' complaints went to the debug log
