@@ -10,7 +10,7 @@ from test_transfer import INIT_NEW, PORT, _files_below, _put_remote, _ssh_option
 from pqpf.config import load_config
 from pqpf.errors import ConfigError, RemoteError
 from pqpf.ssh_policy import ALLOWED_OPTIONS
-from pqpf.transfer import fetch_graf, ssh_command, transfer_command
+from pqpf.stages.fetch import fetch_graf, ssh_command, transfer_command
 
 
 @pytest.mark.parametrize("options", [

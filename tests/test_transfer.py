@@ -1,4 +1,4 @@
-"""copy_graf_to_laptop / pqpf.transfer against the real loopback sshd (127.0.0.1:2222).
+"""copy_graf_to_laptop / pqpf.stages.fetch against the real loopback sshd (127.0.0.1:2222).
 
 The "remote" archive is a directory on this machine reached through ssh, so the remote
 file is written by the test in the archive layout and must arrive byte-identical at the
@@ -24,7 +24,7 @@ from pqpf.cli.copy_graf_to_laptop import main as cli_main
 from pqpf.config import load_config
 from pqpf.errors import ConfigError, RemoteError
 from pqpf.layout import graf_laptop_path, graf_remote_path
-from pqpf.transfer import fetch_graf, ssh_command, transfer_command
+from pqpf.stages.fetch import fetch_graf, ssh_command, transfer_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = int(os.environ.get("CI_SSHD_PORT", "2222"))

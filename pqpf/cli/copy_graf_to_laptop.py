@@ -33,7 +33,7 @@ def build_parser(script_dir: Path | None = None) -> common.PqpfArgumentParser:
 
 
 def _body(args: argparse.Namespace) -> int:
-    from pqpf.transfer import fetch_graf
+    from pqpf.stages.fetch import fetch_graf
 
     config = common.load_config_from_args(args)
     lead_h = common.check_lead(config, args.lead)

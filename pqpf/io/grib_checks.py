@@ -42,7 +42,8 @@ from numpy.typing import NDArray
 from pqpf.errors import InputFileError
 from pqpf.grid import Grid
 
-__all__ = ["MAX_GRID_POINTS", "check_plausible_grid", "library_stderr_to_log", "split_messages"]
+__all__ = [
+    "grib2_section","MAX_GRID_POINTS", "check_plausible_grid", "library_stderr_to_log", "split_messages"]
 
 logger = logging.getLogger("pqpf.io.grib")
 
@@ -161,6 +162,24 @@ def _grib2_sections(raw: bytes) -> list[tuple[int, bytes]]:
     return sections
 
 
+def grib2_section(message: bytes, number: int) -> bytes:
+    """The bytes of section ``number`` of a GRIB2 message that :func:`split_messages`
+    accepted (the first one when the section repeats).
+
+    Raises
+    ------
+    ValueError
+        The message has no such section or is malformed.
+    """
+    try:
+        for n, section in _grib2_sections(message):
+            if n == number:
+                return section
+    except _Refused as exc:
+        raise ValueError(f"malformed GRIB2 message: {exc}") from None
+    raise ValueError(f"GRIB2 message has no section {number}")
+
+
 def _check_grib2(raw: bytes, max_points: int) -> None:
     current: dict[int, bytes] = {}
     defined: int | None = None  # points marked by the last bitmap defined in the message
@@ -256,6 +275,8 @@ def _read_uints(data: bytes, bit_start: int, nbits: int, count: int) -> NDArray[
 def _check_complex(sec5: bytes, template: int, data: bytes, values: int) -> None:
     """Complex packing (5.2) and with spatial differencing (5.3): every size it declares."""
     _need(sec5, 47 if template == 2 else 49, f"section 5 (template 5.{template})")
+    if values == 0:  # every point missing (missing-value management): nothing is unpacked
+        return
     bits, groups = sec5[19], _u32(sec5, 31)
     width_ref, width_bits, length_ref = sec5[35], sec5[36], _u32(sec5, 37)
     length_step, last_length, length_bits = sec5[41], _u32(sec5, 42), sec5[46]

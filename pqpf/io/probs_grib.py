@@ -80,6 +80,7 @@ from pqpf.errors import InputFileError, PqpfError
 from pqpf.grid import Grid
 from pqpf.io.atomic import atomic_path
 from pqpf.io.grib import grid_from_message, read_grib_messages
+from pqpf.io.grib_checks import grib2_section, split_messages
 
 __all__ = [
     "PACKINGS",
@@ -270,49 +271,31 @@ def _utc_naive(when: dt.datetime) -> dt.datetime:
 # --------------------------------------------------------------------------------------
 
 
-def _split_grib2(data: bytes, where: str) -> list[bytes]:
-    """GRIB2 messages of ``data`` (framing checked: length and ``7777``)."""
-    out: list[bytes] = []
-    pos = 0
-    while (start := data.find(b"GRIB", pos)) >= 0:
-        if start + 16 > len(data):
-            raise ProbabilityGribError(f"{where}: truncated GRIB message at byte {start}")
-        if data[start + 7] != 2:
-            raise ProbabilityGribError(f"{where}: GRIB edition {data[start + 7]} at byte {start}, need GRIB2")
-        end = start + int.from_bytes(data[start + 8 : start + 16], "big")
-        if end > len(data) or data[end - 4 : end] != b"7777":
-            raise ProbabilityGribError(f"{where}: truncated or corrupt GRIB2 message at byte {start}")
-        out.append(data[start:end])
-        pos = end
-    if not out:
-        raise ProbabilityGribError(f"{where}: no GRIB2 message found")
-    return out
-
-
 def _template_message(grid_template: bytes | str | Path) -> bytes:
-    """The first message of the template (raw message bytes, or a GRIB2 file)."""
+    """The first message of the template (raw message bytes, or a GRIB2 file), framing and
+    structure checked by the one GRIB reader's checks."""
     if isinstance(grid_template, (bytes, bytearray, memoryview)):
-        return _split_grib2(bytes(grid_template), "grid_template")[0]
+        try:
+            message = split_messages(bytes(grid_template), Path("grid_template"))[0]
+        except InputFileError:
+            raise ProbabilityGribError("grid_template: no GRIB2 message found") from None
+        if message[7] != 2:
+            raise ProbabilityGribError(f"grid_template: GRIB edition {message[7]}, need GRIB2")
+        return message
     path = Path(grid_template)
     if not path.is_file():
         raise InputFileError(path, "grid template not found")
-    try:
-        return _split_grib2(path.read_bytes(), str(path))[0]
-    except ProbabilityGribError as exc:
-        raise InputFileError(path, str(exc).removeprefix(f"{path}: ")) from None
+    message = split_messages(path.read_bytes(), path)[0]
+    if message[7] != 2:
+        raise InputFileError(path, f"GRIB edition {message[7]} at byte 0, need GRIB2")
+    return message
 
 
 def _section(message: bytes, number: int) -> bytes:
-    """The bytes of section ``number`` of a GRIB2 message (the first one if repeated)."""
-    pos = 16
-    while pos + 5 <= len(message) - 4:
-        length = int.from_bytes(message[pos : pos + 4], "big")
-        if message[pos + 4] == number:
-            return message[pos : pos + length]
-        if length < 5:
-            break
-        pos += length
-    raise ProbabilityGribError(f"GRIB2 message has no section {number}")
+    try:
+        return grib2_section(message, number)
+    except ValueError as exc:
+        raise ProbabilityGribError(str(exc)) from None
 
 
 def _grid_shape(ec: Any, h: Any) -> tuple[int, int]:

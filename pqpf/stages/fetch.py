@@ -1,4 +1,4 @@
-"""Fetch GRAF forecasts from the HPC archive to the laptop with rsync (or scp) over ssh.
+"""The ``copy_graf_to_laptop.py`` stage: fetch one GRAF forecast from the HPC archive over ssh.
 
 The remote file is ``{remote_graf_dir}/{archive}/{YYYYMMDD}/{HH}/{file}``
 (:func:`pqpf.layout.graf_remote_path`); the local copy goes to the same layout below
@@ -355,24 +355,23 @@ def fetch_graf(
     """
     tool = _resolve_method(method)
     local = graf_laptop_path(config, init, lead_h)
-    exists = local.exists() and not overwrite
-    if exists:  # checked before [remote] so a dry run predicts the real run
-        if dry_run:
-            logger.info("%s exists; a real run would skip it (--overwrite to fetch again)", local)
-            return local
-        logger.info("%s exists, skipping (--overwrite to fetch again)", local)
+    if local.exists() and not overwrite:  # checked before [remote] so a dry run predicts the real run
+        logger.info("%s exists%s (--overwrite to fetch again)", local,
+                    "; a real run would skip it" if dry_run else ", skipping")
         return local
     if dry_run:
         return shlex.join(transfer_command(config, init, lead_h, tool, overwrite))
-    if exists:
-        logger.info("%s exists, skipping (--overwrite to fetch again)", local)
-        return local
-    cmd = transfer_command(config, init, lead_h, tool, overwrite)
     for program in (tool, "ssh"):
         if shutil.which(program) is None:
             hint = "; try --method scp" if program == "rsync" else ""
             raise MissingDependencyError(f"{program} is not installed (needed to fetch GRAF "
                                          f"files){hint}")
+    _transfer(config, init, lead_h, tool, overwrite, local)
+    return local
+
+
+def _transfer(config: Config, init: dt.datetime, lead_h: int, tool: str, overwrite: bool, local: Path) -> None:
+    """Run the transfer into ``local`` (scp through a temporary name), then tidy up."""
     source = _remote_spec(config.remote, _remote_path(config, init, lead_h))
     logger.info("fetching %s -> %s (%s)", source, local, tool)
     start = time.monotonic()
@@ -380,10 +379,9 @@ def fetch_graf(
     try:
         if tool == "scp":
             with atomic_path(local) as tmp:
-                _run(transfer_command(config, init, lead_h, tool, overwrite, dest=tmp),
-                     config, source)
+                _run(transfer_command(config, init, lead_h, tool, overwrite, dest=tmp), config, source)
         else:
-            _run(cmd, config, source)
+            _run(transfer_command(config, init, lead_h, tool, overwrite), config, source)
             if not local.is_file():
                 raise RemoteError(f"rsync reported success but {local} does not exist")
     except BaseException:
@@ -393,6 +391,4 @@ def fetch_graf(
     remove_stale_temporaries(local.parent)  # of scp runs killed before the rename
     size_mb = local.stat().st_size / 1e6
     elapsed_s = max(time.monotonic() - start, 1e-6)
-    logger.info("fetched %s (%.1f MB in %.1f s, %.1f MB/s)", local, size_mb, elapsed_s,
-                size_mb / elapsed_s)
-    return local
+    logger.info("fetched %s (%.1f MB in %.1f s, %.1f MB/s)", local, size_mb, elapsed_s, size_mb / elapsed_s)
