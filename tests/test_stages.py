@@ -95,7 +95,7 @@ def test_patches_are_cut_from_the_stage_inputs_and_splits_do_not_overlap(trained
 def test_patch_extraction_counts_missing_inputs_and_skips_finished_outputs(trained, tmp_path):
     config = trained
     res = run("save_patched_graf_mrms.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", config.source)
-    assert "exist; use --overwrite" in res.stderr
+    assert "exists; use --overwrite" in res.stderr
     # a copy of the archive with one GRAF file and one MRMS hour missing
     copy = tmp_path / "copy"
     shutil.copytree(config.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "trainings", "patches"))
@@ -231,6 +231,7 @@ def test_inference_writes_missing_probabilities_where_graf_is_missing(trained, t
     """Missing GRAF points are not 0 mm: every probability there is missing (NaN, or the
     fill value -1 of the 0/1 raw field), and the points next to them are still forecast."""
     import pqpf.io.grib
+    import pqpf.stages.inference
     from pqpf.stages.inference import run_inference
 
     copy = tmp_path / "copy"
@@ -243,7 +244,7 @@ def test_inference_writes_missing_probabilities_where_graf_is_missing(trained, t
         graf.values[80:100, 120:150] = np.nan
         return graf
 
-    monkeypatch.setattr(pqpf.io.grib, "read_graf", read_with_a_hole)
+    monkeypatch.setattr(pqpf.stages.inference, "read_graf", read_with_a_hole)
     init = dt.datetime(2025, 7, 7, 12)
     result = run_inference(cfg, init, LEAD, device="cpu", plot=False)
     ds = read_grid_netcdf(result.nc_path)
