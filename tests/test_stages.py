@@ -2,6 +2,7 @@
 plots. One archive (8 days, demo grid, lead 3 h) and a one-epoch model are shared by
 the tests of this module."""
 
+import csv
 import datetime as dt
 import json
 import os
@@ -156,16 +157,50 @@ def test_inference_errors_are_one_line(trained, tmp_path):
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and str(cfg3.paths.terrain_file) in res.stderr
 
 
-def test_verification_and_plots(trained):
-    config = trained
+@pytest.fixture(scope="module")
+def verified(trained):
+    """Probabilities for three held-out inits and their verification (the CLI's output)."""
     for init in (dt.datetime(2025, 7, 7, 0), dt.datetime(2025, 7, 7, 12), dt.datetime(2025, 7, 8, 0)):
-        run("resunet_inference.py", init.strftime("%Y%m%d%H"), LEAD, "--config", config.source, "--no-plot", "-q")
-    res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
+        run("resunet_inference.py", init.strftime("%Y%m%d%H"), LEAD, "--config", trained.source, "--no-plot", "-q")
+    res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", trained.source)
+    return trained, res
+
+
+def test_verification_prints_skills_with_intervals_fss_and_the_decomposition(verified):
+    config, res = verified
     assert "3 inits verified" in res.stdout and "BSS vs ref" in res.stdout
+    assert "BSS vs ref [5%, 95%]" in res.stdout and "block-bootstrap intervals over 2 init dates" in res.stdout
+    assert "Fractions skill score" in res.stdout and "useful from" in res.stdout
+    assert "BS = REL - RES + UNC + WBV - 2 WBC" in res.stdout
+    out_dir = config.paths.plots_dir / "verification_2025070700_2025070812_3h"
+    scores = json.loads((out_dir / "scores.json").read_text())
+    assert scores["weights"].startswith("true cell area")
+    for row in scores["per_threshold"]:  # the exact decomposition adds up to the Brier score
+        c = row["reliability_curve_model"]
+        if row["bs_model"] is not None and row["base_rate"]:
+            parts = (c["reliability"] - c["resolution"] + c["uncertainty"] + c["within_bin_variance"]
+                     - 2 * c["within_bin_covariance"])
+            assert parts == pytest.approx(row["bs_model"], rel=1e-9, abs=1e-12)
+    iv = scores["intervals"]["bss_vs_ref@1mm"]
+    assert iv["n_days"] == 2 and iv["low"] <= iv["estimate"] <= iv["high"]
+    assert iv["estimate"] == pytest.approx(scores["per_threshold"][1]["bss_vs_ref"], rel=1e-9)
+    fss = scores["fss"]
+    assert set(fss["sources"]) == {"model", "reference", "graf"} and fss["widths_px"][:3] == [1, 3, 5]
+    for entry in fss["sources"].values():
+        for row in entry["per_threshold"]:
+            values = [v for v in row["fss"] if v is not None]
+            assert all(0.0 <= v <= 1.0 for v in values)
+    rows = list(csv.DictReader(open(out_dir / "scores.csv")))
+    assert {"bss_vs_ref_lo", "bss_vs_ref_hi"} <= set(rows[0])
+    assert len(list(csv.DictReader(open(out_dir / "fss_scores.csv")))) == 3 * 3 * 21
+
+
+def test_verification_reuses_up_to_date_scores_and_recomputes_when_inputs_change(verified):
+    config, first = verified
     scores = config.paths.plots_dir / "verification_2025070700_2025070812_3h" / "scores.json"
     stamp = scores.stat().st_mtime_ns
     again = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
-    assert scores.stat().st_mtime_ns == stamp and again.stdout.splitlines()[1:8] == res.stdout.splitlines()[1:8]
+    assert scores.stat().st_mtime_ns == stamp and again.stdout.splitlines()[1:8] == first.stdout.splitlines()[1:8]
     run("resunet_inference.py", "2025070812", LEAD, "--config", config.source, "--no-plot", "-q")
     res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
     assert "4 inits verified" in res.stdout and scores.stat().st_mtime_ns != stamp  # a new file: recomputed
@@ -176,14 +211,35 @@ def test_verification_and_plots(trained):
     res = run("verify_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source)
     assert "4 inits verified" in res.stdout and scores.stat().st_mtime_ns != stamp
     assert json.loads(scores.read_text())["inputs_digest"]
-    res = run("verify_resunet.py", "2025070812", "2025070700", LEAD, "--config", config.source, check=False)
+
+
+def test_verification_usage_and_input_errors_are_one_line(trained):
+    res = run("verify_resunet.py", "2025070812", "2025070700", LEAD, "--config", trained.source, check=False)
     assert res.returncode == 2 and "before BEGIN" in res.stderr
-    res = run("verify_resunet.py", "2025080100", "2025080212", LEAD, "--config", config.source, check=False)
+    res = run("verify_resunet.py", "2025080100", "2025080212", LEAD, "--config", trained.source, check=False)
     assert res.returncode == 1 and "no probabilities files" in res.stderr and res.stderr.count("\n") == 1
-    res = run("plot_graf_mrms.py", "2025070700", LEAD, "--config", config.source)
+
+
+def test_plot_scripts_draw_the_data_and_the_patches(trained):
+    res = run("plot_graf_mrms.py", "2025070700", LEAD, "--config", trained.source)
     assert Path(res.stdout.strip()).stat().st_size > 50_000
-    res = run("plot_graf_mrms_samples.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", config.source, "--n", "4")
+    res = run("plot_graf_mrms_samples.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", trained.source, "--n", "4")
     assert Path(res.stdout.strip()).stat().st_size > 20_000
+
+
+def test_inference_writes_grib2_probabilities_beside_the_netcdf(verified):
+    """[output] formats includes grib2 by default: one template-4.9 message per threshold on
+    the GRAF grid, values equal to the netCDF's within the 0.1 % packing."""
+    from pqpf.io.probs_grib import read_probability_grib2
+    from pqpf.layout import probs_grib_path
+
+    config, _ = verified
+    init = dt.datetime(2025, 7, 7, 0)
+    back = read_probability_grib2(probs_grib_path(config, init, LEAD))
+    nc = read_grid_netcdf(probs_path(config, init, LEAD))
+    assert back.grid.same_as(nc.grid) and back.lead_h == LEAD and back.init == init
+    np.testing.assert_allclose(back.thresholds_mm, nc.coords["threshold"], rtol=1e-6)
+    np.testing.assert_allclose(back.prob, nc.data["prob_exceed"], atol=6e-4)
 
 
 def test_verification_counts_a_corrupt_file_finishes_the_rest_and_fails(trained, tmp_path):
