@@ -34,6 +34,13 @@ the gain over MONAI's ``sliding_window_inference`` comes from (``bench/inference
 Extra memory: one accumulator of K (or T) full fields, the padded input and its (H, W, C)
 copy, a few batch buffers.
 
+Precision: the accumulator has the working dtype. In float32 every point receives the sum
+of at most ``(ceil(N/S) + 1)**2`` terms, each a float32 value times an integer weight below
+``N**2`` (exact in float32 for N < 4096), so the relative rounding error is a few 1e-7, the
+resolution of the float32 network outputs themselves; a float64 accumulator would double
+the memory without improving the result. With float64 inputs and model the whole
+computation is float64. NaN inputs spread through the model and the blend, on purpose.
+
 A leading batch of B fields (B, C, H, W), e.g. ensemble members, goes through one window
 loop (windows of all fields share the model calls) and gives (B, K, H, W); the memory
 above is then per field.
@@ -352,8 +359,7 @@ def stitch(
         result cropped. "reflect"/"replicate": every edge is padded by ``N // 2`` points
         so that the edge points get the centre of a window rather than its rim
         (reflection falls back to replication on an axis shorter than ``N // 2 + 1``).
-        Padding costs windows: 1308 x 1524 with N = 64, S = 32 takes 2058 windows with
-        "reflect" instead of 1880.
+        Padding costs windows: 1308 x 1524 with N = 64, S = 32: 2058 instead of 1880.
     dtype : torch.dtype
         Dtype of the windows, the outputs and the accumulator (float32 or float64).
     device : torch.device or str, optional
@@ -376,17 +382,6 @@ def stitch(
     -------
     numpy array, shape (K or T, H, W), or (B, K or T, H, W) for batched inputs, of ``dtype``
         ``sum(w * f) / sum(w)`` over the windows covering each point.
-
-    Notes
-    -----
-    The accumulator has the working dtype. In float32 every point receives the sum of
-    at most ``(ceil(N/S) + 1)**2`` terms, each a float32 value times an integer weight
-    below ``N**2`` (exact in float32 for N < 4096), so the relative rounding error is a
-    few 1e-7,
-    the resolution of the float32 network outputs themselves; a float64 accumulator
-    would double the memory (it holds K or T full fields) without improving the result.
-    With float64 inputs and model the whole computation is float64. NaN inputs spread
-    through the model and the blend, on purpose.
 
     Raises
     ------

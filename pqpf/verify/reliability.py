@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from pqpf.verify.scores import check_probabilities, check_weights
+
 __all__ = ["BRIER_COMPONENTS", "ReliabilityTable"]
 
 #: Keys of :meth:`ReliabilityTable.components`, in the order tables print them.
@@ -53,8 +55,6 @@ BRIER_COMPONENTS: tuple[str, ...] = (
     "within_bin_variance", "within_bin_covariance",
 )
 
-#: Probabilities may exceed [0, 1] by this much (float32 rounding) before being refused.
-_PROB_TOL = 1e-5
 #: Sums kept per bin, in the order of :attr:`ReliabilityTable.sums`.
 _SUMS = ("weight", "sum_wp", "sum_wo", "sum_wpp", "sum_wpo")
 
@@ -113,16 +113,10 @@ class ReliabilityTable:
             raise ValueError(f"prob has {p.size} points but event has {o.size}")
         if not (np.all(np.isfinite(p)) and np.all(np.isfinite(o))):
             raise ValueError("prob and event must be finite; mask missing points first")
-        if p.size and (p.min() < -_PROB_TOL or p.max() > 1 + _PROB_TOL):
-            raise ValueError(f"prob must lie in [0, 1], got values in [{p.min()}, {p.max()}]")
+        check_probabilities("prob", p)
         if np.any((o != 0) & (o != 1)):
             raise ValueError("event must be 0/1 (the decomposition assumes binary outcomes)")
-        if weight is None:
-            w = np.ones_like(p)
-        else:
-            w = np.asarray(weight, dtype=np.float64).ravel()
-            if w.shape != p.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError(f"weight must be finite, >= 0 and of {p.size} points")
+        w = check_weights(None if weight is None else np.asarray(weight).ravel(), p.shape)
         self.accumulate(p, o, w)
 
     def accumulate(self, p: NDArray[np.float64], o: NDArray[np.float64], w: NDArray[np.float64]) -> None:
