@@ -28,9 +28,9 @@ __all__ = ["SOURCE_STYLE", "plot_rank_histogram", "plot_spread_skill", "plot_fss
 #: Colour and legend label of each forecast source on every figure.
 SOURCE_STYLE: dict[str, tuple[str, str]] = {
     "members": ("#d62728", "members"),
-    "member_prob": ("#ff7f0e", "member probabilities"),
+    "ens_prob": ("#ff7f0e", "member probabilities"),
     "unet_prob": ("#1f77b4", "U-Net probabilities"),
-    "unet_median": ("#17becf", "U-Net median"),
+    "unet_p50": ("#17becf", "U-Net median"),
     "unet_mean": ("#1f77b4", "U-Net conditional mean"),
     "unet": ("#1f77b4", "U-Net"),
     "graf": ("#7f7f7f", "raw GRAF"),
@@ -110,7 +110,7 @@ def plot_spread_skill(path: str | Path, spread_skill: Mapping[str, Any], title: 
 
 
 def plot_fss_scales(path: str | Path, fss: Mapping[str, Any], title: str,
-                    sources: Sequence[str] = ("members", "graf", "unet_median", "member_prob", "unet_prob")) -> Path:
+                    sources: Sequence[str] = ("members", "graf", "unet_p50", "ens_prob", "unet_prob")) -> Path:
     """FSS against neighbourhood width, one panel per threshold, with the useful level.
 
     Parameters

@@ -60,9 +60,11 @@ __all__ = ["FSS_SOURCES", "SPECTRUM_SOURCES", "EnsembleCase", "EnsembleSettings"
 
 logger = logging.getLogger(__name__)
 
-#: FSS sources: name -> kind (:data:`pqpf.verify.fss.SOURCE_KINDS`).
-FSS_SOURCES: dict[str, str] = {"members": "amount", "member_prob": "prob", "unet_prob": "prob",
-                               "unet_median": "amount", "graf": "amount"}
+#: FSS sources: name -> kind (:data:`pqpf.verify.fss.SOURCE_KINDS`): the members (pooled),
+#: the fraction of members reaching each threshold, the U-Net's probabilities, its median
+#: amount field (50th percentile) and raw GRAF.
+FSS_SOURCES: dict[str, str] = {"members": "amount", "ens_prob": "prob", "unet_prob": "prob",
+                               "unet_p50": "amount", "graf": "amount"}
 #: Power spectra kept, in the order of the figures.
 SPECTRUM_SOURCES: tuple[str, ...] = ("mrms", "members", "unet_mean", "graf")
 
@@ -229,9 +231,9 @@ class EnsembleVerifier:
         """FSS and spectra: scores of whole fields."""
         s = self.settings
         forecasts = {
-            "members": members, "member_prob": member_exceedance_probs(members, s.fss_thresholds_mm),
+            "members": members, "ens_prob": member_exceedance_probs(members, s.fss_thresholds_mm),
             "unet_prob": exceedance_probs(bins, s.edges_mm, s.fss_thresholds_mm, dim=0),
-            "unet_median": unet_median_amount(bins, s.edges_mm, dry_bin=s.dry_bin), "graf": graf,
+            "unet_p50": unet_median_amount(bins, s.edges_mm, dry_bin=s.dry_bin), "graf": graf,
         }
         self.fss.update(forecasts, obs, valid=use, weight=np.where(use, weight, 0.0))
         fields: dict[str, NDArray[np.floating]] = {
