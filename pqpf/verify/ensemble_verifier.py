@@ -203,28 +203,30 @@ class EnsembleVerifier:
         bins = np.asarray(case.unet_bins, dtype=np.float64)
         graf = np.asarray(case.graf_mm, dtype=np.float64)
         weight = np.asarray(case.weight, dtype=np.float64)
+        # valid points: also the neighbourhoods of the FSS and the spectra; scored where weight > 0
         use = (np.asarray(case.good, bool) & np.isfinite(obs) & np.isfinite(members).all(axis=0)
-               & np.isfinite(bins).all(axis=0) & np.isfinite(graf) & np.isfinite(weight) & (weight > 0))
+               & np.isfinite(bins).all(axis=0) & np.isfinite(graf) & np.isfinite(weight))
+        weight = np.where(use, np.maximum(weight, 0.0), 0.0)
+        scored = weight > 0
         before = self._named_sums()
         self.crps.update(members, obs, prob_bins=bins, mask=use, weight=weight)
         self.spread.update(members, obs, mask=use, weight=weight)
-        self.spread_binned.update(members[:, use], obs[use], weight[use])
+        self.spread_binned.update(members[:, scored], obs[scored], weight[scored])
         self.rank.update(members, obs, mask=use, weight=weight)
-        w_used = np.where(use, weight, 0.0)
         p_members = member_exceedance_probs(members, s.thresholds_mm)
         p_unet = exceedance_probs(bins, s.edges_mm, s.thresholds_mm, dim=0)
         p_graf = np.stack([reaches(graf, t) for t in s.thresholds_mm]).astype(np.float64)
-        self.brier.update(np.nan_to_num(p_members), p_graf, p_unet, np.where(use, obs, np.nan), w_used)
+        self.brier.update(np.nan_to_num(p_members), p_graf, p_unet, np.where(use, obs, np.nan), weight)
         penalty = fair_brier_penalty(np.nan_to_num(p_members), s.n_members)
-        self.extra += np.concatenate([[np.abs(graf - obs)[use] @ weight[use]],
-                                      penalty[:, use] @ weight[use]])
+        self.extra += np.concatenate([[np.abs(graf - obs)[scored] @ weight[scored]],
+                                      penalty[:, scored] @ weight[scored]])
         self._update_fields(members, obs, bins, graf, use, weight)
         after = self._named_sums()
         if self.daily is None:
             self.daily = DailySums(list(after))
         self.daily.add(day, {k: after[k] - before[k] for k in after})
         self.n_cases += 1
-        return int(use.sum())
+        return int(scored.sum())
 
     def _update_fields(self, members: NDArray[np.float64], obs: NDArray[np.float64], bins: NDArray[np.float64],
                        graf: NDArray[np.float64], use: NDArray[np.bool_], weight: NDArray[np.float64]) -> None:
@@ -235,7 +237,7 @@ class EnsembleVerifier:
             "unet_prob": exceedance_probs(bins, s.edges_mm, s.fss_thresholds_mm, dim=0),
             "unet_p50": unet_median_amount(bins, s.edges_mm, dry_bin=s.dry_bin), "graf": graf,
         }
-        self.fss.update(forecasts, obs, valid=use, weight=np.where(use, weight, 0.0))
+        self.fss.update(forecasts, obs, valid=use, weight=weight)
         fields: dict[str, NDArray[np.floating]] = {
             "mrms": obs, "members": members, "unet_mean": unet_mean_amount(bins, s.edges_mm, dry_bin=s.dry_bin),
             "graf": graf}
