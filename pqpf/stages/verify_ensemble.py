@@ -60,7 +60,7 @@ from pqpf.verify.area import area_weights
 from pqpf.verify.ensemble_report import ensemble_csv_rows
 from pqpf.verify.ensemble_verifier import EnsembleCase, EnsembleSettings, EnsembleVerifier
 
-__all__ = ["CRPS_COMPARISON", "FIGURES", "EnsembleVerificationReport", "verify_ensemble_range"]
+__all__ = ["CRPS_COMPARISON", "ECC_CAVEAT", "FIGURES", "EnsembleVerificationReport", "verify_ensemble_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,12 @@ CRPS_COMPARISON = (
     "members: fair CRPS (Ferro 2014) of the member amounts; U-Net: CRPS of its continuous distribution "
     "(piecewise-linear CDF within bins, dry bin a point mass at 0 mm, exponential tail); both on the "
     "unbinned MRMS amounts at the same points with the same true-area weights")
+#: Written with the scores when the members were coupled to the U-Net's marginals (ECC).
+ECC_CAVEAT = (
+    "ECC members are the U-Net's quantiles at levels (r - 1/2)/M at every point, not random draws: the fair "
+    "CRPS then looks better than the U-Net's by about E|X - X'|/(2M) (judge the plain CRPS skill), the spread "
+    "is smaller than a random sample's, and a calibrated U-Net gives rank-histogram ends near (M+1)/(2M) of "
+    "uniform; FSS and spectra are unaffected")
 #: Figure files of a run, by what they show.
 FIGURES = {"rank_histogram": "rank_histogram.png", "spread_skill": "spread_skill.png", "fss": "fss.png",
            "spectra": "spectra.png", "reliability": "reliability_members.png"}
@@ -85,6 +91,7 @@ class EnsembleVerificationReport:
     skipped_no_unet: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     models: dict[str, int] = field(default_factory=dict)
+    ecc: set[bool] = field(default_factory=set)
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
 
@@ -195,6 +202,7 @@ def _score_inits(config: Config, inits: list[dt.datetime], lead_h: int, report: 
                            inputs.ensemble.provenance.unet_checkpoint, inputs.unet_checkpoint)
         key = _model_key(inputs.ensemble, inputs.unet_checkpoint)
         report.models[key] = report.models.get(key, 0) + 1
+        report.ecc.add(inputs.ensemble.provenance.ecc)
         run.add(inputs, f"{init:%Y%m%d}")
         report.used.append(name)
         progress.step()
@@ -279,6 +287,8 @@ def verify_ensemble_range(config: Config, begin: dt.datetime, end: dt.datetime, 
         logger.warning("the verified ensembles come from %d model set-ups: %s", len(report.models),
                        "; ".join(f"{k} x{v}" for k, v in report.models.items()))
     report.result, report.out_dir = verifier.result(), out_dir
+    report.result["ecc"] = "mixed" if len(report.ecc) > 1 else ("on" if True in report.ecc else "off")
+    report.result["caveats"] = [ECC_CAVEAT] if True in report.ecc else []
     meta = {"begin": format_yyyymmddhh(begin), "end": format_yyyymmddhh(end), "lead_h": int(lead_h),
             "inits_used": report.used, "inits_skipped_no_mrms": report.skipped_no_mrms,
             "inits_skipped_no_unet": report.skipped_no_unet,

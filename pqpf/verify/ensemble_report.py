@@ -26,6 +26,17 @@ def _num(value: Any, fmt: str) -> str:
     return "n/a" if value is None or not math.isfinite(float(value)) else format(float(value), fmt)
 
 
+#: Interval ends beyond this are printed as "<-9.99" / ">+9.99" (a skill of a rare event
+#: whose resampled reference score nearly vanishes; the JSON keeps the number).
+_BOUND = 9.99
+
+
+def _end(value: Any, fmt: str) -> str:
+    if value is not None and math.isfinite(float(value)) and abs(float(value)) > _BOUND:
+        return f"<-{_BOUND}" if value < 0 else f">+{_BOUND}"
+    return _num(value, fmt)
+
+
 def _iv(result: Mapping[str, Any], name: str, fmt: str = "+.3f") -> str:
     """``"+0.045 [+0.012, +0.079]"`` from ``result["intervals"][name]``."""
     iv = result.get("intervals", {}).get(name)
@@ -33,7 +44,7 @@ def _iv(result: Mapping[str, Any], name: str, fmt: str = "+.3f") -> str:
         return "n/a"
     if iv.get("low") is None or iv.get("high") is None:
         return f"{_num(iv['estimate'], fmt)} [n/a]"
-    return f"{_num(iv['estimate'], fmt)} [{_num(iv['low'], fmt)}, {_num(iv['high'], fmt)}]"
+    return f"{_num(iv['estimate'], fmt)} [{_end(iv['low'], fmt)}, {_end(iv['high'], fmt)}]"
 
 
 def _crps_lines(r: Mapping[str, Any]) -> list[str]:
@@ -44,7 +55,8 @@ def _crps_lines(r: Mapping[str, Any]) -> list[str]:
         f"  members, plain ensemble CRPS         {_num(c['crps_plain'], '.4f')}",
         f"  U-Net, its continuous distribution   {_num(c['crps_unet'], '.4f')}   (dry bin at 0 mm)",
         f"  raw GRAF, absolute error             {_num(c['mae_graf'], '.4f')}",
-        f"  skill of members vs U-Net  {_iv(r, 'crpss_fair_vs_unet')}",
+        f"  skill of members vs U-Net  {_iv(r, 'crpss_fair_vs_unet')}   (plain CRPS: "
+        f"{_iv(r, 'crpss_plain_vs_unet')})",
         f"  skill of members vs GRAF   {_iv(r, 'crpss_fair_vs_graf')}   U-Net vs GRAF {_iv(r, 'crpss_unet_vs_graf')}",
     ]
 
@@ -104,6 +116,7 @@ def format_ensemble_table(result: Mapping[str, Any]) -> str:
              format_fss_table(result["fss"], show_widths_px=_SHOW_WIDTHS)]
     parts += [_fss_difference_line(result, t) for t in result["fss"]["thresholds_mm"]]
     parts += _spectra_lines(result)
+    parts += [f"note: {c}" for c in result.get("caveats", [])]
     if some:
         parts.append(f"[intervals: {100 * some['level']:g} % block bootstrap over {some['n_days']} init dates, "
                      f"{some['n_replicates']} replicates]")
@@ -124,8 +137,8 @@ def _scalar_rows(r: Mapping[str, Any]) -> list[dict[str, Any]]:
     c, ss = r["crps"], r["spread_skill"]
     rows = [_row("crps", c["crps_fair"], "members_fair"), _row("crps", c["crps_plain"], "members_plain"),
             _row("crps", c["crps_unet"], "unet"), _row("crps", c["mae_graf"], "graf")]
-    rows += [_row(k, c[k], interval=iv.get(k)) for k in ("crpss_fair_vs_unet", "crpss_fair_vs_graf",
-                                                        "crpss_unet_vs_graf")]
+    rows += [_row(k, c[k], interval=iv.get(k)) for k in ("crpss_fair_vs_unet", "crpss_plain_vs_unet",
+                                                        "crpss_fair_vs_graf", "crpss_unet_vs_graf")]
     rows += [_row("spread_skill_ratio", ss["ratio"], interval=iv.get("spread_skill_ratio")),
              _row("spread", ss["spread"]), _row("rmse_ensemble_mean", ss["rmse"])]
     rows += [_row("rank_frequency", f, rank=k) for k, f in enumerate(r["rank_histogram"]["frequency"])]

@@ -280,6 +280,7 @@ class EnsembleVerifier:
         m = s.n_members
         skills: list[Skill] = [
             RatioSkill("crpss_fair_vs_unet", "crps_fair", "crps_unet"),
+            RatioSkill("crpss_plain_vs_unet", "crps_plain", "crps_unet"),
             RatioSkill("crpss_fair_vs_graf", "crps_fair", "mae_graf"),
             RatioSkill("crpss_unet_vs_graf", "crps_unet", "mae_graf"),
             FunctionSkill("spread_skill_ratio", self._spread_ratio(m)),
@@ -341,9 +342,10 @@ class EnsembleVerifier:
                                      level=s.level)
         crps: dict[str, Any] = dict(self.crps.result())
         mae = self.extra[0] / crps["weight"] if crps["weight"] > 0 else math.nan
-        crps.update({"mae_graf": mae, "crpss_fair_vs_graf": 1 - crps["crps_fair"] / mae if mae > 0 else math.nan,
-                     "crpss_unet_vs_graf": 1 - crps["crps_unet"] / mae if mae > 0 else math.nan,
-                     "unet_dry_bin": s.dry_bin})
+        unet = crps["crps_unet"]
+        crps.update({"crpss_plain_vs_unet": 1 - crps["crps_plain"] / unet if unet > 0 else math.nan,
+                     "mae_graf": mae, "crpss_fair_vs_graf": 1 - crps["crps_fair"] / mae if mae > 0 else math.nan,
+                     "crpss_unet_vs_graf": 1 - unet / mae if mae > 0 else math.nan, "unet_dry_bin": s.dry_bin})
         rank = self.rank.result()
         freq = np.asarray(rank["frequency"], dtype=np.float64) * (s.n_members + 1)
         rank.update({"min_over_uniform": float(np.min(freq)), "max_over_uniform": float(np.max(freq))})

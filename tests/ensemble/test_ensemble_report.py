@@ -56,3 +56,13 @@ def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
                                            result["intervals"]["spread_skill_ratio"]["high"])
     spec = [r for r in rows if r["metric"] == "power_spectrum" and r["source"] == "members"]
     assert [r["wavelength_km"] for r in spec] == result["spectra"]["members"]["wavelength_km"]
+
+
+def test_absurd_interval_ends_of_rare_events_are_bounded_in_print_not_in_json(result):
+    r = json.loads(json.dumps(result))
+    r["intervals"]["bss_members_vs_unet@25mm"].update(low=-1281.08, high=0.5)
+    line = next(x for x in format_ensemble_table(r).splitlines() if x.startswith("   25 mm"))
+    assert "[<-9.99, +0.500]" in line
+    rows = ensemble_csv_rows(r)
+    assert next(x for x in rows if x["metric"] == "bss_members_vs_unet" and x["threshold_mm"] == 25.0)[
+        "ci_low"] == -1281.08

@@ -17,6 +17,7 @@ from scores.spatial import fss_2d
 import pqpf.stages.verify_ensemble as stage
 from pqpf.cli.verify_ensemble import main
 from pqpf.config import load_config
+from pqpf.diffusion.ecc import ensemble_copula_coupling
 from pqpf.grid import graf_like_grid
 from pqpf.io.ensemble_file import EnsembleProvenance, make_ensemble, read_ensemble, write_ensemble
 from pqpf.io.mrms_file import read_remapped_mrms, write_remapped_mrms
@@ -40,7 +41,7 @@ def _config(root: Path):
     return load_config(root / "config.ini")
 
 
-def _write_init(config, synth, rng, init, kind, *, mrms=True, unet=True, clean=False):
+def _write_init(config, synth, rng, init, kind, *, mrms=True, unet=True, clean=False, ecc=False):
     bins, obs, members, graf = synth.sample_case(rng, GRID.shape, M, kind)
     valid = init + dt.timedelta(hours=LEAD)
     quality = np.ones(GRID.shape, np.float32)
@@ -57,16 +58,18 @@ def _write_init(config, synth, rng, init, kind, *, mrms=True, unet=True, clean=F
             grid=GRID, thresholds_mm=tuple(synth.EDGES[1:]), prob=np.clip(exceed, 0, 1).astype(np.float32),
             prob_raw=raw, prob_smoothed=raw, graf_mm=graf.astype(np.float32), valid=valid, reference_sigma_px=2.0,
             attrs={"checkpoint": "resunet/best.pt", "checkpoint_lead_h": LEAD}))
-    provenance = EnsembleProvenance("resunet/best.pt", "diffusion/best.pt", seed=1, ecc=False,
+    if ecc:
+        members = ensemble_copula_coupling(members, bins, synth.EDGES, rng)
+    provenance = EnsembleProvenance("resunet/best.pt", "diffusion/best.pt", seed=1, ecc=ecc,
                                     sampler={"n_steps": 18})
     write_ensemble(ensemble_path(config, init, LEAD), make_ensemble(GRID, members, init, LEAD, (1.0,), provenance))
 
 
-def _archive(root: Path, synth, kind: str, extras: bool):
+def _archive(root: Path, synth, kind: str, extras: bool, ecc: bool = False):
     config = _config(root)
     rng = np.random.default_rng(17)
     for init in INITS:
-        _write_init(config, synth, rng, init, kind)
+        _write_init(config, synth, rng, init, kind, ecc=ecc)
     if extras:
         _write_init(config, synth, rng, NO_MRMS, kind, mrms=False)
         _write_init(config, synth, rng, NO_UNET, kind, unet=False)
@@ -201,6 +204,20 @@ def test_under_dispersive_archive_is_flagged(tmp_path, synth):
     assert r["crps"]["crpss_fair_vs_unet"] < -0.2
 
 
+def test_ecc_members_are_scored_with_the_caveat_their_fair_crps_needs(tmp_path, synth):
+    """ECC members are the U-Net's quantiles: the fair CRPS over-corrects (looks better than
+    the U-Net it copies), the plain CRPS stays close; the scores say so."""
+    config = _archive(tmp_path, synth, "calibrated", extras=False, ecc=True)
+    report = stage.verify_ensemble_range(config, START, INITS[-1], LEAD, plot=False, n_replicates=50)
+    r = report.result
+    assert r["ecc"] == "on" and r["caveats"] == [stage.ECC_CAVEAT]
+    assert r["crps"]["crpss_fair_vs_unet"] > 0.05 and abs(r["crps"]["crpss_plain_vs_unet"]) < 0.03
+    assert r["rank_histogram"]["max_over_uniform"] < 1.25 and r["rank_histogram"]["min_over_uniform"] < 0.7
+    scores = json.loads((ensemble_verification_dir(config, START, INITS[-1], LEAD) / "ensemble_scores.json")
+                        .read_text())
+    assert scores["caveats"] == [stage.ECC_CAVEAT]
+
+
 def test_cli_prints_the_table_and_exits_1_when_an_init_failed(calibrated, capsys):
     config, _ = calibrated
     status = main([f"{START:%Y%m%d%H}", f"{CORRUPT:%Y%m%d%H}", str(LEAD), "--config", str(config.source), "-q",
@@ -210,6 +227,7 @@ def test_cli_prints_the_table_and_exits_1_when_an_init_failed(calibrated, capsys
     assert out.splitlines()[0] == ("+6 h, 8 inits verified, 1 skipped (no MRMS), 1 skipped (no U-Net file), "
                                    "1 failed")
     assert "skill of members vs U-Net" in out and "spread-skill ratio" in out and "ensemble_scores.json" in out
+    assert "note: ECC" not in out  # these members are random draws
 
 
 def test_cli_bad_arguments_and_an_empty_range_are_one_line(tmp_path, capsys):
