@@ -45,6 +45,11 @@ __all__ = [
     "require_graf",
     "graf_mrms_png_path",
     "patch_samples_png_path",
+    "ensemble_path",
+    "ensemble_netcdf_path",
+    "ensemble_stamps_png_path",
+    "ensemble_gif_path",
+    "ensemble_verification_dir",
 ]
 
 PATCH_SPLITS = ("train", "validation", "test")
@@ -193,3 +198,28 @@ def require_graf(config: Config, init: dt.datetime, lead_h: int, prefer: str = "
         where = f" (nor at {second})" if second != first else ""
         raise InputFileError(first, f"GRAF forecast not found{where}{hint}")
     return path
+
+
+def ensemble_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
+    """``{probs_dir}/{INIT}_{LEAD}h_ensemble.zarr``: the ensemble members (a zarr store)."""
+    return config.paths.probs_dir / f"{init:%Y%m%d%H}_{int(lead_h)}h_ensemble.zarr"
+
+
+def ensemble_netcdf_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
+    """``{probs_dir}/{INIT}_{LEAD}h_ensemble.nc``: the same content as netCDF (optional)."""
+    return config.paths.probs_dir / f"{init:%Y%m%d%H}_{int(lead_h)}h_ensemble.nc"
+
+
+def ensemble_stamps_png_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
+    """Postage stamps of the ensemble members."""
+    return config.paths.plots_dir / f"{init:%Y%m%d%H}_{int(lead_h)}h_ensemble_stamps.png"
+
+
+def ensemble_gif_path(config: Config, init: dt.datetime, lead_h: int) -> Path:
+    """Animated GIF, one frame per ensemble member."""
+    return config.paths.plots_dir / f"{init:%Y%m%d%H}_{int(lead_h)}h_ensemble.gif"
+
+
+def ensemble_verification_dir(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: int) -> Path:
+    """Scores (JSON/CSV) and figures of one ensemble verification run."""
+    return config.paths.plots_dir / f"verification_ensemble_{begin:%Y%m%d%H}_{end:%Y%m%d%H}_{int(lead_h)}h"

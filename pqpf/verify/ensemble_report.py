@@ -1,0 +1,173 @@
+"""The ensemble verification as text and CSV rows.
+
+Dicts in (:meth:`pqpf.verify.ensemble_verifier.EnsembleVerifier.result`, or the same
+read back from ``ensemble_scores.json`` with NaN as None), strings and rows out: the
+table ``verify_ensemble.py`` prints and the tidy ``ensemble_scores.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pqpf.verify.report import format_fss_table
+
+__all__ = ["ENSEMBLE_CSV_COLUMNS", "ensemble_csv_rows", "format_ensemble_table"]
+
+#: Columns of :func:`ensemble_csv_rows`.
+ENSEMBLE_CSV_COLUMNS: tuple[str, ...] = ("metric", "source", "threshold_mm", "width_px", "rank", "wavelength_km",
+                                         "value", "ci_low", "ci_high")
+#: FSS widths shown in the printed table (px).
+_SHOW_WIDTHS = (1, 5, 11, 21, 41)
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "n/a" if value is None or not math.isfinite(float(value)) else format(float(value), fmt)
+
+
+#: Interval ends beyond this are printed as "<-9.99" / ">+9.99" (a skill of a rare event
+#: whose resampled reference score nearly vanishes; the JSON keeps the number).
+_BOUND = 9.99
+
+
+def _end(value: Any, fmt: str) -> str:
+    if value is not None and math.isfinite(float(value)) and abs(float(value)) > _BOUND:
+        return f"<-{_BOUND}" if value < 0 else f">+{_BOUND}"
+    return _num(value, fmt)
+
+
+def _iv(result: Mapping[str, Any], name: str, fmt: str = "+.3f") -> str:
+    """``"+0.045 [+0.012, +0.079]"`` from ``result["intervals"][name]``."""
+    iv = result.get("intervals", {}).get(name)
+    if iv is None or iv.get("estimate") is None:
+        return "n/a"
+    if iv.get("low") is None or iv.get("high") is None:
+        return f"{_num(iv['estimate'], fmt)} [n/a]"
+    return f"{_num(iv['estimate'], fmt)} [{_end(iv['low'], fmt)}, {_end(iv['high'], fmt)}]"
+
+
+def _crps_lines(r: Mapping[str, Any]) -> list[str]:
+    c = r["crps"]
+    return [
+        "CRPS on unbinned amounts (mm), every forecast on the same points with the same weights:",
+        f"  members, fair (Ferro 2014)           {_num(c['crps_fair'], '.4f')}",
+        f"  members, plain ensemble CRPS         {_num(c['crps_plain'], '.4f')}",
+        f"  U-Net, its continuous distribution   {_num(c['crps_unet'], '.4f')}   (dry bin at 0 mm)",
+        f"  raw GRAF, absolute error             {_num(c['mae_graf'], '.4f')}",
+        f"  skill of members vs U-Net  {_iv(r, 'crpss_fair_vs_unet')}   (plain CRPS: "
+        f"{_iv(r, 'crpss_plain_vs_unet')})",
+        f"  skill of members vs GRAF   {_iv(r, 'crpss_fair_vs_graf')}   U-Net vs GRAF {_iv(r, 'crpss_unet_vs_graf')}",
+    ]
+
+
+def _calibration_lines(r: Mapping[str, Any]) -> list[str]:
+    ss, rank = r["spread_skill"], r["rank_histogram"]
+    n = len(rank["frequency"])
+    rel = " ".join(_num(f * n if f is not None else None, ".2f") for f in rank["frequency"])
+    return [
+        f"spread-skill ratio {_iv(r, 'spread_skill_ratio', '.3f')}   (spread {_num(ss['spread'], '.3f')} mm, "
+        f"RMSE of the ensemble mean {_num(ss['rmse'], '.3f')} mm; 1 = calibrated)",
+        f"rank histogram / uniform: {rel}",
+        f"  lowest {_num(rank['min_over_uniform'], '.2f')}x, highest {_num(rank['max_over_uniform'], '.2f')}x "
+        "uniform (ties among equal amounts broken at random)",
+    ]
+
+
+def _brier_lines(r: Mapping[str, Any]) -> list[str]:
+    lines = ["Brier scores of member probabilities (fraction of members) and the U-Net's:",
+             " thresh   base rate  BS members   BS fair  BS U-Net   BSS members vs U-Net      fair BSS vs U-Net",
+             " ------   ---------  ----------  --------  --------   ----------------------    ----------------------"]
+    for row in r["brier"]:
+        t = row["threshold_mm"]
+        lines.append(f"{t:5g} mm  {_num(row['base_rate'], '9.4f')}  {_num(row['bs_members'], '10.5f')}  "
+                     f"{_num(row['bs_members_fair'], '8.5f')}  {_num(row['bs_unet'], '8.5f')}   "
+                     f"{_iv(r, f'bss_members_vs_unet@{t:g}mm'):<25} {_iv(r, f'bss_fair_members_vs_unet@{t:g}mm')}")
+    return lines
+
+
+def _fss_difference_line(r: Mapping[str, Any], threshold_mm: float) -> str:
+    widths = [w for w in _SHOW_WIDTHS if w in r["fss"]["widths_px"]]
+    cells = ", ".join(f"{w} px {_iv(r, f'fss_members_minus_graf@{threshold_mm:g}mm@{w}px')}" for w in widths)
+    return f"FSS members - raw GRAF at {threshold_mm:g} mm: {cells}"
+
+
+def _spectra_lines(r: Mapping[str, Any]) -> list[str]:
+    s = r["spectra"]
+    ratios = s["band_ratio_vs_mrms"]
+    band = next(iter(ratios.values()))["band_km"]
+    lines = [f"power spectra, {band[0]:g}-{band[1]:g} km, relative to MRMS ({s['mrms']['n_fields']} MRMS fields; "
+             f"{s['mrms']['n_skipped']} left out for missing data):"]
+    labels = {"members": "members", "unet_mean": "U-Net conditional mean", "graf": "raw GRAF"}
+    for name, label in labels.items():
+        x = ratios[name]
+        lines.append(f"  {label:<23} {_iv(r, f'psd_ratio_{name}_vs_mrms', '.3f')}   per annulus "
+                     f"{_num(x['min_ratio'], '.2f')}..{_num(x['max_ratio'], '.2f')}")
+    return lines
+
+
+def format_ensemble_table(result: Mapping[str, Any]) -> str:
+    """The printed summary of an ensemble verification (intervals: block bootstrap by init date)."""
+    crps = result["crps"]
+    some: Mapping[str, Any] = next(iter(result.get("intervals", {}).values()), {})
+    head = (f"{result['n_members']} members, {result['n_cases']} inits on {len(result['days'])} dates, "
+            f"{int(crps['n']):,} good-quality MRMS points (true-area weights)")
+    parts = [head, *_crps_lines(result), *_calibration_lines(result), *_brier_lines(result),
+             format_fss_table(result["fss"], show_widths_px=_SHOW_WIDTHS)]
+    parts += [_fss_difference_line(result, t) for t in result["fss"]["thresholds_mm"]]
+    parts += _spectra_lines(result)
+    parts += [f"note: {c}" for c in result.get("caveats", [])]
+    if some:
+        parts.append(f"[intervals: {100 * some['level']:g} % block bootstrap over {some['n_days']} init dates, "
+                     f"{some['n_replicates']} replicates]")
+    return "\n".join(parts)
+
+
+def _row(metric: str, value: Any, source: str = "", interval: Mapping[str, Any] | None = None,
+         **where: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {c: None for c in ENSEMBLE_CSV_COLUMNS}
+    row.update({"metric": metric, "source": source or None, "value": value, **where})
+    if interval is not None:
+        row["ci_low"], row["ci_high"] = interval.get("low"), interval.get("high")
+    return row
+
+
+def _scalar_rows(r: Mapping[str, Any]) -> list[dict[str, Any]]:
+    iv = r.get("intervals", {})
+    c, ss = r["crps"], r["spread_skill"]
+    rows = [_row("crps", c["crps_fair"], "members_fair"), _row("crps", c["crps_plain"], "members_plain"),
+            _row("crps", c["crps_unet"], "unet"), _row("crps", c["mae_graf"], "graf")]
+    rows += [_row(k, c[k], interval=iv.get(k)) for k in ("crpss_fair_vs_unet", "crpss_plain_vs_unet",
+                                                        "crpss_fair_vs_graf", "crpss_unet_vs_graf")]
+    rows += [_row("spread_skill_ratio", ss["ratio"], interval=iv.get("spread_skill_ratio")),
+             _row("spread", ss["spread"]), _row("rmse_ensemble_mean", ss["rmse"])]
+    rows += [_row("rank_frequency", f, rank=k) for k, f in enumerate(r["rank_histogram"]["frequency"])]
+    return rows
+
+
+def ensemble_csv_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Tidy rows (:data:`ENSEMBLE_CSV_COLUMNS`): one per score, source, threshold, width,
+    rank or wavelength; ``ci_low``/``ci_high`` where a bootstrap interval exists."""
+    iv = result.get("intervals", {})
+    rows = _scalar_rows(result)
+    for b in result["brier"]:
+        t = b["threshold_mm"]
+        for key in ("bs_members", "bs_members_fair", "bs_unet", "bs_graf", "bs_clim", "base_rate"):
+            rows.append(_row(key, b[key], threshold_mm=t))
+        for key in ("bss_members_vs_unet", "bss_fair_members_vs_unet", "bss_members_vs_clim", "bss_unet_vs_clim"):
+            rows.append(_row(key, b[key], interval=iv.get(f"{key}@{t:g}mm"), threshold_mm=t))
+    fss = result["fss"]
+    for name, entry in fss["sources"].items():
+        for row in entry["per_threshold"]:
+            t = row["threshold_mm"]
+            for w, value in zip(fss["widths_px"], row["fss"], strict=True):
+                rows.append(_row("fss", value, name, iv.get(f"fss_{name}@{t:g}mm@{w}px"), threshold_mm=t,
+                                 width_px=w))
+            rows.append(_row("fss_useful_width_px", row["useful_width_px"], name, threshold_mm=t))
+    spectra = result["spectra"]
+    for name in ("mrms", "members", "unet_mean", "graf"):
+        for lam, p in zip(spectra[name]["wavelength_km"], spectra[name]["power"], strict=True):
+            rows.append(_row("power_spectrum", p, name, wavelength_km=lam))
+    for name, x in spectra["band_ratio_vs_mrms"].items():
+        rows.append(_row("power_ratio_vs_mrms_band", x["ratio"], name, iv.get(f"psd_ratio_{name}_vs_mrms")))
+    return rows

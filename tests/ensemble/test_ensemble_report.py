@@ -1,0 +1,68 @@
+"""The printed table and the tidy CSV rows of an ensemble verification."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pqpf.io.jsonio import to_plain
+from pqpf.verify.ensemble_report import ENSEMBLE_CSV_COLUMNS, ensemble_csv_rows, format_ensemble_table
+from pqpf.verify.ensemble_verifier import EnsembleCase, EnsembleSettings, EnsembleVerifier
+
+SHAPE = (40, 48)
+
+
+@pytest.fixture(scope="module")
+def result(synth):
+    rng = np.random.default_rng(4)
+    v = EnsembleVerifier(EnsembleSettings(synth.THRESHOLDS, synth.EDGES, 5, SHAPE, 4.0, n_replicates=100))
+    for i in range(4):
+        bins, obs, members, graf = synth.sample_case(rng, SHAPE, 5, "calibrated")
+        v.update(EnsembleCase(members, obs, np.ones(SHAPE, bool), np.ones(SHAPE), bins, graf), f"2025120{i // 2 + 1}")
+    return json.loads(json.dumps(to_plain(v.result())))
+
+
+def test_table_reports_every_score_with_its_interval(result):
+    text = format_ensemble_table(result)
+    iv = result["intervals"]["crpss_fair_vs_unet"]
+    assert text.splitlines()[0] == "5 members, 4 inits on 2 dates, 7,680 good-quality MRMS points (true-area weights)"
+    assert f"skill of members vs U-Net  {iv['estimate']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]" in text
+    assert f"members, fair (Ferro 2014)           {result['crps']['crps_fair']:.4f}" in text
+    ss = result["intervals"]["spread_skill_ratio"]
+    assert f"spread-skill ratio {ss['estimate']:.3f} [{ss['low']:.3f}, {ss['high']:.3f}]" in text
+    freq = " ".join(f"{f * 6:.2f}" for f in result["rank_histogram"]["frequency"])
+    assert f"rank histogram / uniform: {freq}" in text
+    assert "FSS members - raw GRAF at 1 mm: 1 px " in text and "useful from" in text
+    assert "U-Net conditional mean" in text
+    assert "[intervals: 90 % block bootstrap over 2 init dates, 100 replicates]" in text
+    for t in ("0.25 mm", "   25 mm"):
+        assert t in text
+
+
+def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
+    rows = ensemble_csv_rows(result)
+    assert all(tuple(r) == ENSEMBLE_CSV_COLUMNS for r in rows)
+    fss = [r for r in rows if r["metric"] == "fss"]
+    assert len(fss) == 5 * 2 * 21
+    one = next(r for r in fss if r["source"] == "graf" and r["threshold_mm"] == 5.0 and r["width_px"] == 11)
+    assert one["value"] == result["fss"]["sources"]["graf"]["per_threshold"][1]["fss"][5]
+    assert one["ci_low"] == result["intervals"]["fss_graf@5mm@11px"]["low"]
+    ranks = [r["value"] for r in rows if r["metric"] == "rank_frequency"]
+    assert ranks == result["rank_histogram"]["frequency"] and len(ranks) == 6
+    ss = next(r for r in rows if r["metric"] == "spread_skill_ratio")
+    assert (ss["value"], ss["ci_high"]) == (result["spread_skill"]["ratio"],
+                                           result["intervals"]["spread_skill_ratio"]["high"])
+    spec = [r for r in rows if r["metric"] == "power_spectrum" and r["source"] == "members"]
+    assert [r["wavelength_km"] for r in spec] == result["spectra"]["members"]["wavelength_km"]
+
+
+def test_absurd_interval_ends_of_rare_events_are_bounded_in_print_not_in_json(result):
+    r = json.loads(json.dumps(result))
+    r["intervals"]["bss_members_vs_unet@25mm"].update(low=-1281.08, high=0.5)
+    line = next(x for x in format_ensemble_table(r).splitlines() if x.startswith("   25 mm"))
+    assert "[<-9.99, +0.500]" in line
+    rows = ensemble_csv_rows(r)
+    assert next(x for x in rows if x["metric"] == "bss_members_vs_unet" and x["threshold_mm"] == 25.0)[
+        "ci_low"] == -1281.08

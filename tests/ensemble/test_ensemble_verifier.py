@@ -1,0 +1,185 @@
+"""The ensemble verifier and its helpers: hand-worked values, Monte Carlo truths, and
+calibrated vs under-dispersive synthetic ensembles."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import properscoring as ps
+import pytest
+from scipy.special import ndtr
+
+from pqpf.io.jsonio import to_plain
+from pqpf.verify.ensemble_fields import (
+    BinnedSpreadSkill,
+    fair_brier_penalty,
+    spectral_band_ratio,
+    unet_mean_amount,
+    unet_median_amount,
+)
+from pqpf.verify.ensemble_verifier import EnsembleCase, EnsembleSettings, EnsembleVerifier
+
+SHAPE = (64, 80)
+
+
+def test_unet_mean_amount_by_hand_and_against_draws_from_the_distribution(synth):
+    bins = np.array([[0.5], [0.3], [0.2]])  # edges 0, 1, 5: dry, [1, 5) uniform, tail 5 + Exp(4)
+    assert unet_mean_amount(bins, (0, 1, 5))[0] == pytest.approx(0.3 * 3 + 0.2 * 9)
+    assert unet_mean_amount(bins, (0, 1, 5), dry_bin="uniform")[0] == pytest.approx(0.5 * 0.5 + 0.3 * 3 + 0.2 * 9)
+    assert unet_mean_amount(bins, (0, 1, 5), tail_scale_mm=2.0)[0] == pytest.approx(0.3 * 3 + 0.2 * 7)
+    rng = np.random.default_rng(0)
+    b = synth.unet_bins(rng, (64, 64))[:, ::8, ::8]
+    draws = synth.draw(b, rng.random((20000, 8, 8)))
+    se = draws.std(axis=0) / math.sqrt(20000)
+    assert np.all(np.abs(draws.mean(axis=0) - unet_mean_amount(b, synth.EDGES)) < 4.5 * se)
+
+
+def test_unet_median_amount_by_hand_with_the_dry_point_mass():
+    bins = np.array([[0.6, 0.2, 0.5, np.nan], [0.3, 0.6, 0.0, 0.5], [0.1, 0.2, 0.5, 0.5]])
+    med = unet_median_amount(bins, (0, 1, 5))
+    np.testing.assert_allclose(med[:3], [0.0, 1.0 + 0.3 / 0.6 * 4, 5.0], rtol=1e-6)
+    assert np.isnan(med[3])
+    uniform = unet_median_amount(bins[:, :1], (0, 1, 5), dry_bin="uniform")  # 0.5 / 0.6 of [0, 1)
+    assert uniform[0] == pytest.approx(0.5 / 0.6, rel=1e-6)
+
+
+def test_spectral_band_ratio_sums_the_band_and_reports_the_annulus_extremes():
+    lam = np.array([256.0, 128.0, 64.0, 32.0, 16.0, 8.0])
+    power, ref = np.array([9.0, 2.0, 3.0, 1.0, 1.0, 7.0]), np.array([1.0, 2.0, 2.0, 1.0, 2.0, 1.0])
+    out = spectral_band_ratio(lam, power, ref)
+    assert out["n_annuli"] == 4 and out["ratio"] == pytest.approx(7 / 7)
+    assert (out["min_ratio"], out["max_ratio"], out["within_factor_1_5"]) == (0.5, 1.5, False)
+    assert spectral_band_ratio(lam, ref * 1.2, ref)["within_factor_1_5"] is True
+    assert math.isnan(spectral_band_ratio(lam, power, ref, band_km=(1.0, 2.0))["ratio"])
+
+
+def test_fair_brier_score_is_unbiased_for_the_brier_score_of_the_true_probability():
+    rng = np.random.default_rng(1)
+    q, m, n = 0.3, 4, 400_000
+    p = rng.binomial(m, q, n) / m  # member fraction of M members with P(event) = q
+    o = (rng.random(n) < q).astype(float)
+    fair = (p - o) ** 2 - fair_brier_penalty(p, m)
+    se = fair.std() / math.sqrt(n)
+    assert abs(fair.mean() - q * (1 - q)) < 4 * se  # the Brier score of q itself
+    assert ((p - o) ** 2).mean() - q * (1 - q) == pytest.approx(q * (1 - q) / m, abs=4 * se)
+    with pytest.raises(ValueError, match="at least 2 members"):
+        fair_brier_penalty(p, 1)
+
+
+def test_binned_spread_skill_by_hand():
+    acc = BinnedSpreadSkill(edges_mm=(0.0, 0.5, math.inf))
+    members = np.array([[0.0, 1.0, 3.0], [0.0, 1.4, 5.0]])  # spreads 0, 0.28, 1.41
+    obs = np.array([1.0, 1.0, 4.0])
+    acc.update(members, obs, np.array([1.0, 2.0, 1.0]))
+    r = acc.result()
+    assert r["count"] == [2, 1] and r["weight"] == [3.0, 1.0] and r["edges_mm"] == [0.0, 0.5, None]
+    assert r["spread"][0] == pytest.approx(math.sqrt(1.5 * (2 * 0.08) / 3))
+    assert r["rmse"][0] == pytest.approx(math.sqrt((1.0 + 2 * 0.2**2) / 3))
+    assert r["spread"][1] == pytest.approx(math.sqrt(1.5 * 2.0)) and r["rmse"][1] == pytest.approx(0.0)
+
+
+def _run(synth, kind, n_inits=8, seed=5, good=None):
+    rng = np.random.default_rng(seed)
+    verifier = EnsembleVerifier(EnsembleSettings(synth.THRESHOLDS, synth.EDGES, 8, SHAPE, 4.0, n_replicates=300))
+    cases = []
+    for i in range(n_inits):
+        bins, obs, members, graf = synth.sample_case(rng, SHAPE, 8, kind)
+        mask = np.ones(SHAPE, bool) if good is None else good
+        case = EnsembleCase(members, obs, mask, np.ones(SHAPE), bins, graf)
+        verifier.update(case, f"2025120{1 + i // 2}")
+        cases.append(case)
+    return verifier, verifier.result(), cases
+
+
+@pytest.fixture(scope="module")
+def calibrated(synth):
+    return _run(synth, "calibrated")
+
+
+@pytest.fixture(scope="module")
+def under(synth):
+    return _run(synth, "under-dispersive")
+
+
+def test_calibrated_ensemble_scores_like_the_unet_with_spread_skill_one_and_a_flat_rank_histogram(calibrated):
+    _, r, _ = calibrated
+    assert r["spread_skill"]["ratio"] == pytest.approx(1.0, abs=0.08)
+    freq = np.asarray(r["rank_histogram"]["frequency"]) * 9
+    assert freq.min() > 0.9 and freq.max() < 1.1
+    assert r["rank_histogram"]["min_over_uniform"] == pytest.approx(freq.min())
+    assert abs(r["crps"]["crpss_fair_vs_unet"]) < 0.03  # like for like: same distribution, same points
+    assert r["crps"]["crps_plain"] > r["crps"]["crps_fair"]  # the finite-ensemble penalty
+    for row in r["brier"]:  # member probabilities from the U-Net's own distribution: fair BSS ~ 0
+        assert abs(row["bss_fair_members_vs_unet"]) < 0.05 and row["bss_members_vs_unet"] < 0
+    iv = r["intervals"]
+    assert iv["spread_skill_ratio"]["low"] < 1.0 < iv["spread_skill_ratio"]["high"]
+    assert iv["crpss_fair_vs_unet"]["low"] < 0.0 < iv["crpss_fair_vs_unet"]["high"]
+
+
+def test_under_dispersive_ensemble_is_caught_by_every_calibration_score(under):
+    _, r, _ = under
+    assert r["spread_skill"]["ratio"] < 0.6 and r["intervals"]["spread_skill_ratio"]["high"] < 0.6
+    freq = np.asarray(r["rank_histogram"]["frequency"]) * 9
+    assert freq[0] > 1.5 and freq[-1] > 1.5 and freq[1:-1].max() < 1.0  # U-shaped
+    assert r["crps"]["crpss_fair_vs_unet"] < -0.2 and r["intervals"]["crpss_fair_vs_unet"]["high"] < 0
+    binned = r["spread_skill"]["binned"]
+    wet = [i for i, w in enumerate(binned["weight"]) if w > 500 and binned["edges_mm"][i] >= 0.5]
+    assert wet and all(binned["rmse"][i] > 1.5 * binned["spread"][i] for i in wet)
+
+
+def test_members_carry_the_observed_spatial_structure_and_the_unet_mean_does_not(calibrated):
+    _, r, _ = calibrated
+    ratio = r["spectra"]["band_ratio_vs_mrms"]
+    assert 0.5 < ratio["members"]["ratio"] < 1.5  # same copula as MRMS; 8 MRMS fields are noisy
+    assert ratio["unet_mean"]["ratio"] < 0.1 and ratio["unet_mean"]["max_ratio"] < 0.1
+    assert r["spectra"]["members"]["n_fields"] == 8 * 8 and r["spectra"]["mrms"]["n_fields"] == 8
+
+
+def test_fair_crps_is_properscoring_with_the_fair_correction_on_the_points_used(synth):
+    good = np.ones(SHAPE, bool)
+    good[:10, :20] = False
+    verifier, r, cases = _run(synth, "calibrated", n_inits=2, good=good)
+    total, m = 0.0, 8
+    for case in cases:
+        x, y = case.members_mm[:, good].T, case.obs_mm[good]
+        pairs = np.abs(x[:, :, None] - x[:, None, :]).sum(axis=(1, 2))
+        total += (ps.crps_ensemble(y, x) - pairs / (2 * m * m * (m - 1))).sum()
+    assert r["crps"]["n"] == 2 * good.sum()
+    assert r["crps"]["crps_fair"] == pytest.approx(total / (2 * good.sum()), rel=1e-10)
+
+
+def test_daily_sums_add_up_to_the_totals_and_the_result_is_json_ready(calibrated):
+    verifier, r, _ = calibrated
+    totals = verifier.daily.totals()
+    current = verifier._named_sums()
+    for name in ("crps_fair", "ss_var", "sse_members@1mm", "fbs_graf@5mm@41px", "psd_members"):
+        assert totals[name] == pytest.approx(current[name], rel=1e-9)
+    assert verifier.daily.days == ("20251201", "20251202", "20251203", "20251204")
+    assert r["intervals"]["crpss_fair_vs_unet"]["estimate"] == pytest.approx(r["crps"]["crpss_fair_vs_unet"])
+    assert r["intervals"]["fss_graf@1mm@1px"]["estimate"] == pytest.approx(
+        r["fss"]["sources"]["graf"]["per_threshold"][0]["fss"][0])
+    json.dumps(to_plain(r), allow_nan=False)
+
+
+def test_verifier_refuses_cases_of_another_shape_or_member_count(synth):
+    v = EnsembleVerifier(EnsembleSettings(synth.THRESHOLDS, synth.EDGES, 4, SHAPE, 4.0))
+    rng = np.random.default_rng(2)
+    bins, obs, members, graf = synth.sample_case(rng, SHAPE, 5, "calibrated")
+    with pytest.raises(ValueError, match=r"members_mm \(5, 64, 80\) \(expected \(4, 64, 80\)\)"):
+        v.update(EnsembleCase(members, obs, np.ones(SHAPE, bool), np.ones(SHAPE), bins, graf), "20251201")
+    with pytest.raises(ValueError, match="at least 2 members"):
+        EnsembleSettings(synth.THRESHOLDS, synth.EDGES, 1, SHAPE, 4.0)
+    with pytest.raises(ValueError, match="no case was added"):
+        v.result()
+
+
+def test_sampling_helper_draws_the_binned_distribution(synth):
+    """The test generator itself: draws follow the bins (so 'calibrated' is calibrated)."""
+    rng = np.random.default_rng(3)
+    bins = synth.unet_bins(rng, (64, 64))[:, ::16, ::16]  # 4 x 4 points of different distributions
+    y = synth.draw(bins, ndtr(rng.standard_normal((40000, 4, 4))))
+    for k, e in enumerate(synth.EDGES[1:6], start=1):
+        want = bins[k:].sum(axis=0)
+        assert np.abs((y >= e).mean(axis=0) - want).max() < 0.015
