@@ -90,7 +90,7 @@ def archive(tmp_path_factory):
     root = tmp_path_factory.mktemp("corrupt") / "archive"
     small = graf_like_grid("demo").subgrid(60, 140, 70, 170)
     config = generate_archive(root, dt.datetime(2025, 7, 1, 0), INIT, (LEAD,), "demo", seed=1,
-                              _model_grid=small)
+                              model_grid=small)
     text = config.source.read_text()
     for key, value in (("ndays_train", 3), ("split_block_days", 1), ("split_gap_h", 0)):
         text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.MULTILINE)
