@@ -315,3 +315,69 @@ def test_inference_writes_missing_probabilities_where_graf_is_missing(trained, t
     assert set(np.unique(raw[:, ~hole]).tolist()) <= {0, 1}
     assert np.isnan(ds.data["graf_precipitation"][hole]).all()
     assert np.isfinite(ds.data["graf_precipitation"][~hole]).all()
+
+
+def _write_compact(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """The arrays as one zlib-compressed netCDF (each on dimensions of its own), so a stage's
+    output can be compared with a known-good file by :func:`conftest.assert_matches_golden`."""
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w") as ds:
+        for name, values in arrays.items():
+            values = np.asarray(values)
+            dims = tuple(f"{name}_{k}" for k in range(values.ndim))
+            for dim, size in zip(dims, values.shape):
+                ds.createDimension(dim, size)
+            kind = "f8" if values.dtype.kind == "i" else values.dtype.str.lstrip("<>|=")
+            var = ds.createVariable(name, kind, dims, zlib=True, complevel=4,
+                                    **({"significant_digits": 5} if values.dtype.kind == "f" else {}))
+            var[...] = values.astype(np.float64) if values.dtype.kind == "i" else values
+    return path
+
+
+def test_patch_extraction_matches_the_known_good_file(trained, tmp_path):
+    """Every patch's place, time and weight, and the first patches' arrays, as on the day the
+    known-good file was made (PQPF_REGENERATE=<dir> rewrites it after a deliberate change)."""
+    from conftest import assert_matches_golden
+
+    arrays = {}
+    for split in ("train", "validation", "test"):
+        data = load_patch_file(patch_file_path(trained, split, INIT, LEAD))
+        for key in ("origins", "init_time", "weights"):
+            arrays[f"{split}_{key}"] = data[key]
+        if split == "train":
+            for key in ("features", "mrms", "quality", "ref_prob"):
+                arrays[f"train_{key}_first4"] = data[key][:4].astype(np.float32)
+    assert_matches_golden(_write_compact(tmp_path / "patches.nc", arrays), "stages_patches_2025070700_3h.nc")
+
+
+def test_inference_matches_the_known_good_file(verified, tmp_path):
+    """The probabilities of a seeded one-epoch model (threads pinned to 1, so training is
+    deterministic on a given torch build) at the six thresholds, to 2e-4."""
+    from conftest import assert_matches_golden
+
+    from pqpf.io.probs_file import read_probabilities
+
+    config, _ = verified
+    forecast = read_probabilities(probs_path(config, dt.datetime(2025, 7, 7, 12), LEAD))
+    picked = forecast.index([0.25, 1.0, 2.5, 5.0, 10.0, 25.0])
+    out = _write_compact(tmp_path / "probs.nc", {"prob_exceed": forecast.prob[picked],
+                                                 "prob_exceed_smoothed": forecast.prob_smoothed[picked]})
+    assert_matches_golden(out, "stages_probs_2025070712_3h.nc", atol=2e-4, rtol=0)
+
+
+def test_verification_matches_the_known_good_file(verified, tmp_path):
+    """Brier scores, skills, decomposition, CRPS and FSS of the verification run."""
+    from conftest import assert_matches_golden
+
+    config, _ = verified
+    scores = json.loads((config.paths.plots_dir / "verification_2025070700_2025070812_3h" / "scores.json").read_text())
+    keys = ("bs_model", "bs_ref", "bs_raw", "base_rate", "bss_vs_ref", "reliability_model", "resolution_model")
+    rows = scores["per_threshold"]
+    arrays = {key: np.array([np.nan if r[key] is None else r[key] for r in rows], np.float64) for key in keys}
+    arrays["crps"] = np.array([scores["crps"]["crps_model"], scores["crps"]["crps_raw_binned"]])
+    for source, entry in scores["fss"]["sources"].items():
+        arrays[f"fss_{source}"] = np.array([[np.nan if v is None else v for v in row["fss"]]
+                                            for row in entry["per_threshold"]])
+    assert_matches_golden(_write_compact(tmp_path / "scores.nc", arrays), "stages_scores_2025070700_2025070812_3h.nc",
+                          atol=1e-4, rtol=1e-3)
