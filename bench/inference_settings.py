@@ -18,7 +18,7 @@ see a larger window, which is why the skill is measured and not assumed).
    vs the smoothed-GRAF reference at 0.25 / 1 / 2.5 mm (target: within 0.003 of 64/32).
 
     python bench/inference_settings.py [--demo-dir demo_run] [--settings 64/32 256/224 ...]
-        [--threads 2] [--batch 16] [--shape 1308 1524] [--seam-shape 512 512] [--repeats 1]
+        [--threads 2] [--batch 16] [--shape 1308 1524] [--seam-shape 768 768] [--repeats 1]
 
 Run it alone on the machine: the ratios are only meaningful without other load.
 """
@@ -63,7 +63,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "larger windows get proportionally fewer so each call holds about as many pixels)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shape", type=int, nargs=2, default=(1308, 1524), metavar=("NY", "NX"))
-    parser.add_argument("--seam-shape", type=int, nargs=2, default=(512, 512), metavar=("NY", "NX"))
+    parser.add_argument("--seam-shape", type=int, nargs=2, default=(768, 768), metavar=("NY", "NX"))
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per method (median reported)")
     parser.add_argument("--demo-dir", type=Path, default=None,
                         help="a finished run_demo.py work directory (skill part; skipped without it)")
