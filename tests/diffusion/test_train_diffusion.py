@@ -13,8 +13,9 @@ import pytest
 import torch
 import trainkit
 
+from pqpf.diffusion.network import NETWORK_SIZES
 from pqpf.errors import ConfigError, PqpfError
-from pqpf.hparams import load_diffusion_hparams, load_hparams
+from pqpf.hparams import DIFFUSION_NETWORKS, load_diffusion_hparams, load_hparams
 from pqpf.io.checkpoint import load_checkpoint
 from pqpf.io.registry import Registry
 from pqpf.layout import registry_path
@@ -43,6 +44,7 @@ def test_named_diffusion_sets_inherit_the_base_and_are_not_unet_sets():
     assert base.denoiser == "default" and TINY.denoiser == "tiny" and demo.denoiser == "tiny"
     assert TINY.p_mean == base.p_mean == -1.2 and TINY.sampler.rho == base.sampler.rho == 7.0
     assert base.sampler.n_steps == 18 and TINY.sampler.n_steps == 6
+    assert set(DIFFUSION_NETWORKS) == set(NETWORK_SIZES)  # hparams names the sizes without importing torch
     with pytest.raises(ConfigError, match="diffusion set"):
         load_hparams("diffusion_tiny")
     with pytest.raises(ConfigError, match="U-Net set"):
