@@ -19,16 +19,16 @@ DESCRIPTION = """\
 Sample an ensemble of 1-h amounts for INIT + LEAD: the lead's U-Net (registry kind
 "resunet") gives the conditioning and the central estimate, the lead's diffusion model
 (kind "diffusion", trained against that U-Net) samples the residual over the full grid
-(Heun EDM sampler, denoiser on tent-blended windows, EMA weights). With --ecc the
-members take the U-Net's calibrated per-pixel quantiles in their own ranks (ensemble
-copula coupling). Also writes the U-Net probabilities file if missing (verification
-compares the two). Writes
+(Heun EDM sampler, denoiser on tent-blended windows, EMA weights). By default (--ecc)
+the members take the U-Net's calibrated per-pixel quantiles in their own ranks (ensemble
+copula coupling); --no-ecc keeps the raw diffusion members. Also writes the U-Net
+probabilities file if missing (verification compares the two). Writes
   {probs_dir}/{INIT}_{LEAD}h_ensemble.zarr   (member, y, x; member probabilities; CF)
   {plots_dir}/{INIT}_{LEAD}h_ensemble_stamps.png and ..._members.gif
 
 examples:
   ensemble_inference.py 2025120412 12 --members 16 --seed 1
-  ensemble_inference.py 2025120412 12 --ecc --netcdf
+  ensemble_inference.py 2025120412 12 --no-ecc --netcdf
 """
 
 
@@ -37,8 +37,9 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     add_init_lead(parser)
     parser.add_argument("--members", type=positive_int, default=16, metavar="N", help="ensemble size (default 16)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="sampler seed >= 0 (default 0)")
-    parser.add_argument("--ecc", action=argparse.BooleanOptionalAction, default=False,
-                        help="ensemble copula coupling onto the U-Net's quantiles (default: off)")
+    parser.add_argument("--ecc", action=argparse.BooleanOptionalAction, default=True,
+                        help="ensemble copula coupling onto the U-Net's quantiles (default: on; "
+                        "docs/diffusion_ensemble.md has the scores that chose it)")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, mps, cuda, cuda:N")
     parser.add_argument("--netcdf", action="store_true", help="also write the store as netCDF")
     parser.add_argument("--overwrite", action="store_true", help="redo existing outputs")

@@ -135,7 +135,7 @@ def _plots(config: Config, ens: EnsembleForecast, stamps: Path, gif: Path) -> No
 
 
 def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, members: int = 16, seed: int = 0,
-                           ecc: bool = False, device: str = "auto", overwrite: bool = False, plot: bool = True,
+                           ecc: bool = True, device: str = "auto", overwrite: bool = False, plot: bool = True,
                            netcdf: bool = False) -> EnsembleResult:
     """The stage behind ``ensemble_inference.py INIT LEAD``.
 
@@ -146,7 +146,8 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     seed : int
         Sampler seed, >= 0: the same seed gives the same members.
     ecc : bool
-        Replace the members' values by the U-Net's quantiles in their ranks (ECC-Q).
+        Replace the members' values by the U-Net's quantiles in their ranks (ECC-Q); the
+        default, chosen by the scores in docs/diffusion_ensemble.md.
     netcdf : bool
         Also write the store as netCDF beside it.
 

@@ -77,6 +77,7 @@ def test_ensemble_store_is_what_verify_ensemble_reads_and_members_are_determinis
     config = trained
     # the script once (its output paths), the stage in-process for the rest
     res = run("ensemble_inference.py", HELD_OUT[0].strftime("%Y%m%d%H"), LEAD, "--members", M, "--seed", "5",
+              "--no-ecc",
               "--config", str(config.source), "--device", "cpu", "-q")
     assert res.stdout.split() == [str(ensemble_path(config, HELD_OUT[0], LEAD)),
                                   str(ensemble_stamps_png_path(config, HELD_OUT[0], LEAD)),
