@@ -30,8 +30,12 @@ from pqpf.train.schedules import SCHEDULES
 
 __all__ = [
     "ModelHParams", "HParams", "load_hparams", "hparams_names", "default_hparams_file", "hparams_to_dict",
-    "hparams_from_dict",
+    "hparams_from_dict", "SamplerHParams", "DiffusionHParams", "load_diffusion_hparams",
+    "diffusion_hparams_from_dict", "DIFFUSION_NETWORKS",
 ]
+
+#: Named denoiser sizes (:data:`pqpf.diffusion.network.NETWORK_SIZES`; a test keeps them equal).
+DIFFUSION_NETWORKS = ("tiny", "laptop", "default")
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,69 @@ class HParams:
         check(0.0 <= self.min_improvement < 1.0, f"min_improvement must be in [0, 1), got {self.min_improvement}")
 
 
-_NESTED = {"model": ModelHParams}
+@dataclass(frozen=True)
+class SamplerHParams:
+    """Heun EDM sampler (:class:`pqpf.diffusion.sampler.SamplerConfig`)."""
+
+    n_steps: int
+    sigma_min: float
+    sigma_max: float
+    rho: float
+    s_churn: float
+
+    def __post_init__(self) -> None:
+        check(self.n_steps >= 1, f"n_steps must be >= 1, got {self.n_steps}")
+        check(0 < self.sigma_min < self.sigma_max, f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, "
+              f"{self.sigma_max}")
+        check(self.rho > 0 and self.s_churn >= 0, f"need rho > 0 and s_churn >= 0, got {self.rho}, {self.s_churn}")
+
+
+@dataclass(frozen=True)
+class DiffusionHParams:
+    """One named set of the EDM diffusion model (keys explained in ``pqpf/hparams.yaml``)."""
+
+    name: str
+    #: A name of :data:`DIFFUSION_NETWORKS`.
+    denoiser: str
+    #: RMS of the residual target (log1p mm); 0 means: estimate it from the training split.
+    sigma_data: float
+    p_mean: float
+    p_std: float
+    ema_halflife_samples: float
+    #: Cap of the EMA half-life at ``ema_rampup * samples_seen``; 0: no ramp-up.
+    ema_rampup: float
+    #: Fixed noise levels (log1p mm) of the deterministic validation loss.
+    eval_sigmas: tuple[float, ...]
+    sampler: SamplerHParams
+    batch_size: int
+    epochs: int
+    learning_rate: float
+    weight_decay: float
+    patience: int
+    min_improvement: float
+    lr_schedule: str
+    use_sampling_weights: bool
+    num_workers: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        check_choice("denoiser", self.denoiser, DIFFUSION_NETWORKS)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check(self.sigma_data >= 0 and self.p_std > 0, f"need sigma_data >= 0 and p_std > 0, got "
+              f"{self.sigma_data}, {self.p_std}")
+        check(self.ema_halflife_samples > 0 and self.ema_rampup >= 0,
+              f"need ema_halflife_samples > 0 and ema_rampup >= 0, got {self.ema_halflife_samples}, {self.ema_rampup}")
+        check(len(self.eval_sigmas) >= 1 and all(s > 0 for s in self.eval_sigmas),
+              f"eval_sigmas must be positive noise levels, got {self.eval_sigmas}")
+        check(self.batch_size >= 1 and self.epochs >= 1 and self.patience >= 1,
+              "batch_size, epochs and patience must be >= 1")
+        check(self.learning_rate > 0 and self.weight_decay >= 0,
+              f"learning_rate must be > 0 and weight_decay >= 0, got {self.learning_rate}, {self.weight_decay}")
+        check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        check(0.0 <= self.min_improvement < 1.0, f"min_improvement must be in [0, 1), got {self.min_improvement}")
+
+
+_NESTED: dict[str, type] = {"model": ModelHParams, "sampler": SamplerHParams}
 
 
 def default_hparams_file() -> Path:
@@ -192,6 +258,8 @@ def load_hparams(name: str, path: str | Path | None = None, thresholds_mm: Seque
         raise ConfigError(f"{yaml_path}: no hyper-parameter set named {name!r} (have: {names})")
     values = dict(data[name] or {})
     values.pop("name", None)
+    if "denoiser" in values:
+        raise ConfigError(f"{yaml_path}: {name!r} is a diffusion set; train it with train_diffusion.py")
     hp: HParams = _build_dataclass(HParams, {"name": name, **values}, f"{yaml_path}: {name}")
     if thresholds_mm is not None:
         try:
@@ -202,7 +270,7 @@ def load_hparams(name: str, path: str | Path | None = None, thresholds_mm: Seque
     return hp
 
 
-def hparams_to_dict(hp: HParams) -> dict[str, Any]:
+def hparams_to_dict(hp: HParams | DiffusionHParams) -> dict[str, Any]:
     """The set as plain Python types (tuples as lists), for YAML, JSON and checkpoints."""
     out: dict[str, Any] = to_plain(dataclasses.asdict(hp))
     return out
@@ -217,4 +285,32 @@ def hparams_from_dict(data: dict[str, Any], where: str) -> HParams:
         Naming ``where`` when the record is incomplete or malformed.
     """
     hp: HParams = _build_dataclass(HParams, dict(data), where)
+    return hp
+
+
+def load_diffusion_hparams(name: str, path: str | Path | None = None) -> DiffusionHParams:
+    """Load a named diffusion set (one with a ``denoiser`` key) from the YAML file.
+
+    Raises
+    ------
+    ConfigError
+        If the file or name does not exist, the set is a U-Net one, or a key is
+        unknown, missing or malformed.
+    """
+    yaml_path = Path(path).expanduser() if path else default_hparams_file()
+    data = _read_yaml(yaml_path)
+    if name not in data or str(name).startswith("_"):
+        names = ", ".join(sorted(k for k in data if not str(k).startswith("_") and "denoiser" in (data[k] or {})))
+        raise ConfigError(f"{yaml_path}: no diffusion hyper-parameter set named {name!r} (have: {names})")
+    values = dict(data[name] or {})
+    values.pop("name", None)
+    if "denoiser" not in values:
+        raise ConfigError(f"{yaml_path}: {name!r} is a U-Net set (no 'denoiser' key); pick a diffusion set")
+    hp: DiffusionHParams = _build_dataclass(DiffusionHParams, {"name": name, **values}, f"{yaml_path}: {name}")
+    return hp
+
+
+def diffusion_hparams_from_dict(data: dict[str, Any], where: str) -> DiffusionHParams:
+    """Inverse of :func:`hparams_to_dict` for a diffusion set (e.g. from a checkpoint)."""
+    hp: DiffusionHParams = _build_dataclass(DiffusionHParams, dict(data), where)
     return hp

@@ -29,7 +29,7 @@ from pqpf.normalisation import Normalisation
 from pqpf.ordinal import exceedance_matrix
 from pqpf.stitching import stitch
 
-__all__ = ["LoadedModel", "load_resunet", "predict_probabilities"]
+__all__ = ["LoadedModel", "load_resunet", "predict_probabilities", "predict_reduced"]
 
 
 @dataclass
@@ -111,14 +111,47 @@ def predict_probabilities(
     pad_mode : str
         One of :data:`pqpf.features.PAD_MODES`.
     """
-    if pad_mode not in PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {pad_mode!r}")
     edges = model.bin_edges_mm
     thresholds = tuple(edges[1:])
+    prob, _ = predict_reduced(model, graf_mm, terrain, valid_time, exceedance_matrix(edges, thresholds), window_px,
+                              stride_px, batch_size, device, pad_mode)
+    return np.clip(prob, 0.0, 1.0).astype(np.float32), thresholds
+
+
+def predict_reduced(
+    model: LoadedModel,
+    graf_mm: NDArray[np.float32],
+    terrain: Any,
+    valid_time: dt.datetime,
+    reduction: NDArray[np.floating],
+    window_px: int,
+    stride_px: int,
+    batch_size: int,
+    device: Any,
+    pad_mode: str = "reflect",
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Any linear map of the U-Net's bin probabilities over the full field, and its inputs.
+
+    Parameters
+    ----------
+    reduction : float array (R, K)
+        Applied to the K bin probabilities of every window before blending (e.g.
+        :func:`pqpf.ordinal.exceedance_matrix`), so the tent-weighted blend is exact.
+    Others as :func:`predict_probabilities`.
+
+    Returns
+    -------
+    reduced : float32 (R, ny, nx)
+    features : float32 (C, ny, nx)
+        The normalised features the network saw (unpadded).
+    """
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {pad_mode!r}")
     features = build_features(graf_mm, terrain, valid_time, time_features=False)
     if model.time_features:
         features = append_time_channels(features, to_epoch_seconds(valid_time))
     x = model.normalisation.apply_numpy(features)
+    x_unpadded = x
     window = window_px or model.patch_px
     ny, nx = graf_mm.shape
     pad = 0
@@ -128,12 +161,12 @@ def predict_probabilities(
         # slopes centred on 0, so the sign flip commutes with it).
         pad = window // 2
         x = pad_features(x, pad, model.channel_names)
-    reduction = torch.as_tensor(exceedance_matrix(edges, thresholds), dtype=torch.float32)
-    prob = stitch(
+    out = stitch(
         model.net, x, window_px=window, stride_px=min(stride_px, window), batch_size=batch_size,
-        reduction=reduction, post=lambda logits: torch.softmax(logits.float(), dim=1), device=device,
+        reduction=torch.as_tensor(reduction, dtype=torch.float32),
+        post=lambda logits: torch.softmax(logits.float(), dim=1), device=device,
         pad_mode="replicate" if pad_mode == "replicate" else "none",
     )
     if pad:
-        prob = prob[:, pad:pad + ny, pad:pad + nx]
-    return np.clip(prob, 0.0, 1.0).astype(np.float32), thresholds
+        out = out[:, pad:pad + ny, pad:pad + nx]
+    return out.astype(np.float32), np.asarray(x_unpadded, dtype=np.float32)

@@ -49,7 +49,11 @@ SCRIPTS = {
     "remap": "remap_mrms.sbatch",
     "patches": "patches.sbatch",
     "train": "train.sbatch",
+    "diffusion": "train.sbatch",  # the same torchrun job with TRAIN_SCRIPT=train_diffusion.py
 }
+
+#: Training script each training job kind runs.
+TRAIN_SCRIPTS = {"train": "train_resunet.py", "diffusion": "train_diffusion.py"}
 
 
 
@@ -219,15 +223,24 @@ def patches_command(
 def train_command(
     init: dt.datetime, lead_h: int, nproc: int, options: SlurmOptions,
     config_path: Path, pqpf_home: Path, scripts_dir: Path, hparams_name: str | None = None,
+    kind: str = "train",
 ) -> list[str]:
-    """sbatch command of one training job running ``nproc`` processes under torchrun."""
+    """sbatch command of one training job running ``nproc`` processes under torchrun.
+
+    ``kind`` "train" trains the U-Net (train_resunet.py), "diffusion" the lead's
+    diffusion model (train_diffusion.py; the lead's U-Net must be registered).
+    """
     if nproc < 1:
         raise UsageError(f"--nproc must be at least 1, got {nproc}")
+    if kind not in TRAIN_SCRIPTS:
+        raise UsageError(f"unknown training kind {kind!r}; valid: {', '.join(TRAIN_SCRIPTS)}")
     exports = {"INIT": format_yyyymmddhh(init), "LEAD": str(int(lead_h)), "NPROC": str(nproc)}
+    if kind != "train":
+        exports["TRAIN_SCRIPT"] = TRAIN_SCRIPTS[kind]
     if hparams_name:
         exports["HPARAMS_NAME"] = hparams_name
     exports.update(_env(pqpf_home, config_path))
-    return _sbatch("train", options, exports, None, scripts_dir)
+    return _sbatch(kind, options, exports, None, scripts_dir)
 
 
 # --------------------------------------------------------------------------------------

@@ -419,3 +419,21 @@ def test_remap_array_job_on_synthetic_archive(slurm_available, tmp_path):
     finally:
         for job in jobs:
             subprocess.run(["scancel", job], capture_output=True, timeout=30)
+
+
+def test_submit_helper_diffusion_runs_train_diffusion_in_the_training_job(helper_env, capsys, monkeypatch):
+    cfg, logs = helper_env
+    monkeypatch.setenv("PQPF_HOME", "/opt/pqpf")
+    assert submit_main(["--config", str(cfg), "diffusion", "2025120100", "12", "--gpus", "4",
+                        "--hparams-name", "diffusion", "--logs", str(logs)], script_dir=ROOT) == 0
+    assert _printed(capsys) == [
+        "sbatch", "--parsable", f"--output={logs}/%x_%j.out", "--gres=gpu:4",
+        "--export=ALL,INIT=2025120100,LEAD=12,NPROC=4,TRAIN_SCRIPT=train_diffusion.py,HPARAMS_NAME=diffusion,"
+        f"PQPF_HOME=/opt/pqpf,PQPF_CONFIG={cfg}",
+        str(SLURM_DIR / "train.sbatch")]
+    status, cmd, log = _dry("train.sbatch", INIT="2025120100", LEAD="12", NPROC="2",
+                            TRAIN_SCRIPT="train_diffusion.py", PQPF_TORCHRUN="torchrun")
+    assert status == 0, log
+    assert cmd == ["torchrun", "--standalone", "--nproc_per_node=2", "train_diffusion.py", "2025120100", "12"]
+    status, cmd, log = _dry("train.sbatch", INIT="2025120100", LEAD="12", TRAIN_SCRIPT="rm.py")
+    assert status == 2 and "TRAIN_SCRIPT must be" in log

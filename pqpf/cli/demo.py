@@ -4,7 +4,9 @@
 archive (demo grid, 200 x 250 points at 4 km) and runs, with the same command-line
 entry points a user types, terrain -> MRMS remapping -> patch extraction -> training of
 the ``demo`` U-Net -> inference for the inits after the training period -> verification,
-then prints the Brier-skill table and the paths of the PNGs. Each step prints the
+then the ``diffusion_demo`` model on the U-Net's residual -> an 8-member ensemble for two
+held-out inits -> ensemble verification, and prints the score tables and the paths of the
+PNGs. Each step prints the
 command that does it by hand. Stages skip what already exists, so a second run is quick;
 ``--fresh`` starts from nothing.
 """
@@ -24,12 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from pqpf.cli import (
+    ensemble_inference,
     plot_graf_mrms,
     resunet_inference,
     save_patched_graf_mrms,
     save_remapped_mrms,
     terrain_height,
+    train_diffusion,
     train_resunet,
+    verify_ensemble,
     verify_resunet,
 )
 from pqpf.config import Config, load_config
@@ -38,7 +43,14 @@ from pqpf.dates import hour_range
 from pqpf.errors import PqpfError
 from pqpf.io.grib import read_graf
 from pqpf.io.registry import Registry
-from pqpf.layout import probs_png_path, registry_path, require_graf, verification_dir
+from pqpf.layout import (
+    ensemble_gif_path,
+    ensemble_stamps_png_path,
+    probs_png_path,
+    registry_path,
+    require_graf,
+    verification_dir,
+)
 from pqpf.synthetic import generate_archive
 
 __all__ = ["main", "run_demo"]
@@ -90,7 +102,11 @@ class _Plan:
         return ["--config", str(self.config_path)]
 
 
-TOTAL_STEPS = 8
+TOTAL_STEPS = 11
+#: Members and held-out inits of the demo ensemble (small: sampling runs on 2 CPU cores).
+ENSEMBLE_MEMBERS = 8
+ENSEMBLE_INITS = 2
+DIFFUSION_HPARAMS = "diffusion_demo"
 
 
 def _prepare_data(plan: _Plan) -> Config:
@@ -152,6 +168,40 @@ def _infer_and_verify(plan: _Plan, config: Config, test_inits: list[dt.datetime]
     return verification_dir(config, test_inits[0], test_inits[-1], lead)
 
 
+def _ensemble(plan: _Plan, config: Config, test_inits: list[dt.datetime], shown: dt.datetime) -> Path:
+    """Steps 9-11: the diffusion model, a small ensemble for a couple of held-out inits, its scores."""
+    cfg, lead, init = plan.cfg, plan.lead_h, ymdh(plan.first_test)
+    entry = Registry(registry_path(config)).entry("diffusion", lead) or {}
+    unet = Registry(registry_path(config)).entry("resunet", lead) or {}
+    if entry.get("init") == init and entry.get("hparams") == DIFFUSION_HPARAMS and \
+            entry.get("unet_checkpoint") == unet.get("checkpoint"):
+        _say(f"\n[9/{TOTAL_STEPS}] diffusion training: already in {registry_path(config)} (use --fresh to retrain)")
+    else:
+        _step(9, TOTAL_STEPS, f"train the '{DIFFUSION_HPARAMS}' diffusion model on the U-Net's residual",
+              f"python train_diffusion.py {init} {lead} --hparams-name {DIFFUSION_HPARAMS} --config {plan.config_path}",
+              lambda: train_diffusion.main([init, str(lead), "--hparams-name", DIFFUSION_HPARAMS, "--overwrite",
+                                            *cfg]))
+    others = [t for t in test_inits if t != shown]
+    chosen = sorted([shown, *others[-(ENSEMBLE_INITS - 1):]]) if ENSEMBLE_INITS > 1 else [shown]
+
+    def sample() -> int:
+        for t in chosen:
+            status = ensemble_inference.main([ymdh(t), str(lead), "--members", str(ENSEMBLE_MEMBERS), *cfg, "-q",
+                                              "--overwrite"])
+            if status:
+                return status
+        return 0
+
+    _step(10, TOTAL_STEPS, f"{ENSEMBLE_MEMBERS}-member ensembles for {len(chosen)} held-out inits",
+          f"python ensemble_inference.py {ymdh(shown)} {lead} --members {ENSEMBLE_MEMBERS} "
+          f"--config {plan.config_path}   (and {len(chosen) - 1} more)", sample)
+    first, last = ymdh(chosen[0]), ymdh(chosen[-1])
+    _step(11, TOTAL_STEPS, "ensemble verification against MRMS (inits in between without an ensemble are skipped)",
+          f"python verify_ensemble.py {first} {last} {lead} --config {plan.config_path}",
+          lambda: verify_ensemble.main([first, last, str(lead), *cfg, "-q"]))
+    return ensemble_stamps_png_path(config, shown, lead)
+
+
 def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6, seed: int = 1,
              hparams_name: str = "demo", fresh: bool = False) -> int:
     """Run every stage; return 0 on success.
@@ -184,9 +234,11 @@ def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6,
     shown = _wettest(config, test_inits, lead_h)  # the held-out hour the maps show
     _train(plan, config, shown)
     vdir = _infer_and_verify(plan, config, test_inits, shown)
+    stamps = _ensemble(plan, config, test_inits, shown)
     _say(f"\ndemo finished in {(time.perf_counter() - t_all) / 60:.1f} min. Pictures:")
     for png in (probs_png_path(config, shown, lead_h), vdir / "reliability.png",
-                config.paths.plots_dir / f"graf_mrms_{ymdh(shown)}_{lead_h}h.png"):
+                config.paths.plots_dir / f"graf_mrms_{ymdh(shown)}_{lead_h}h.png", stamps,
+                ensemble_gif_path(config, shown, lead_h)):
         _say(f"  {png}")
     _say(f"scores: {vdir / 'scores.csv'}")
     return 0

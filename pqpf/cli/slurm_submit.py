@@ -20,6 +20,7 @@ Print the sbatch command of a pqpf job and, with --submit, run it and print the 
   remap BEGIN END      array over chunks of the date range: save_remapped_mrms.py
   patches INIT         array over --leads: save_patched_graf_mrms.py INIT LEAD
   train INIT LEAD      one job: torchrun --nproc_per_node=N train_resunet.py INIT LEAD
+  diffusion INIT LEAD  one job: torchrun --nproc_per_node=N train_diffusion.py INIT LEAD
 
 Resources come from the options below (or your own sbatch flags when you run the printed
 command yourself); the environment from PQPF_HOME (code directory, default: this
@@ -73,14 +74,16 @@ def build_parser(script_dir: Path | None = None) -> common.PqpfArgumentParser:
     patches.add_argument("--max-parallel", type=common.positive_int, default=None, metavar="K",
                          help="run at most this many tasks at once")
 
-    train = sub.add_parser("train", parents=[shared], help="train one lead's U-Net",
-                           description="One job: torchrun --standalone train_resunet.py INIT LEAD.")
-    common.add_init_lead(train)
-    train.add_argument("--nproc", type=common.positive_int, default=None, metavar="N",
-                       help="processes (one per GPU); default --gpus, else 1")
-    train.add_argument("--gpus", type=common.positive_int, default=None, metavar="N", help="GPUs (--gres=gpu:N)")
-    train.add_argument("--hparams-name", dest="hparams", default=None, metavar="NAME",
-                       help="hyper-parameter set name (default: [training] hparams_name)")
+    for kind, script, what in (("train", "train_resunet.py", "U-Net"),
+                               ("diffusion", "train_diffusion.py", "diffusion model")):
+        train = sub.add_parser(kind, parents=[shared], help=f"train one lead's {what}",
+                               description=f"One job: torchrun --standalone {script} INIT LEAD.")
+        common.add_init_lead(train)
+        train.add_argument("--nproc", type=common.positive_int, default=None, metavar="N",
+                           help="processes (one per GPU); default --gpus, else 1")
+        train.add_argument("--gpus", type=common.positive_int, default=None, metavar="N", help="GPUs (--gres=gpu:N)")
+        train.add_argument("--hparams-name", dest="hparams", default=None, metavar="NAME",
+                           help="hyper-parameter set name (default: the script's)")
     return parser
 
 
@@ -122,7 +125,7 @@ def _body(args: argparse.Namespace) -> int:
         common.check_lead(config, args.lead)
         n_tasks = 1
         cmd = train_command(args.init, args.lead, args.nproc or args.gpus or 1, options,
-                            config.source, home, scripts, hparams_name=args.hparams)
+                            config.source, home, scripts, hparams_name=args.hparams, kind=args.kind)
     options.logs_dir.mkdir(parents=True, exist_ok=True)
     print(shlex.join(cmd), flush=True)
     if not getattr(args, "submit", False):

@@ -38,7 +38,7 @@ from pqpf.terrain import Terrain
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["InferenceResult", "load_model_for_lead", "run_inference"]
+__all__ = ["InferenceResult", "load_model_for_lead", "run_inference", "check_provenance"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def load_model_for_lead(config: Config, lead_h: int, device: torch.device) -> Lo
     return load_resunet(load_checkpoint(path), path, device)
 
 
-def _check_provenance(model: LoadedModel, terrain: Terrain, terrain_path: Path) -> None:
+def check_provenance(model: LoadedModel, terrain: Terrain, terrain_path: Path) -> None:
     """Refuse a terrain file other than the one the model was trained with: another grid
     or another smoothing changes what the terrain channels mean."""
     trained_grid = model.record.grid_fingerprint
@@ -173,7 +173,7 @@ def run_inference(config: Config, init: dt.datetime, lead_h: int, device: str = 
     terrain = read_terrain(config.paths.terrain_file)
     dev = select_device(device)
     model = load_model_for_lead(config, lead_h, dev)
-    _check_provenance(model, terrain, config.paths.terrain_file)
+    check_provenance(model, terrain, config.paths.terrain_file)
     forecast = _forecast(config, init, lead_h, model, terrain, graf_path, dev)
     write_probabilities(out, forecast)
     if grib is not None:

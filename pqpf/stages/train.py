@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pqpf import __version__
 from pqpf.config import Config
@@ -31,12 +32,15 @@ from pqpf.train.loop import FitResult, LoopSettings, fit
 from pqpf.train.resunet import ResUNetFamily
 from pqpf.train.rundir import RunDir
 
-__all__ = ["train_resunet", "warm_start_source"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["train_resunet", "warm_start_source", "patch_sets", "training_context"]
 
 logger = logging.getLogger(__name__)
 
 
-def _patch_sets(config: Config, init: dt.datetime, lead_h: int) -> dict[str, PatchSet]:
+def patch_sets(config: Config, init: dt.datetime, lead_h: int) -> dict[str, PatchSet]:
     paths = {s: patch_file_path(config, s, init, lead_h) for s in PATCH_SPLITS}
     sets = {s: load_patch_set(paths[s]) for s in ("train", "validation")}
     if len(sets["train"]) == 0 or len(sets["validation"]) == 0:
@@ -81,6 +85,21 @@ def _warm_start(config: Config, init: dt.datetime, lead_h: int, init_from: str |
     return checkpoint, source
 
 
+def training_context(device: str) -> tuple[torch.device, DistributedContext]:
+    """The device of this process and its ``torchrun`` context (one process without it)."""
+    import torch
+
+    dev = select_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dev.type == "mps":
+        raise PqpfError("distributed training (torchrun) is not supported on MPS: the gloo backend cannot "
+                        "reduce MPS tensors; train in one process, or pass --device cpu")
+    ctx = DistributedContext.from_environment(dev.type)
+    if ctx.world_size > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(dev)
+    return dev, ctx
+
+
 def _register(config: Config, lead_h: int, init: dt.datetime, hp: HParams, result: FitResult) -> None:
     registry = Registry(registry_path(config))
     registry.update("resunet", lead_h, {
@@ -117,22 +136,13 @@ def train_resunet(config: Config, init: dt.datetime, lead_h: int, hp: HParams, d
         Start afresh even if the run directory holds checkpoints (they are deleted);
         without it, existing checkpoints make a fresh start an error.
     """
-    import torch
-
-    dev = select_device(device, int(os.environ.get("LOCAL_RANK", "0")))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dev.type == "mps":
-        raise PqpfError("distributed training (torchrun) is not supported on MPS: the gloo backend cannot "
-                        "reduce MPS tensors; train in one process, or pass --device cpu")
-    ctx = DistributedContext.from_environment(dev.type)
-    if ctx.world_size > 1 and dev.type == "cuda":
-        dev = torch.device("cuda", ctx.local_rank)
-        torch.cuda.set_device(dev)
+    dev, ctx = training_context(device)
     try:
         run = RunDir(training_run_dir(config, init, lead_h))
         if not resume and not overwrite and run.latest_epoch() is not None:
             raise PqpfError(f"{run.path} already holds checkpoints; use --resume to continue that training "
                             "or --overwrite to start again (its checkpoints are deleted)")
-        sets = _patch_sets(config, init, lead_h)
+        sets = patch_sets(config, init, lead_h)
         train_set = sets["train"]
         min_quality = float(config.mrms.min_quality)
         cut_with = float(train_set.header.get("min_quality", min_quality))

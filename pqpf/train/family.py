@@ -81,6 +81,14 @@ class ModelFamily(Protocol):
                    device: torch.device, autocast: Callable[[], AbstractContextManager[Any]]) -> StepResult:
         """Loss of one batch; ``autocast()`` wraps the forward pass for mixed precision."""
 
+    def after_step(self, net: torch.nn.Module, samples: int) -> None:
+        """Called after every optimiser step on ``samples`` samples (all ranks together),
+        e.g. to update an exponential moving average of the weights."""
+
+    def averaged_weights(self) -> dict[str, Any] | None:
+        """Weights saved as the checkpoint's ``ema`` (what inference applies), or None.
+        ``restore`` gets them back from ``checkpoint.ema``."""
+
     def evaluate(self, net: torch.nn.Module, data: PatchSet, device: torch.device, ctx: DistributedContext,
                  batch_size: int) -> dict[str, float]:
         """Scores of ``net`` on ``data`` (all ranks take part); must include ``"score"``."""

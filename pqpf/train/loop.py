@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pqpf.errors import PqpfError
-from pqpf.hparams import HParams
+from pqpf.hparams import DiffusionHParams, HParams
 from pqpf.io.checkpoint import Checkpoint, TrainingState, load_checkpoint, save_checkpoint
 from pqpf.io.patchfile import PatchSet
 from pqpf.train.batches import BatchSource, plan_epoch, prefetch
@@ -63,7 +63,7 @@ class LoopSettings:
     seed: int
 
     @classmethod
-    def from_hparams(cls, hp: HParams) -> LoopSettings:
+    def from_hparams(cls, hp: HParams | DiffusionHParams) -> LoopSettings:
         return cls(hp.epochs, hp.patience, hp.min_improvement, hp.learning_rate, hp.weight_decay, hp.lr_schedule,
                    hp.batch_size, hp.num_workers, hp.seed)
 
@@ -125,6 +125,11 @@ def differing_hparams(old: dict[str, Any], new: dict[str, Any], prefix: str = ""
 
 def _state_dict(net: Any) -> dict[str, Any]:
     return (net.module if hasattr(net, "module") else net).state_dict()
+
+
+def _unwrapped(model: Any) -> Any:
+    """The network inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
 
 
 def _sample_digest(indices: NDArray[np.int64]) -> str:
@@ -190,6 +195,7 @@ def _train_epoch(model: Callable[..., Any], family: ModelFamily, data: PatchSet,
         amp.scaler.scale(step.objective).backward()
         amp.scaler.step(optimizer)
         amp.scaler.update()
+        family.after_step(_unwrapped(model), step.samples * ctx.world_size)
         out.loss_sum += step.value * step.weight
         out.weight_sum += step.weight
         out.samples += step.samples
@@ -248,7 +254,8 @@ def _run(family: ModelFamily, train_set: PatchSet, val_set: PatchSet, run: RunDi
                 net=_state_dict(net), model=family.record(init, lead_h),
                 training=TrainingState(epoch, progress.best_score, progress.best_epoch, progress.bad_epochs,
                                        ctx.world_size, optimizer.state_dict(), scheduler.state_dict(),
-                                       amp.scaler.state_dict()))
+                                       amp.scaler.state_dict()),
+                ema=family.averaged_weights())
             if improved:
                 save_checkpoint(run.best, checkpoint)
             save_checkpoint(run.epoch(epoch), checkpoint)

@@ -174,6 +174,12 @@ class ResUNetFamily:
         objective = loss * (n_valid / (x.shape[0] * self.valid_per_patch))
         return StepResult(objective, float(loss.detach()), float(n_valid), int(x.shape[0]))
 
+    def after_step(self, net: torch.nn.Module, samples: int) -> None:
+        """Nothing: the U-Net keeps no moving average."""
+
+    def averaged_weights(self) -> dict[str, Any] | None:
+        return None
+
     def evaluate(self, net: torch.nn.Module, data: PatchSet, device: torch.device, ctx: DistributedContext,
                  batch_size: int) -> dict[str, float]:
         """Weighted score and Brier scores (model and smoothed-GRAF reference).

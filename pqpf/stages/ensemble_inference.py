@@ -1,0 +1,176 @@
+"""The ``ensemble_inference.py`` stage: GRAF + the lead's U-Net and diffusion model -> ensemble members.
+
+For (INIT, LEAD): makes sure the U-Net probabilities file exists (the ``resunet_inference``
+stage, skipped when done: verification compares the members with it), loads the
+registry's diffusion model for the lead and the U-Net it was trained against (refused
+when the registry's U-Net for the lead has changed since), runs the U-Net once over the
+full field (:func:`pqpf.diffusion.generate.unet_fields`), samples the members
+(:func:`pqpf.diffusion.generate.sample_members`), optionally gives them the U-Net's
+marginals by ensemble copula coupling (:mod:`pqpf.diffusion.ecc`), and writes the store
+of :mod:`pqpf.io.ensemble_file` (zarr, netCDF beside it on request), the postage
+stamps and the member GIF (:mod:`pqpf.plot.ensemble`). Every output is written
+atomically; a rerun skips finished outputs unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pqpf.config import Config
+from pqpf.dates import format_yyyymmddhh
+from pqpf.device import select_device
+from pqpf.diffusion.ecc import ensemble_copula_coupling
+from pqpf.diffusion.generate import LoadedDiffusion, load_diffusion, sample_members, unet_fields
+from pqpf.errors import InputFileError, PqpfError
+from pqpf.io.checkpoint import load_checkpoint
+from pqpf.io.ensemble_file import EnsembleForecast, EnsembleProvenance, make_ensemble, write_ensemble
+from pqpf.io.grib import read_graf
+from pqpf.io.mrms_file import read_remapped_mrms
+from pqpf.io.registry import Registry
+from pqpf.io.terrain_file import read_terrain
+from pqpf.layout import (
+    ensemble_gif_path,
+    ensemble_netcdf_path,
+    ensemble_path,
+    ensemble_stamps_png_path,
+    mrms_remapped_path,
+    registry_path,
+    require_graf,
+)
+from pqpf.plot.ensemble import plot_postage_stamps, write_member_gif
+from pqpf.plot.maps import forecast_title
+from pqpf.predict import LoadedModel, load_resunet
+from pqpf.stages.common import kept
+from pqpf.stages.inference import check_provenance, run_inference
+from pqpf.verify.ensemble_fields import unet_mean_amount
+
+__all__ = ["EnsembleResult", "load_models_for_lead", "run_ensemble_inference"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EnsembleResult:
+    store: Path
+    stamps_png: Path | None
+    gif: Path | None
+    skipped: bool = False
+
+
+def load_models_for_lead(config: Config, lead_h: int, device: Any) -> tuple[LoadedModel, LoadedDiffusion]:
+    """The registry's diffusion model for ``lead_h`` and the U-Net it was trained against.
+
+    Raises
+    ------
+    PqpfError
+        No diffusion model registered for the lead, or the registry's U-Net for the lead
+        is not the one the diffusion model was trained against (retrain it).
+    """
+    registry = Registry(registry_path(config))
+    diff_path = registry.checkpoint("diffusion", lead_h)
+    if diff_path is None:
+        raise PqpfError(f"no diffusion model registered for lead {lead_h} h in {registry.path}; "
+                        f"run train_diffusion.py INIT {lead_h} first")
+    diffusion = load_diffusion(load_checkpoint(diff_path, map_location=device), diff_path, device)
+    unet_path = registry.checkpoint("resunet", lead_h)
+    trained_on = Path(str(diffusion.record.extra.get("unet_checkpoint", "")))
+    if unet_path is None or trained_on.resolve() != unet_path.resolve():
+        raise PqpfError(f"{diff_path} was trained against the U-Net {trained_on}, but the registry's U-Net for "
+                        f"lead {lead_h} h is {unet_path}; retrain the diffusion model (train_diffusion.py)")
+    unet = load_resunet(load_checkpoint(unet_path, map_location=device), unet_path, device)
+    return unet, diffusion
+
+
+def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[LoadedModel, LoadedDiffusion],
+             members: int, seed: int, ecc: bool, device: Any) -> EnsembleForecast:
+    """Sample the members of (INIT, LEAD) and build the product (nothing written)."""
+    unet, diffusion = models
+    terrain = read_terrain(config.paths.terrain_file)
+    check_provenance(unet, terrain, config.paths.terrain_file)
+    graf_path = require_graf(config, init, lead_h, prefer="laptop")
+    graf = read_graf(graf_path, lead_h, init=init)
+    if not graf.grid.same_as(terrain.grid):
+        raise InputFileError(graf_path, f"grid ({graf.grid.describe()}) differs from the terrain file's")
+    graf_mm = graf.values.astype(np.float32)
+    missing = ~np.isfinite(graf_mm)
+    inf = config.inference
+    fields = unet_fields(unet, np.where(missing, np.float32(0.0), graf_mm), terrain, graf.valid_time,
+                         tuple(diffusion.record.thresholds_mm), inf.window_px, inf.stride_px, inf.batch_size, device,
+                         pad_mode=inf.pad_mode)
+    window = min(inf.window_px or diffusion.record.patch_px, *graf_mm.shape)
+    stride = min(inf.stride_px, window)
+    amounts = sample_members(diffusion, fields.cond, fields.central, members, seed, window, stride,
+                             batch_size=inf.batch_size, device=device)
+    if ecc:
+        amounts = ensemble_copula_coupling(amounts, fields.prob_bins, unet.bin_edges_mm, rng=seed)
+    amounts[:, missing] = np.nan
+    s = diffusion.sampler
+    provenance = EnsembleProvenance(
+        unet_checkpoint=str(unet.checkpoint), diffusion_checkpoint=str(diffusion.checkpoint), seed=seed, ecc=ecc,
+        sampler={"n_steps": s.n_steps, "sigma_min": s.sigma_min, "sigma_max": s.sigma_max, "rho": s.rho,
+                 "s_churn": s.s_churn, "window_px": window, "stride_px": stride},
+        extra={"graf_file": str(graf_path), "diffusion_hparams": str(diffusion.record.hparams.get("name"))})
+    mean_mm = np.where(missing, np.nan, unet_mean_amount(fields.prob_bins, unet.bin_edges_mm))
+    return make_ensemble(graf.grid, amounts, init, lead_h, tuple(config.probability.thresholds_mm), provenance,
+                         graf_mm=graf_mm, unet_mean_mm=mean_mm)
+
+
+def _plots(config: Config, ens: EnsembleForecast, stamps: Path, gif: Path) -> None:
+    mrms_file = mrms_remapped_path(config, ens.valid)
+    mrms = read_remapped_mrms(mrms_file) if mrms_file.is_file() else None
+    obs = None if mrms is None else mrms.precipitation_mm
+    title = forecast_title(f"GRAF + U-Net + diffusion, {ens.n_members} members", ens.init, ens.lead_h)
+    deterministic = [(label, f) for label, f in (("U-Net mean", ens.unet_mean_mm), ("GRAF", ens.graf_mm))
+                     if f is not None]
+    plot_postage_stamps(stamps, ens.grid, ens.members_mm, title, mrms_mm=obs,
+                        quality=None if mrms is None else mrms.quality, min_quality=config.mrms.min_quality,
+                        deterministic=deterministic)
+    write_member_gif(gif, ens.grid, ens.members_mm, title, mrms_mm=obs)
+
+
+def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, members: int = 16, seed: int = 0,
+                           ecc: bool = True, device: str = "auto", overwrite: bool = False, plot: bool = True,
+                           netcdf: bool = False) -> EnsembleResult:
+    """The stage behind ``ensemble_inference.py INIT LEAD``.
+
+    Parameters
+    ----------
+    members : int
+        Ensemble size, >= 1.
+    seed : int
+        Sampler seed, >= 0: the same seed gives the same members.
+    ecc : bool
+        Replace the members' values by the U-Net's quantiles in their ranks (ECC-Q); the
+        default, chosen by the scores in docs/diffusion_ensemble.md.
+    netcdf : bool
+        Also write the store as netCDF beside it.
+
+    Raises
+    ------
+    PqpfError
+        Bad arguments, missing models; InputFileError for a missing or corrupt input.
+    """
+    if members < 1 or seed < 0:
+        raise PqpfError(f"--members must be >= 1 and --seed >= 0, got {members} and {seed}")
+    store = ensemble_path(config, init, lead_h)
+    stamps, gif = ensemble_stamps_png_path(config, init, lead_h), ensemble_gif_path(config, init, lead_h)
+    nc = ensemble_netcdf_path(config, init, lead_h) if netcdf else None
+    outputs = [p for p in (store, nc, *((stamps, gif) if plot else ())) if p is not None]
+    if kept(*outputs, overwrite=overwrite):
+        return EnsembleResult(store, stamps if plot else None, gif if plot else None, skipped=True)
+    dev = select_device(device)
+    models = load_models_for_lead(config, lead_h, dev)
+    run_inference(config, init, lead_h, device=device, plot=plot)  # verification reads the U-Net file
+    ens = _members(config, init, lead_h, models, members, seed, ecc, dev)
+    write_ensemble(store, ens, netcdf_path=nc)
+    if plot:
+        _plots(config, ens, stamps, gif)
+    logger.info("%s +%d h: %d members (seed %d, ECC %s) -> %s", format_yyyymmddhh(init), lead_h, members, seed,
+                "on" if ecc else "off", store)
+    return EnsembleResult(store, stamps if plot else None, gif if plot else None)

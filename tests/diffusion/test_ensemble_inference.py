@@ -1,0 +1,132 @@
+"""ensemble_inference.py end to end on a small synthetic archive in the real formats: the store
+verify_ensemble.py reads, members deterministic by seed, ECC keeps the U-Net's quantiles."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pqpf.config import load_config
+from pqpf.io.ensemble_file import read_ensemble
+from pqpf.io.probs_file import read_probabilities
+from pqpf.io.registry import Registry
+from pqpf.layout import (
+    ensemble_gif_path,
+    ensemble_path,
+    ensemble_stamps_png_path,
+    ensemble_verification_dir,
+    probs_path,
+    registry_path,
+)
+from pqpf.ordinal import bin_probs_from_exceedance, quantiles
+from pqpf.stages.ensemble_inference import run_ensemble_inference
+
+pytestmark = pytest.mark.slow  # one shared archive and two small models: ~1 min for the module
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+START = dt.datetime(2025, 7, 1, 0)
+END = dt.datetime(2025, 7, 8, 23)
+INIT = dt.datetime(2025, 7, 7, 0)
+HELD_OUT = [dt.datetime(2025, 7, 7, 12), dt.datetime(2025, 7, 8, 0)]
+LEAD = 3
+M = 4
+
+
+def run(script, *args, check=True):
+    res = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    if check:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from pqpf.cli import save_remapped_mrms, terrain_height
+    from pqpf.synthetic import generate_archive
+
+    root = tmp_path_factory.mktemp("ens")
+    config = generate_archive(root, START, END, (LEAD,), grid_name="demo", seed=3)
+    text = config.source.read_text()
+    config.source.write_text(text.replace(f"ndays_train = {config.patches.ndays_train}", "ndays_train = 6"))
+    config = load_config(config.source)
+    cfg = ["--config", str(config.source), "-q"]
+    assert terrain_height.main(cfg) == 0
+    assert save_remapped_mrms.main([START.strftime("%Y%m%d%H"), END.strftime("%Y%m%d%H"), *cfg]) == 0
+    init = INIT.strftime("%Y%m%d%H")
+    run("save_patched_graf_mrms.py", init, LEAD, *cfg)
+    run("train_resunet.py", init, LEAD, *cfg, "--hparams-name", "tiny", "--max-epochs", "1", "--device", "cpu")
+    run("train_diffusion.py", init, LEAD, *cfg, "--hparams-name", "diffusion_tiny", "--max-epochs", "2",
+        "--device", "cpu")
+    return config
+
+
+def _ens(config, init, seed=5, ecc=False, plot=False):
+    run_ensemble_inference(config, init, LEAD, members=M, seed=seed, ecc=ecc, device="cpu", overwrite=True, plot=plot)
+    return read_ensemble(ensemble_path(config, init, LEAD))
+
+
+def test_ensemble_store_is_what_verify_ensemble_reads_and_members_are_deterministic(trained):
+    torch.set_num_threads(1)
+    config = trained
+    # the script once (its output paths), the stage in-process for the rest
+    res = run("ensemble_inference.py", HELD_OUT[0].strftime("%Y%m%d%H"), LEAD, "--members", M, "--seed", "5",
+              "--no-ecc",
+              "--config", str(config.source), "--device", "cpu", "-q")
+    assert res.stdout.split() == [str(ensemble_path(config, HELD_OUT[0], LEAD)),
+                                  str(ensemble_stamps_png_path(config, HELD_OUT[0], LEAD)),
+                                  str(ensemble_gif_path(config, HELD_OUT[0], LEAD))]
+    assert ensemble_stamps_png_path(config, HELD_OUT[0], LEAD).stat().st_size > 1000
+    assert ensemble_gif_path(config, HELD_OUT[0], LEAD).read_bytes()[:6] == b"GIF89a"
+    first = read_ensemble(ensemble_path(config, HELD_OUT[0], LEAD))
+    ens = _ens(config, HELD_OUT[1])
+    for init, e in zip(HELD_OUT, (first, ens)):
+        assert e.members_mm.shape == (M, *e.grid.shape) and e.init == init and e.lead_h == LEAD
+        assert np.isfinite(e.members_mm).all() and e.members_mm.min() >= 0
+        assert e.provenance.seed == 5 and not e.provenance.ecc and e.provenance.sampler["n_steps"] == 6
+        assert e.provenance.unet_checkpoint == read_probabilities(probs_path(config, init, LEAD)).attrs["checkpoint"]
+        assert np.abs(e.members_mm[0] - e.members_mm[1]).mean() > 1e-3  # members differ
+    again = _ens(config, HELD_OUT[0]).members_mm  # the same seed in another process: the same members
+    np.testing.assert_array_equal(first.members_mm, again)
+    other = _ens(config, HELD_OUT[0], seed=6).members_mm
+    assert np.abs(first.members_mm - other).mean() > 1e-3
+    _ens(config, HELD_OUT[0])
+    span = [h.strftime("%Y%m%d%H") for h in HELD_OUT]
+    run("verify_ensemble.py", *span, LEAD, "--config", str(config.source), "--no-plot", "-q")
+    out = ensemble_verification_dir(config, HELD_OUT[0], HELD_OUT[-1], LEAD) / "ensemble_scores.json"
+    scores = json.loads(out.read_text())
+    assert scores["inits_used"] == span and scores["n_members"] == M and scores["ecc"] == "off"
+    assert np.isfinite(scores["crps"]["crps_fair"]) and np.isfinite(scores["spread_skill"]["ratio"])
+
+
+def test_ecc_members_hold_the_unet_quantiles_at_every_point(trained):
+    torch.set_num_threads(1)
+    config = trained
+    init = HELD_OUT[1]
+    ens = _ens(config, init, ecc=True)
+    assert ens.provenance.ecc
+    probs = read_probabilities(probs_path(config, init, LEAD))
+    bins = bin_probs_from_exceedance(np.clip(probs.prob.astype(np.float64), 0, 1))
+    edges = (0.0, *probs.thresholds_mm)
+    levels = [(r + 0.5) / M for r in range(M)]
+    q = quantiles(bins, list(edges), levels, dim=0)
+    q = np.where(q < edges[1], 0.0, q)
+    # sorted at each point, the stored members are the U-Net's quantiles (to the 0.01 mm
+    # packing; the probabilities file holds float32 exceedances, ECC used the float64 ones)
+    np.testing.assert_allclose(np.sort(ens.members_mm, axis=0), q, atol=0.02, rtol=1e-3)
+
+
+def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_path):
+    config = trained
+    cfg = ["--config", str(config.source), "--device", "cpu"]
+    res = run("ensemble_inference.py", "2025070712", "4", *cfg, check=False)
+    assert res.returncode != 0 and "diffusion" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = run("ensemble_inference.py", "2025070712", LEAD, "--seed", "-1", *cfg, check=False)
+    assert res.returncode == 2 and "--seed" in res.stderr
+    assert list(Registry(registry_path(config)).read()["diffusion"]) == [LEAD]
