@@ -20,6 +20,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import datetime as dt
+import math
 import os
 import re
 import typing
@@ -149,9 +150,12 @@ def _convert(raw: str, typ: Any, where: str, base_dir: Path, expand: bool) -> An
         raise ConfigError(f"{where}: expected true/false, got {raw!r}")
     if typ is int or typ is float:
         try:
-            return typ(raw.strip())
+            value = typ(raw.strip())
         except ValueError:
             raise ConfigError(f"{where}: expected {typ.__name__}, got {raw!r}") from None
+        if typ is float and not math.isfinite(value):  # nan, inf: no setting means either
+            raise ConfigError(f"{where}: expected a finite number, got {raw.strip()!r}")
+        return value
     if typ is dt.datetime:
         try:
             return parse_yyyymmddhh(raw, what=where)

@@ -191,6 +191,10 @@ class PatchesConfig:
         f = self.split_fractions
         check(len(f) == 3 and all(x >= 0 for x in f) and f[0] > 0,
                  f"split_fractions must be three shares (train > 0, validation, test), got {f}")
+        # Blocks are dealt in a pattern of about 1/share blocks per split: a share of
+        # 1e-12 would ask for a pattern of 1e12 blocks (MemoryError).
+        check(all(x == 0 or x / sum(f) >= 0.01 for x in f),
+                 f"split_fractions: each share must be 0 or at least 1 % of the total, got {f}")
         check(self.split_gap_h >= 0, f"split_gap_h must be >= 0, got {self.split_gap_h}")
 
 

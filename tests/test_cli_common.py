@@ -36,3 +36,43 @@ def test_missing_config_is_one_line_exit_1(tmp_path, capsys):
     assert status == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "none.ini: configuration file not found" in err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["2025120100", "1_2"], "lead must be a whole number of hours, got '1_2'"),   # int() reads 12
+    (["2025120100", " 6"], "lead must be a whole number of hours"),
+    (["2025120100", "６"], "lead must be a whole number of hours"),                # a full-width digit
+    (["2025120100", "-3"], "lead must not be negative"),
+])
+def test_lead_is_plain_decimal_digits_or_a_usage_error(tmp_path, capsys, argv, fragment):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(make(tmp_path), lambda a: 0, argv)
+    assert exc.value.code == 2 and fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, fragment", [
+    ("--max-epochs", "0", "expected at least 1, got 0"),
+    ("--max-epochs", "-1", "expected at least 1, got -1"),
+    ("--max-epochs", "1_0", "expected a whole number, got '1_0'"),
+])
+def test_training_counts_are_usage_errors_before_anything_is_touched(tmp_path, capsys, flag, value, fragment):
+    from pqpf.cli import train_resunet
+
+    with pytest.raises(SystemExit) as exc:
+        train_resunet.main(["--config", str(tmp_path / "none.ini"), "2025120100", "6", flag, value])
+    assert exc.value.code == 2 and fragment in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_device_is_a_usage_error_before_the_run_folder_is_touched(tmp_path, capsys):
+    import trainkit
+
+    from pqpf.cli import train_resunet
+    from pqpf.layout import training_run_dir
+
+    config = trainkit.make(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    status = train_resunet.main(["--config", str(config.source), "2025120100", "6", "--device", "foo", "-q"])
+    assert status == 2 and "unknown device 'foo'" in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert not training_run_dir(config, trainkit.INIT, trainkit.LEAD).exists()

@@ -149,6 +149,11 @@ def test_thresholds_that_are_not_bin_edges_fail_when_the_hparams_are_loaded():
     ("patches", "split_fractions = 0, 0.5, 0.5", "split_fractions must be three shares"),
     ("mrms", "min_quality = 1.5", "min_quality must be in [0, 1]"),
     ("mrms", "remap_method = cubic", "remap_method must be one of conservative, nearest, bilinear"),
+    # issue 11 item 10: non-finite numbers and a share so small that its block pattern explodes
+    ("probability", "reference_sigma_px = inf", "reference_sigma_px: expected a finite number, got 'inf'"),
+    ("patches", "wet_threshold_mm = nan", "wet_threshold_mm: expected a finite number, got 'nan'"),
+    ("mrms", "min_quality = -inf", "min_quality: expected a finite number"),
+    ("patches", "split_fractions = 0.7, 0.3, 1e-12", "each share must be 0 or at least 1 % of the total"),
 ])
 def test_bad_values_fail_at_load_time_naming_file_and_section(tmp_path, monkeypatch, section, line, message):
     monkeypatch.setenv("PQPF_TEST_MRMS", "/x")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
 class PqpfArgumentParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr and exit status 2."""
 
@@ -53,10 +57,18 @@ def date_arg(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _whole_number(text: str) -> int:
+    """Decimal digits with an optional sign, nothing else: ``int()`` alone would also take
+    ``1_2`` (as 12), surrounding blanks and other scripts' digits."""
+    if not _WHOLE_NUMBER.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
+
+
 def lead_arg(text: str) -> int:
     """argparse type for a lead time in hours (range checked against the config later)."""
     try:
-        value = int(text)
+        value = _whole_number(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"lead must be a whole number of hours, got {text!r}") from None
     if value < 0:
@@ -67,11 +79,22 @@ def lead_arg(text: str) -> int:
 def positive_int(text: str) -> int:
     """argparse type for a count or size that must be at least 1."""
     try:
-        value = int(text)
+        value = _whole_number(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for a seed or offset that must be at least 0."""
+    try:
+        value = _whole_number(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected at least 0, got {value}")
     return value
 
 

@@ -37,6 +37,7 @@ from pqpf.cli import (
     verify_ensemble,
     verify_resunet,
 )
+from pqpf.cli.common import non_negative_int, positive_int
 from pqpf.config import Config, load_config
 from pqpf.dates import format_yyyymmddhh as ymdh
 from pqpf.dates import hour_range
@@ -262,11 +263,11 @@ def main(argv: Sequence[str] | None = None, script_dir: Path | None = None) -> i
         prog="run_demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=(script_dir or Path.cwd()) / "demo_run",
                         help="where the archive and outputs go (default ./demo_run)")
-    parser.add_argument("--days", type=int, default=30, help="days of synthetic archive (default 30)")
-    parser.add_argument("--lead", type=int, default=6, help="lead time in hours (default 6)")
-    parser.add_argument("--test-days", type=int, default=6, help="held-out days at the end (default 6)")
+    parser.add_argument("--days", type=positive_int, default=30, help="days of synthetic archive (default 30)")
+    parser.add_argument("--lead", type=positive_int, default=6, help="lead time in hours (default 6)")
+    parser.add_argument("--test-days", type=positive_int, default=6, help="held-out days at the end (default 6)")
     parser.add_argument("--hparams-name", default="demo", help="hyper-parameter set (default demo)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=non_negative_int, default=1)
     parser.add_argument("--fresh", action="store_true", help="delete the work directory first")
     args = parser.parse_args(argv)
     if args.days - args.test_days < 10:

@@ -7,9 +7,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, positive_int, run_cli
+from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, non_negative_int, positive_int, run_cli
 from pqpf.cli.common import build_parser as _base_parser
-from pqpf.errors import UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -36,7 +35,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("ensemble_inference.py", DESCRIPTION, script_dir)
     add_init_lead(parser)
     parser.add_argument("--members", type=positive_int, default=16, metavar="N", help="ensemble size (default 16)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="sampler seed >= 0 (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="sampler seed >= 0 (default 0)")
     parser.add_argument("--ecc", action=argparse.BooleanOptionalAction, default=True,
                         help="ensemble copula coupling onto the U-Net's quantiles (default: on; "
                         "docs/diffusion_ensemble.md has the scores that chose it)")
@@ -52,8 +51,6 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config_from_args(args)
     lead = check_lead(config, args.lead)
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
     result = run_ensemble_inference(config, args.init, lead, members=args.members, seed=args.seed, ecc=args.ecc,
                                     device=args.device, overwrite=args.overwrite, plot=not args.no_plot,
                                     netcdf=args.netcdf)

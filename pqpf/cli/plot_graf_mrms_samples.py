@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, positive_int, run_cli
+from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, non_negative_int, positive_int, run_cli
 from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
@@ -30,7 +30,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=("train", "validation", "test"), default="train",
                         help="which patch file (default train)")
     parser.add_argument("--n", type=positive_int, default=8, help="number of patches, at most 48 (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="which random patches (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="which random patches (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="redraw an existing PNG")
     return parser
 

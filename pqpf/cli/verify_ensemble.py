@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pqpf.cli.common import build_parser as _base_parser
-from pqpf.cli.common import check_lead, date_arg, lead_arg, load_config_from_args, positive_int, run_cli
+from pqpf.cli.common import (
+    check_lead,
+    date_arg,
+    lead_arg,
+    load_config_from_args,
+    non_negative_int,
+    positive_int,
+    run_cli,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -47,7 +55,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
                         help="recompute even if ensemble_scores.json already covers the same files")
     parser.add_argument("--replicates", type=positive_int, default=1000, metavar="N",
                         help="bootstrap replicates of the intervals (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
+    parser.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
                         help="seed of the bootstrap and of the rank histogram's tie-breaking (default 0)")
     return parser
 
