@@ -137,8 +137,11 @@ def train_resunet(config: Config, init: dt.datetime, lead_h: int, hp: HParams, d
         without it, existing checkpoints make a fresh start an error.
     """
     dev, ctx = training_context(device)
+    lock = None
     try:
         run = RunDir(training_run_dir(config, init, lead_h))
+        lock = run.lock() if ctx.is_main else None
+        Registry(registry_path(config)).read()  # a broken registry fails now, not after the training
         if not resume and not overwrite and run.latest_epoch() is not None:
             raise PqpfError(f"{run.path} already holds checkpoints; use --resume to continue that training "
                             "or --overwrite to start again (its checkpoints are deleted)")
@@ -163,4 +166,6 @@ def train_resunet(config: Config, init: dt.datetime, lead_h: int, hp: HParams, d
         ctx.barrier()
         return result
     finally:
+        if lock is not None:
+            lock.release()
         ctx.close()

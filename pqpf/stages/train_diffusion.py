@@ -46,6 +46,7 @@ def train_diffusion(config: Config, init: dt.datetime, lead_h: int, hp: Diffusio
         No U-Net registered for the lead, or one trained for another INIT, grid or bins.
     """
     dev, ctx = training_context(device)
+    lock = None
     try:
         registry = Registry(registry_path(config))
         unet_path = registry.checkpoint("resunet", lead_h)
@@ -54,6 +55,7 @@ def train_diffusion(config: Config, init: dt.datetime, lead_h: int, hp: Diffusio
                             f"run train_resunet.py {format_yyyymmddhh(init)} {lead_h} first")
         unet = load_resunet(load_checkpoint(unet_path, map_location=dev), unet_path, dev)
         run = RunDir(training_run_dir(config, init, lead_h, kind="diffusion"))
+        lock = run.lock() if ctx.is_main else None
         if not resume and not overwrite and run.latest_epoch() is not None:
             raise PqpfError(f"{run.path} already holds checkpoints; use --resume to continue that training "
                             "or --overwrite to start again (its checkpoints are deleted)")
@@ -76,4 +78,6 @@ def train_diffusion(config: Config, init: dt.datetime, lead_h: int, hp: Diffusio
         ctx.barrier()
         return result
     finally:
+        if lock is not None:
+            lock.release()
         ctx.close()

@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,44 @@ from pqpf.io.atomic import atomic_path, atomic_write_text
 from pqpf.io.checkpoint import load_checkpoint
 from pqpf.io.jsonio import to_plain
 
-__all__ = ["RunDir"]
+__all__ = ["RunDir", "RunLock"]
 
 logger = logging.getLogger(__name__)
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``.{run folder name}.lock`` beside the run folder.
+
+    Two trainings of the same kind, INIT and LEAD would append every epoch twice to one
+    ``metrics.jsonl`` and could register each other's ``best.pt``. The lock lives beside
+    the folder (so ``--overwrite`` cannot delete it) and the kernel drops it when the
+    process dies, so a killed run never leaves it held. The file names the holder.
+    """
+
+    def __init__(self, run: Path) -> None:
+        import fcntl
+
+        self.path = run.parent / f".{run.name}.lock"
+        run.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise PqpfError(f"{run} is in use by another training ({holder}); wait for it to finish or stop it "
+                            "(then --resume)") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}\n")
+        self._fh.flush()
+
+    def release(self) -> None:
+        """Drop the lock (closing the file releases it)."""
+        if not self._fh.closed:
+            self._fh.close()
 
 
 class RunDir:
@@ -29,6 +67,16 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+
+    def lock(self) -> RunLock:
+        """Hold this run exclusively until :meth:`RunLock.release` (or process exit).
+
+        Raises
+        ------
+        PqpfError
+            Another live process holds it; the message names that process.
+        """
+        return RunLock(self.path)
 
     @property
     def best(self) -> Path:

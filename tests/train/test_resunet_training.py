@@ -339,3 +339,32 @@ def test_warm_start_from_a_later_init_or_other_bins_is_refused(tmp_path):
     torch.save(state, tmp_path / "same.pt")
     train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1, overwrite=True,
           init_from=str(tmp_path / "same.pt"))
+
+
+@pytest.mark.slow
+def test_a_second_training_of_the_same_run_is_refused_naming_the_holder(tmp_path):
+    """Issue 11 item 12: two trainings of one INIT/LEAD both ran and wrote every epoch twice."""
+    config = trainkit.make(tmp_path, n=(640, 64, 16))  # epochs long enough for a second start-up
+    cmd = [sys.executable, str(ROOT / "train_resunet.py"), "--config", str(tmp_path / "config.ini"),
+           trainkit.INIT.strftime("%Y%m%d%H"), str(trainkit.LEAD), "--hparams-name", "tiny", "--device", "cpu",
+           "--max-epochs", "3", "-q"]
+    run_dir = config.paths.trainings_dir / f"resunet_2025120100_{trainkit.LEAD}h"
+    first = subprocess.Popen(cmd, env=_env())
+    try:
+        deadline = time.time() + 300
+        while not (run_dir / "hparams.yaml").exists():
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        second = subprocess.run([*cmd, "--overwrite"], env=_env(), capture_output=True, text=True, timeout=300)
+        assert first.poll() is None, "the first run must still hold the lock for this test to mean anything"
+    finally:
+        assert first.wait(timeout=600) == 0
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 1 and len(lines) == 1
+    assert str(run_dir) in lines[0] and f"pid {first.pid} on " in lines[0]
+    epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+              if "epoch" in json.loads(line)]
+    assert epochs == [1, 2, 3]
+    assert _registry(config).checkpoint("resunet", trainkit.LEAD) == run_dir / "best.pt"
+    # released with the process: a later resume or rerun is not refused
+    assert subprocess.run([*cmd, "--overwrite", "--max-epochs", "1"], env=_env()).returncode == 0
