@@ -44,6 +44,19 @@ class InputFileError(PqpfError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class OutputWriteError(PqpfError):
+    """An output could not be written (full disk, no permission, read-only file system).
+
+    The message starts with the path; ranges stop at the first one (a full disk does not
+    heal by itself) after listing what they wrote.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: cannot write ({reason})")
+
+
 class GridMismatchError(PqpfError):
     """Two grids that must be identical are not (e.g. cached remap weights)."""
 

@@ -7,14 +7,22 @@ output under the real name; reruns therefore trust that an existing output is co
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from pqpf.errors import OutputWriteError, PqpfError
+
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
 
 _TMP_MARK = ".tmp-"
+#: Errors that are the disk's or the folder's fault, not the program's.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
+#: Below this much free space a failed write is taken to be a full disk.
+_NEARLY_FULL_BYTES = 1 << 20
 
 
 @contextlib.contextmanager
@@ -31,7 +39,10 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     ...     dataset.to_netcdf(tmp)
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(final, f"cannot create its folder: {exc.strerror or exc}") from None
     tmp = final.parent / f".{final.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         yield tmp
@@ -45,10 +56,36 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        raise
+        reason = _write_failure(exc, final.parent)
+        if reason is None:
+            raise
+        raise OutputWriteError(final, reason) from None
+
+
+def _write_failure(exc: BaseException, folder: Path) -> str | None:
+    """Why a write failed, in words, when it is the disk's or the folder's fault; None for
+    anything else (a programming error keeps its traceback).
+
+    Writers report a full disk in their own ways: OSError ENOSPC from Python, "NetCDF: HDF
+    error" from netCDF4, "unexpected pos" from torch.save; so a failed write on a folder
+    with (almost) no free space is called what it is.
+    """
+    if isinstance(exc, PqpfError) or not isinstance(exc, (OSError, RuntimeError)):
+        return None
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return f"{os.strerror(exc.errno or 0)}"
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < _NEARLY_FULL_BYTES:
+        return f"no space left on device: {free // 1024} kB free in {folder}"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return None
 
 
 def atomic_write_bytes(final: str | Path, data: bytes) -> None:
