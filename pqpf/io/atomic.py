@@ -10,15 +10,20 @@ import contextlib
 import errno
 import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from pqpf.errors import OutputWriteError, PqpfError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries", "owner_tag",
+           "SPOOL_PREFIX"]
 
 _TMP_MARK = ".tmp-"
+#: Prefix of the spool folders of patch extraction (:mod:`pqpf.stages.patches`).
+SPOOL_PREFIX = ".spool-"
 #: Errors that are the disk's or the folder's fault, not the program's.
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 #: Below this much free space a failed write is taken to be a full disk.
@@ -43,7 +48,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputWriteError(final, f"cannot create its folder: {exc.strerror or exc}") from None
-    tmp = final.parent / f".{final.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = final.parent / f".{final.name}{_TMP_MARK}{owner_tag()}-{uuid.uuid4().hex[:8]}"
     try:
         yield tmp
         if not tmp.exists():
@@ -100,18 +105,55 @@ def atomic_write_text(final: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def remove_stale_temporaries(directory: str | Path, min_age_s: float = 3600.0) -> int:
-    """Delete temporaries older than ``min_age_s`` left by killed writers; return the count."""
-    import time
+def owner_tag() -> str:
+    """``HOST-PID`` of this process, put in temporary names so that a later run on the same
+    host can tell a dead writer's leftovers from a live writer's files."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _owner_is_dead(tag: str) -> bool:
+    """True when ``...HOST-PID-RANDOM`` names a process of this host that no longer runs.
+
+    A temporary of another host (a shared file system on an HPC machine) is never judged
+    by its pid: only by its age.
+    """
+    parts = tag.rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    host, pid = parts[0], int(parts[1])
+    return host == socket.gethostname() and pid != os.getpid() and not _pid_alive(pid)
+
+
+def remove_stale_temporaries(directory: str | Path, min_age_s: float = 3600.0) -> int:
+    """Delete what killed writers left in ``directory``; return the count.
+
+    Matches the hidden ``.NAME.tmp-HOST-PID-RANDOM`` files of :func:`atomic_path` and the
+    ``.spool-HOST-PID-RANDOM`` folders of patch extraction. One is stale when its writer
+    (same host, that pid) is no longer running, or, whoever wrote it, when it is older
+    than ``min_age_s``.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return 0
     now = time.time()
     removed = 0
-    for path in directory.glob(f".*{_TMP_MARK}*"):
+    for path in [*directory.glob(f".*{_TMP_MARK}*"), *directory.glob(f"{SPOOL_PREFIX}*")]:
+        tag = path.name.split(_TMP_MARK, 1)[1] if _TMP_MARK in path.name else path.name[len(SPOOL_PREFIX):]
         with contextlib.suppress(OSError):
-            if now - path.stat().st_mtime >= min_age_s:
-                path.unlink()
+            if _owner_is_dead(tag) or now - path.stat().st_mtime >= min_age_s:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed += 1
     return removed

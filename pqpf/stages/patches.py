@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pqpf.config import Config
+from pqpf.config import Config, PatchesConfig
 from pqpf.dates import format_yyyymmddhh, to_epoch_seconds
 from pqpf.errors import InputFileError, PqpfError
 from pqpf.features import FEATURE_SCHEMA_VERSION, build_features, channel_names
+from pqpf.io.atomic import SPOOL_PREFIX, owner_tag, remove_stale_temporaries
 from pqpf.io.grib import read_graf
 from pqpf.io.mrms_file import read_remapped_mrms
 from pqpf.io.patchfile import PatchFileWriter, patch_file_header, safe_loads
@@ -52,6 +53,8 @@ class PatchSummary:
 
     inits_considered: int = 0
     inits_used: int = 0
+    #: Inits assigned to each split (before patches are cut).
+    split_inits: dict[str, int] = field(default_factory=lambda: {s: 0 for s in PATCH_SPLITS})
     skipped: dict[str, list[str]] = field(default_factory=lambda: {"graf": [], "mrms": [], "gap": []})
     patches: dict[str, int] = field(default_factory=lambda: {s: 0 for s in PATCH_SPLITS})
     wet_pixels: int = 0
@@ -71,7 +74,8 @@ class PatchSummary:
         """The one summary line the CLI prints."""
         wet = 100.0 * self.wet_pixels / max(self.valid_pixels, 1)
         skipped = ", ".join(f"{len(v)} {k}" for k, v in self.skipped.items() if v) or "none"
-        per_split = ", ".join(f"{k} {v} (effective {self.effective_patches(k):.0f})" for k, v in self.patches.items())
+        per_split = ", ".join(f"{k} {v} from {self.split_inits[k]} inits (effective {self.effective_patches(k):.0f})"
+                              for k, v in self.patches.items())
         return (
             f"inits used {self.inits_used}/{self.inits_considered} (skipped: {skipped}); "
             f"patches: {per_split}; wet pixels {wet:.1f}% (MRMS >= {self.wet_threshold_mm:g} mm)"
@@ -205,6 +209,22 @@ def _write_splits(config: Config, outputs: dict[str, Path], headers: dict[str, d
             summary.weights[split].append(samples[when].weights)
 
 
+def _check_splits(splits: dict[dt.datetime, str], cfg: PatchesConfig, summary: PatchSummary) -> None:
+    """Count the inits of each split; refuse, before anything is written, a split that
+    the configured shares ask for but that got no init (training would fail later with
+    advice that does not help)."""
+    for name in splits.values():
+        summary.split_inits[name] += 1
+    empty = [name for name, share in zip(PATCH_SPLITS, cfg.split_fractions)
+             if share > 0 and summary.split_inits[name] == 0]
+    if empty:
+        counts = ", ".join(f"{k} {v}" for k, v in summary.split_inits.items())
+        raise PqpfError(
+            f"the {' and '.join(empty)} split would be empty ({len(splits)} inits in blocks of "
+            f"{cfg.split_block_days} days: {counts}); in [patches] lower split_block_days, raise ndays_train, "
+            f"or change split_fractions = {', '.join(f'{f:g}' for f in cfg.split_fractions)}")
+
+
 def make_patch_files(config: Config, init: dt.datetime, lead_h: int, overwrite: bool = False) -> PatchSummary:
     """Write the train/validation/test patch files for (INIT, LEAD).
 
@@ -223,7 +243,10 @@ def make_patch_files(config: Config, init: dt.datetime, lead_h: int, overwrite: 
     terrain = read_terrain(config.paths.terrain_file)
     available = _available_inits(config, init, lead_h, summary)
     config.paths.patch_dir.mkdir(parents=True, exist_ok=True)
-    spool = Path(tempfile.mkdtemp(prefix=".spool-", dir=config.paths.patch_dir))
+    removed = remove_stale_temporaries(config.paths.patch_dir)
+    if removed:
+        logger.info("removed %d temporaries of killed runs from %s", removed, config.paths.patch_dir)
+    spool = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{owner_tag()}-", dir=config.paths.patch_dir))
     try:
         wetness, samples = _spool_records(config, available, lead_h, terrain, spool, summary)
         splits = assign_splits(sorted(wetness), cfg, wetness)
@@ -231,6 +254,7 @@ def make_patch_files(config: Config, init: dt.datetime, lead_h: int, overwrite: 
         if not splits:
             raise PqpfError(f"no usable inits for {format_yyyymmddhh(init)} +{lead_h} h "
                             f"({len(summary.skipped['graf'])} without readable GRAF)")
+        _check_splits(splits, cfg, summary)
         headers = _headers(config, init, lead_h, terrain, splits)
         _write_splits(config, outputs, headers, splits, samples, spool, summary)
     finally:

@@ -135,3 +135,93 @@ def test_plot_script_on_a_corrupt_graf_file_is_one_line_and_exit_1(archive, tmp_
     line = _one_error_line(captured.err)
     assert line.startswith(f"plot_graf_mrms.py: error: {bad}: corrupt GRIB content ("), line
     assert captured.out == ""
+
+
+# --------------------------------------------------------------------------------------
+# patch extraction: empty splits (issue 10 item 4) and killed runs' leftovers (issue 11 item 7)
+# --------------------------------------------------------------------------------------
+
+
+def _copy(archive, tmp_path, **settings):
+    import shutil
+
+    copy = tmp_path / "archive"
+    shutil.copytree(archive.source.parent, copy, ignore=shutil.ignore_patterns("patches", "mrms_raw"))
+    text = (copy / "config.ini").read_text()
+    for key, value in settings.items():
+        text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.MULTILINE)
+    (copy / "config.ini").write_text(text)
+    return load_config(copy / "config.ini")
+
+
+def test_settings_that_leave_a_split_empty_are_refused_before_anything_is_written(archive, tmp_path, capfd):
+    config = _copy(archive, tmp_path, split_block_days=30)  # one block: only train gets inits
+    status = save_patched_graf_mrms.main([f"{INIT:%Y%m%d%H}", str(LEAD), "--config", str(config.source), "-q"])
+    line = _one_error_line(capfd.readouterr().err)
+    assert status == 1
+    assert "the validation and test split would be empty" in line and "train 6, validation 0, test 0" in line
+    assert "split_block_days" in line and "split_fractions" in line
+    assert sorted(p.name for p in config.paths.patch_dir.iterdir()) == []  # no file, no spool
+
+
+def test_the_summary_counts_inits_per_split(archive, tmp_path, capfd):
+    config = _copy(archive, tmp_path)
+    assert save_patched_graf_mrms.main([f"{INIT:%Y%m%d%H}", str(LEAD), "--config", str(config.source)]) == 0
+    err = capfd.readouterr().err
+    found = re.search(r"train \d+ from (\d+) inits .*validation \d+ from (\d+) inits .*test \d+ from (\d+) inits", err)
+    assert found and sum(int(n) for n in found.groups()) == 6 and all(int(n) > 0 for n in found.groups()), err
+
+
+def test_leftovers_of_killed_runs_are_removed_and_a_live_or_foreign_runs_are_kept(archive, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    config = _copy(archive, tmp_path)
+    patch_dir = config.paths.patch_dir
+    patch_dir.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    dead_spool = patch_dir / f".spool-{host}-{dead.pid}-ab12_c"
+    dead_spool.mkdir()
+    (dead_spool / "2025070100.pkl").write_bytes(b"\0" * 100_000)
+    dead_tmp = patch_dir / f".GRAF_Unet_data_train_x.cPick.tmp-{host}-{dead.pid}-0123abcd"
+    dead_tmp.write_bytes(b"\0" * 1000)
+    live_tmp = patch_dir / f".other.tmp-{host}-{os.getpid()}-89abcdef"  # this process: alive
+    live_tmp.write_bytes(b"1")
+    foreign = patch_dir / ".spool-another-node-17-zz9_x"  # another host on a shared file system: fresh
+    foreign.mkdir()
+    assert save_patched_graf_mrms.main([f"{INIT:%Y%m%d%H}", str(LEAD), "--config", str(config.source), "-q"]) == 0
+    assert not dead_spool.exists() and not dead_tmp.exists()
+    assert live_tmp.exists() and foreign.exists()
+    assert all(patch_file_path(config, s, INIT, LEAD).is_file() for s in ("train", "validation", "test"))
+
+
+@pytest.mark.slow
+def test_a_patch_job_killed_mid_run_leaves_nothing_after_the_rerun(archive, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = _copy(archive, tmp_path)
+    patch_dir = config.paths.patch_dir
+    cmd = [sys.executable, str(root / "save_patched_graf_mrms.py"), f"{INIT:%Y%m%d%H}", str(LEAD),
+           "--config", str(config.source), "-q"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root), PQPF_NO_VENV="1")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    deadline = time.time() + 120
+    while not any(patch_dir.glob(".spool-*/*.pkl")):
+        assert proc.poll() is None and time.time() < deadline, "the job ended before it could be killed"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any(patch_dir.glob(".spool-*"))  # what a killed job leaves
+    assert subprocess.run(cmd, env=env).returncode == 0
+    assert sorted(p.name for p in patch_dir.iterdir()) == sorted(
+        patch_file_path(config, s, INIT, LEAD).name for s in ("train", "validation", "test"))
