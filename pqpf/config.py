@@ -30,6 +30,7 @@ from typing import Any
 
 from pqpf.config_sections import (
     OUTPUT_FORMATS,
+    ComputeConfig,
     GrafConfig,
     InferenceConfig,
     MrmsConfig,
@@ -61,6 +62,7 @@ __all__ = [
     "InferenceConfig",
     "OutputConfig",
     "VerificationConfig",
+    "ComputeConfig",
     "OUTPUT_FORMATS",
     "load_config",
     "config_to_ini",
@@ -90,6 +92,7 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     verification: VerificationConfig = field(default_factory=VerificationConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
 
 # Section name -> (Config attribute, dataclass). Order is the order config_to_ini writes.
@@ -105,6 +108,7 @@ _SECTIONS: dict[str, type] = {
     "inference": InferenceConfig,
     "output": OutputConfig,
     "verification": VerificationConfig,
+    "compute": ComputeConfig,
 }
 # Values that are paths on another machine: never expanded locally.
 _REMOTE_KEYS = {("remote", "remote_graf_dir")}

@@ -246,6 +246,18 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """``[compute]``: how torch stages use the machine."""
+
+    #: torch threads per process; 0 = automatic (the CPUs this process may use, shared
+    #: among the processes torchrun starts on the node). ``--threads`` overrides it.
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.threads >= 0, f"threads must be >= 0 (0: automatic), got {self.threads}")
+
+
+@dataclass(frozen=True)
 class VerificationConfig:
     """``[verification]``: the neighbourhood scores and the confidence intervals."""
 

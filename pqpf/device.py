@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import TYPE_CHECKING
 
 from pqpf.errors import UsageError
@@ -9,7 +11,9 @@ from pqpf.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_CHOICES", "select_device"]
+__all__ = ["DEVICE_CHOICES", "select_device", "available_cpus", "set_threads"]
+
+logger = logging.getLogger(__name__)
 
 #: What ``--device`` accepts (``cuda:N`` too).
 DEVICE_CHOICES = ("auto", "cpu", "mps", "cuda")
@@ -45,3 +49,30 @@ def select_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     if base == "mps" and not _mps_available():
         raise UsageError("device 'mps' requested but MPS is not available")
     return torch.device(requested)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: what Slurm or taskset granted)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - macOS has no affinity masks
+        return max(os.cpu_count() or 1, 1)
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op threads; ``0`` means automatic. Return the number set.
+
+    Automatic: the available CPUs shared among the processes ``torchrun`` started on this
+    node (``LOCAL_WORLD_SIZE``), at least 1. Two torch jobs on 2 cores that each take
+    both run about ten times slower than with one thread each, so on a shared machine
+    pass ``--threads`` (or ``[compute] threads``) explicitly.
+    """
+    import torch
+
+    if threads < 0:
+        raise UsageError(f"threads must be >= 0 (0: automatic), got {threads}")
+    if threads == 0:
+        threads = max(available_cpus() // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1), 1)
+    torch.set_num_threads(threads)
+    logger.debug("torch uses %d threads", threads)
+    return threads

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from pqpf.cli.common import add_init_lead, build_parser, check_lead, load_config_from_args, run_cli
@@ -76,3 +78,34 @@ def test_an_unknown_device_is_a_usage_error_before_the_run_folder_is_touched(tmp
     assert status == 2 and "unknown device 'foo'" in capsys.readouterr().err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     assert not training_run_dir(config, trainkit.INIT, trainkit.LEAD).exists()
+
+
+@pytest.mark.parametrize("module", ["train_resunet", "train_diffusion", "resunet_inference", "ensemble_inference"])
+def test_every_torch_stage_takes_threads_from_the_flag_else_the_config(module, tmp_path, monkeypatch):
+    """Issue 10 item 5: two jobs on 2 cores each taking both ran ~10x slower; no option existed."""
+    import dataclasses
+    import importlib
+
+    import torch
+
+    from pqpf.cli.common import apply_threads
+    from pqpf.config import load_config
+    from pqpf.device import available_cpus
+
+    cli = importlib.import_module(f"pqpf.cli.{module}")
+    config = load_config(Path(__file__).resolve().parent.parent / "config_laptop.ini")
+    before = torch.get_num_threads()
+    try:
+        parser = cli.build_parser()
+        args = parser.parse_args(["2025120100", "6", "--threads", "1"])
+        assert apply_threads(args, dataclasses.replace(config, compute=dataclasses.replace(config.compute, threads=2)))\
+            == 1 == torch.get_num_threads()
+        args = parser.parse_args(["2025120100", "6"])
+        assert apply_threads(args, dataclasses.replace(config, compute=dataclasses.replace(config.compute, threads=1)))\
+            == 1 == torch.get_num_threads()
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: the node's CPUs are shared by its ranks
+        assert apply_threads(args, config) == max(available_cpus() // 2, 1) == torch.get_num_threads()
+        with pytest.raises(SystemExit):
+            parser.parse_args(["2025120100", "6", "--threads", "-1"])
+    finally:
+        torch.set_num_threads(before)

@@ -154,6 +154,19 @@ def setup_logging(args: argparse.Namespace) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` of the torch stages (overrides ``[compute] threads``)."""
+    parser.add_argument("--threads", type=non_negative_int, default=None, metavar="N",
+                        help="torch threads (default [compute] threads; 0: the CPUs this job may use)")
+
+
+def apply_threads(args: argparse.Namespace, config: Config) -> int:
+    """Set torch's threads from ``--threads`` or the config; return the number set."""
+    from pqpf.device import set_threads
+
+    return set_threads(args.threads if args.threads is not None else config.compute.threads)
+
+
 def load_config_from_args(args: argparse.Namespace) -> Config:
     """The configuration named by ``--config`` / ``$PQPF_CONFIG`` / the default."""
     path = resolve_config_path(args.config, getattr(args, "_script_dir", None))

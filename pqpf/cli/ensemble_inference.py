@@ -7,7 +7,16 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, non_negative_int, positive_int, run_cli
+from pqpf.cli.common import (
+    add_init_lead,
+    add_threads,
+    apply_threads,
+    check_lead,
+    load_config_from_args,
+    non_negative_int,
+    positive_int,
+    run_cli,
+)
 from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
@@ -40,6 +49,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
                         help="ensemble copula coupling onto the U-Net's quantiles (default: on; "
                         "docs/diffusion_ensemble.md has the scores that chose it)")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, mps, cuda, cuda:N")
+    add_threads(parser)
     parser.add_argument("--netcdf", action="store_true", help="also write the store as netCDF")
     parser.add_argument("--overwrite", action="store_true", help="redo existing outputs")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG and GIF")
@@ -50,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     from pqpf.stages.ensemble_inference import run_ensemble_inference
 
     config = load_config_from_args(args)
+    apply_threads(args, config)
     lead = check_lead(config, args.lead)
     result = run_ensemble_inference(config, args.init, lead, members=args.members, seed=args.seed, ecc=args.ecc,
                                     device=args.device, overwrite=args.overwrite, plot=not args.no_plot,

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, run_cli
+from pqpf.cli.common import add_init_lead, add_threads, apply_threads, check_lead, load_config_from_args, run_cli
 from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
@@ -30,6 +30,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("resunet_inference.py", DESCRIPTION, script_dir)
     add_init_lead(parser)
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, mps, cuda, cuda:N")
+    add_threads(parser)
     parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser
@@ -39,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     from pqpf.stages.inference import run_inference
 
     config = load_config_from_args(args)
+    apply_threads(args, config)
     lead = check_lead(config, args.lead)
     result = run_inference(config, args.init, lead, device=args.device, overwrite=args.overwrite,
                            plot=not args.no_plot)

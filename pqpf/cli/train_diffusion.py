@@ -8,7 +8,15 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import add_init_lead, check_lead, load_config_from_args, positive_int, run_cli
+from pqpf.cli.common import (
+    add_init_lead,
+    add_threads,
+    apply_threads,
+    check_lead,
+    load_config_from_args,
+    positive_int,
+    run_cli,
+)
 from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
@@ -42,6 +50,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--hparams-name", metavar="NAME", default="diffusion_laptop",
                         help="which diffusion set (default: diffusion_laptop)")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, mps, cuda, cuda:N")
+    add_threads(parser)
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue exactly from the newest epoch checkpoint")
     start.add_argument("--overwrite", action="store_true", help="start again, deleting this run's checkpoints")
@@ -56,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     from pqpf.stages.train_diffusion import train_diffusion
 
     config = load_config_from_args(args)
+    apply_threads(args, config)
     lead = check_lead(config, args.lead)
     hp = load_diffusion_hparams(args.hparams_name, args.hparams or config.training.hparams_file)
     result = train_diffusion(config, args.init, lead, hp, device=args.device, resume=args.resume,

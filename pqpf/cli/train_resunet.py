@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pqpf.cli.common import (
     add_init_lead,
+    add_threads,
+    apply_threads,
     check_lead,
     load_config_from_args,
     positive_int,
@@ -49,6 +51,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--hparams-name", metavar="NAME", default=None,
                         help="which set (default: [training] hparams_name)")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, mps, cuda, cuda:N")
+    add_threads(parser)
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue exactly from the newest epoch checkpoint")
     start.add_argument("--init-from", metavar="nearest|CKPT", default=None,
@@ -65,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     from pqpf.stages.train import train_resunet
 
     config = load_config_from_args(args)
+    apply_threads(args, config)
     lead = check_lead(config, args.lead)
     hparams_file = args.hparams or config.training.hparams_file
     hp = load_hparams(args.hparams_name or config.training.hparams_name, hparams_file,
