@@ -99,7 +99,12 @@ class GrafConfig:
 class MrmsConfig:
     """``[mrms]``: the observation archive and its remapping to the GRAF grid."""
 
+    #: Other QPE products: MultiSensor_QPE_01H_Pass1_00.00 (earlier, fewer gauges),
+    #: GaugeCorr_QPE_01H_00.00 (the archive before Multi-Sensor QPE); set ``qpe_grib_id``
+    #: to what ``grib_ls -p discipline,parameterCategory,parameterNumber FILE`` shows.
     qpe_product: str = "MultiSensor_QPE_01H_Pass2_00.00"
+    #: Empty when the archive has no quality product (before RadarAccumulationQualityIndex
+    #: existed, or another analysis): every cell with a QPE value then counts (quality 1).
     quality_product: str = "RadarAccumulationQualityIndex_01H_00.00"
     #: (discipline, category, number) the QPE message must carry: 209/6/37 is pass 2.
     qpe_grib_id: tuple[int, ...] = (209, 6, 37)

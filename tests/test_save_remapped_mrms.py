@@ -192,3 +192,32 @@ def test_cli_output_matches_the_known_good_file(archive):
 
     assert _run(archive, "2022080915", "2022080915") == 0
     assert_matches_golden(mrms_remapped_path(archive, HOURS[1]), "mrms_crop_conservative_2022080915.nc")
+
+
+def test_an_archive_without_a_quality_product_counts_every_cell_with_data(archive, capfd):
+    """Issue 10 item 3: an empty quality_product was accepted, then failed on the path
+    'mrms_raw/.../MRMS__....grib2.gz'. Now the QPE alone is remapped with quality 1 wherever
+    it has data, the same precipitation as with the quality file, and it is said once."""
+    from pqpf.config import load_config
+
+    assert _run(archive, "2022080914", "2022080916") == 0
+    with_quality = {v: read_grid_netcdf(mrms_remapped_path(archive, v), ["precipitation", "quality"]) for v in HOURS}
+    text = archive.source.read_text().replace(f"quality_product = {QUALITY_PRODUCT}", "quality_product =")
+    assert text != archive.source.read_text()
+    archive.source.write_text(text)
+    config = load_config(archive.source)
+    for valid in HOURS:  # only the QPE files are there
+        mrms_raw_path(archive, QUALITY_PRODUCT, valid).unlink()
+    capfd.readouterr()
+    assert main(["2022080914", "2022080916", "--config", str(config.source), "--overwrite"]) == 0
+    out, err = capfd.readouterr()
+    assert "3 written, 0 skipped (already there), 0 failed" in out
+    said = [line for line in err.splitlines() if "quality_product is empty" in line]
+    assert len(said) == 1 and "every cell with a" in said[0] and "MRMS__" not in err
+    for valid in HOURS:
+        got = read_grid_netcdf(mrms_remapped_path(config, valid), ["precipitation", "quality", "valid_fraction"])
+        np.testing.assert_allclose(got.data["precipitation"], with_quality[valid].data["precipitation"],
+                                   rtol=1e-6, equal_nan=True)
+        vf = got.data["valid_fraction"]
+        np.testing.assert_allclose(got.data["quality"], vf, atol=1e-6)  # 1 where data, 0 where none
+        assert got.attrs["source_quality_file"] == "none"

@@ -108,6 +108,11 @@ class WeightsProvider:
         return self._by_source[key]
 
 
+def has_quality(config: Config) -> bool:
+    """Whether the archive has a quality product (``[mrms] quality_product`` not empty)."""
+    return bool(config.mrms.quality_product.strip())
+
+
 def remap_hour(
     config: Config,
     valid: dt.datetime,
@@ -134,32 +139,37 @@ def remap_hour(
     """
     out = mrms_remapped_path(config, valid)
     qpe_path = mrms_raw_path(config, config.mrms.qpe_product, valid)
-    quality_path = mrms_raw_path(config, config.mrms.quality_product, valid)
+    quality_path = mrms_raw_path(config, config.mrms.quality_product, valid) if has_quality(config) else None
     try:
         for path in (qpe_path, quality_path):  # both must exist before any decoding
-            if not path.is_file():
+            if path is not None and not path.is_file():
                 raise InputFileError(path, "file not found")
         qpe = read_mrms_qpe(qpe_path, config.mrms.qpe_grib_id, valid)
-        quality = read_mrms_quality(quality_path, valid)
-        if not quality.grid.same_as(qpe.grid):
-            raise GridMismatchError(
-                f"{quality_path}: grid {quality.grid.describe()} differs from the QPE's "
-                f"{qpe.grid.describe()}"
-            )
+        if quality_path is None:  # every cell with a QPE value counts; missing cells get 0
+            quality_values = np.ones(qpe.values.shape, np.float32)
+        else:
+            quality = read_mrms_quality(quality_path, valid)
+            if not quality.grid.same_as(qpe.grid):
+                raise GridMismatchError(
+                    f"{quality_path}: grid {quality.grid.describe()} differs from the QPE's "
+                    f"{qpe.grid.describe()}"
+                )
+            quality_values = quality.values
         weights = weights_provider(qpe.grid)
-        result = weights.apply(qpe.values, quality.values)
+        result = weights.apply(qpe.values, quality_values)
     except PqpfError as exc:
         return HourResult(valid, FAILED, out, str(exc))
     quality_out = cast(NDArray[np.float32], result.quality)  # given a quality field, apply returns one
     write_remapped_mrms(
         out, weights.grid_out, result.precipitation, quality_out, result.valid_fraction, valid, weights.method,
         provenance={
-            "source": f"MRMS files {qpe_path.name} and {quality_path.name}",
+            "source": (f"MRMS files {qpe_path.name} and {quality_path.name}" if quality_path is not None
+                       else f"MRMS file {qpe_path.name} (no quality product: quality 1 wherever it has data)"),
             "remap_method": weights.method,
             "remap_weights_fingerprint": weights.fingerprint,
             "source_grid": weights.grid_in.describe(),
             "source_qpe_file": qpe_path.name,
-            "source_quality_file": quality_path.name,
+            "source_quality_file": quality_path.name if quality_path is not None else "none",
         },
         lonlat=lonlat,
     )
@@ -170,7 +180,7 @@ def _fetch_missing(config: Config, valid: dt.datetime, base_url: str | None) -> 
     """Download the raw files of ``valid`` that are not there; a reason when one could
     not be had, else ''."""
     missing = []
-    for product in (config.mrms.qpe_product, config.mrms.quality_product):
+    for product in (config.mrms.qpe_product, *((config.mrms.quality_product,) if has_quality(config) else ())):
         if mrms_raw_path(config, product, valid).is_file():
             continue
         try:
@@ -230,6 +240,9 @@ def remap_range(
     report = RangeReport()
     progress = Progress(len(hours), "hours", logger)
     logger.info("remapping %d hour(s) of MRMS onto %s (%s)", len(hours), grid_out.describe(), method)
+    if not has_quality(config):
+        logger.info("[mrms] quality_product is empty: every cell with a %s value counts (quality 1), "
+                    "cells without data are missing", config.mrms.qpe_product)
     for valid in hours:
         out = mrms_remapped_path(config, valid)
         reason = ""
