@@ -381,3 +381,59 @@ def test_verification_matches_the_known_good_file(verified, tmp_path):
                                             for row in entry["per_threshold"]])
     assert_matches_golden(_write_compact(tmp_path / "scores.nc", arrays), "stages_scores_2025070700_2025070812_3h.nc",
                           atol=1e-4, rtol=1e-3)
+
+
+def test_many_inits_in_one_process_load_the_model_once_and_count_a_missing_init(verified, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """Issue 10 item 6: --until/--every; a missing GRAF init is counted, the rest run, exit 1."""
+    trained, _ = verified
+    from pqpf.cli import resunet_inference
+    from pqpf.stages import inference
+
+    import dataclasses
+
+    from pqpf.config import write_config
+
+    other = write_config(dataclasses.replace(
+        trained, paths=dataclasses.replace(trained.paths, probs_dir=tmp_path / "probs")), tmp_path / "config.ini")
+    config = load_config(other)
+    assert config.paths.probs_dir == tmp_path / "probs"
+    loads = []
+    real = inference.load_model_for_lead
+    monkeypatch.setattr(inference, "load_model_for_lead", lambda *a, **k: loads.append(1) or real(*a, **k))
+    status = resunet_inference.main(["2025070700", str(LEAD), "--until", "2025070912", "--every", "12",
+                                     "--config", str(other), "--no-plot", "-q"])
+    out, err = capsys.readouterr()
+    assert status == 1 and len(loads) == 1, err + out
+    assert "4 written, 0 skipped (already there), 2 failed (2025070900: " in out and "2025070912: " in out
+    for init in ("2025070700", "2025070712", "2025070800", "2025070812"):
+        one = probs_path(config, dt.datetime.strptime(init, "%Y%m%d%H"), LEAD)
+        assert one.is_file()
+    same = probs_path(trained, dt.datetime(2025, 7, 7, 12), LEAD)  # one process = one call per init
+    from pqpf.io.probs_file import read_probabilities
+
+    np.testing.assert_array_equal(read_probabilities(one.with_name(same.name)).prob, read_probabilities(same).prob)
+    assert resunet_inference.main(["2025070700", str(LEAD), "--every", "6", "--config", str(other), "-q"]) == 2
+
+
+def test_a_model_from_another_grid_is_refused_unless_allowed_with_a_warning_naming_both(trained, caplog):
+    """Issue 10 item 7."""
+    import dataclasses
+    import logging
+
+    from pqpf.device import select_device
+    from pqpf.errors import InputFileError
+    from pqpf.stages.inference import check_provenance, load_model_for_lead
+
+    model = load_model_for_lead(trained, LEAD, select_device("cpu"))
+    terrain = read_terrain(trained.paths.terrain_file)
+    other = dataclasses.replace(terrain, grid=terrain.grid.subgrid(0, 100, 0, 120),
+                                fields={k: v[:100, :120] for k, v in terrain.fields.items()})
+    with pytest.raises(InputFileError) as err:
+        check_provenance(model, other, trained.paths.terrain_file)
+    message = str(err.value)
+    assert other.grid.describe() in message and terrain.grid.describe() in message and "--allow-other-grid" in message
+    with caplog.at_level(logging.WARNING):
+        check_provenance(model, other, trained.paths.terrain_file, allow_other_grid=True)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert other.grid.describe() in warned and terrain.grid.describe() in warned

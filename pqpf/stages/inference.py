@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
 from pqpf.device import select_device
 from pqpf.errors import InputFileError, PqpfError
+from pqpf.grid import Grid
 from pqpf.io.checkpoint import load_checkpoint
 from pqpf.io.grib import read_graf
 from pqpf.io.probs_file import ProbabilityForecast, read_probabilities, write_probabilities
@@ -31,6 +32,7 @@ from pqpf.io.terrain_file import read_terrain
 from pqpf.layout import graf_laptop_path, probs_grib_path, probs_path, probs_png_path, registry_path, require_graf
 from pqpf.plot import plot_probability_maps
 from pqpf.predict import LoadedModel, load_resunet, predict_probabilities
+from pqpf.progress import Progress
 from pqpf.reference import exceedance, reference_sigma_px, smoothed_exceedance
 from pqpf.stages.common import kept
 from pqpf.terrain import Terrain
@@ -38,7 +40,8 @@ from pqpf.terrain import Terrain
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["InferenceResult", "load_model_for_lead", "run_inference", "check_provenance"]
+__all__ = ["InferenceResult", "InferenceSession", "InferenceRangeReport", "load_model_for_lead", "run_inference",
+           "run_inference_range", "check_provenance"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +75,32 @@ def load_model_for_lead(config: Config, lead_h: int, device: torch.device) -> Lo
     return load_resunet(load_checkpoint(path), path, device)
 
 
-def check_provenance(model: LoadedModel, terrain: Terrain, terrain_path: Path) -> None:
+def _trained_grid(model: LoadedModel) -> str:
+    """The training grid in words, from the checkpoint (older ones hold only a fingerprint)."""
+    fields = model.record.extra.get("grid") or {}
+    try:
+        return Grid(**fields).describe()
+    except (KeyError, TypeError, ValueError):
+        return f"grid {model.record.grid_fingerprint[:12]}"
+
+
+def check_provenance(model: LoadedModel, terrain: Terrain, terrain_path: Path, allow_other_grid: bool = False
+                     ) -> None:
     """Refuse a terrain file other than the one the model was trained with: another grid
-    or another smoothing changes what the terrain channels mean."""
+    or another smoothing changes what the terrain channels mean. With
+    ``allow_other_grid`` another grid is a warning naming both (the features are computed
+    on the new grid; the network is fully convolutional, but its scales were learnt at
+    the training grid's spacing)."""
     trained_grid = model.record.grid_fingerprint
     if trained_grid and trained_grid != terrain.grid.fingerprint():
-        raise InputFileError(terrain_path, f"grid differs from the one {model.checkpoint} was trained on")
+        if not allow_other_grid:
+            raise InputFileError(terrain_path, f"grid ({terrain.grid.describe()}) differs from the one "
+                                 f"{model.checkpoint} was trained on ({_trained_grid(model)}); "
+                                 "--allow-other-grid applies it anyway")
+        logger.warning("applying %s, trained on %s, to another grid: %s (--allow-other-grid); rain and "
+                       "terrain scales differ between grids, so verify before trusting the probabilities",
+                       model.checkpoint, _trained_grid(model), terrain.grid.describe())
+        return
     sigma = model.record.terrain_smoothing_sigma_px
     have = terrain.smoothing_sigma_px
     if np.isfinite(sigma) and np.isfinite(have) and abs(sigma - have) > 1e-6:
@@ -149,9 +172,31 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
     )
 
 
+@dataclass
+class InferenceSession:
+    """What the inits of one lead share, loaded once: the terrain, device and model."""
+
+    terrain: Terrain
+    device: Any
+    model: LoadedModel
+
+    @classmethod
+    def open(cls, config: Config, lead_h: int, device: str = "auto", allow_other_grid: bool = False
+             ) -> InferenceSession:
+        terrain = read_terrain(config.paths.terrain_file)
+        dev = select_device(device)
+        model = load_model_for_lead(config, lead_h, dev)
+        check_provenance(model, terrain, config.paths.terrain_file, allow_other_grid)
+        return cls(terrain, dev, model)
+
+
 def run_inference(config: Config, init: dt.datetime, lead_h: int, device: str = "auto", overwrite: bool = False,
-                  plot: bool = True) -> InferenceResult:
+                  plot: bool = True, session: InferenceSession | None = None, allow_other_grid: bool = False
+                  ) -> InferenceResult:
     """The stage behind ``resunet_inference.py INIT LEAD``.
+
+    ``session`` (from :meth:`InferenceSession.open`) is reused when given, else opened
+    when there is work to do.
 
     Raises
     ------
@@ -170,14 +215,47 @@ def run_inference(config: Config, init: dt.datetime, lead_h: int, device: str = 
     graf_path = require_graf(config, init, lead_h, prefer="laptop")
     if graf_path != graf_laptop_path(config, init, lead_h):
         logger.info("using the archive copy %s", graf_path)
-    terrain = read_terrain(config.paths.terrain_file)
-    dev = select_device(device)
-    model = load_model_for_lead(config, lead_h, dev)
-    check_provenance(model, terrain, config.paths.terrain_file)
-    forecast = _forecast(config, init, lead_h, model, terrain, graf_path, dev)
+    session = session or InferenceSession.open(config, lead_h, device, allow_other_grid)
+    forecast = _forecast(config, init, lead_h, session.model, session.terrain, graf_path, session.device)
     write_probabilities(out, forecast)
     if grib is not None:
         _write_grib(grib, forecast, graf_path, init, lead_h)
     png_out = _plot(config, forecast, png, init, lead_h) if plot else None
     logger.info("wrote %s%s", out, f" and {png_out}" if png_out else "")
-    return InferenceResult(out, png_out, model.checkpoint)
+    return InferenceResult(out, png_out, session.model.checkpoint)
+
+
+@dataclass
+class InferenceRangeReport:
+    """What :func:`run_inference_range` did, init by init."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def run_inference_range(config: Config, inits: list[dt.datetime], lead_h: int, device: str = "auto",
+                        overwrite: bool = False, plot: bool = True, allow_other_grid: bool = False
+                        ) -> InferenceRangeReport:
+    """Many inits of one lead in one process: the model and terrain are loaded once.
+
+    An init whose GRAF file is missing or damaged is counted as failed and the rest run;
+    a write failure (full disk) or a problem with the model or terrain stops the range.
+    """
+    report = InferenceRangeReport()
+    session: InferenceSession | None = None
+    progress = Progress(len(inits), "inits", logger)
+    for init in inits:
+        try:
+            if session is None and not kept(probs_path(config, init, lead_h), overwrite=overwrite):
+                session = InferenceSession.open(config, lead_h, device, allow_other_grid)
+            result = run_inference(config, init, lead_h, device, overwrite, plot, session, allow_other_grid)
+        except InputFileError as exc:
+            if session is None or exc.path in (config.paths.terrain_file, session.model.checkpoint):
+                raise
+            logger.warning("%s failed: %s", format_yyyymmddhh(init), exc)
+            report.failed.append((format_yyyymmddhh(init), str(exc)))
+        else:
+            (report.skipped if result.skipped else report.written).append(result.nc_path)
+        progress.step()
+    return report

@@ -229,6 +229,7 @@ class ResUNetFamily:
             patch_px=self.train_set.patch_px, grid_fingerprint=str(header.get("grid_fingerprint", "")),
             terrain_smoothing_sigma_px=float(header.get("terrain_smoothing_sigma_px", math.nan)),
             min_quality=float(header.get("min_quality", math.nan)),
+            extra={"grid": dict(header.get("grid") or {})},  # described when applied elsewhere
         )
 
     def columns(self) -> Sequence[Column]:
