@@ -387,12 +387,11 @@ def test_many_inits_in_one_process_load_the_model_once_and_count_a_missing_init(
                                                                                  capsys):
     """Issue 10 item 6: --until/--every; a missing GRAF init is counted, the rest run, exit 1."""
     trained, _ = verified
-    from pqpf.cli import resunet_inference
-    from pqpf.stages import inference
-
     import dataclasses
 
+    from pqpf.cli import resunet_inference
     from pqpf.config import write_config
+    from pqpf.stages import inference
 
     other = write_config(dataclasses.replace(
         trained, paths=dataclasses.replace(trained.paths, probs_dir=tmp_path / "probs")), tmp_path / "config.ini")
