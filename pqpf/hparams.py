@@ -25,6 +25,7 @@ from pqpf.config import check, check_choice
 from pqpf.errors import ConfigError
 from pqpf.io.jsonio import to_plain
 from pqpf.model.norms import NORMS
+from pqpf.model.upsample import UPSAMPLE_MODES
 from pqpf.ordinal import EDGE_WEIGHT_SCHEMES, validate_bin_edges
 from pqpf.train.schedules import SCHEDULES
 
@@ -46,6 +47,8 @@ class ModelHParams:
     #: A name of :data:`pqpf.model.norms.NORMS`.
     norm: str
     dropout: float
+    #: Decoder up-sampling, a name of :data:`pqpf.model.upsample.UPSAMPLE_MODES`.
+    upsample: str
     #: Lower edges (mm) of the ordinal amount bins; the last bin is open-ended.
     #: Every probability threshold must be one of these edges.
     bin_edges_mm: tuple[float, ...]
@@ -54,6 +57,7 @@ class ModelHParams:
         check(self.base_width >= 1 and self.depth >= 1,
               f"base_width and depth must be >= 1, got {self.base_width} and {self.depth}")
         check_choice("norm", self.norm, NORMS)
+        check_choice("upsample", self.upsample, UPSAMPLE_MODES)
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         e = self.bin_edges_mm
         check(len(e) >= 2 and e[0] == 0 and all(a < b for a, b in zip(e, e[1:])),
@@ -94,6 +98,8 @@ class HParams:
 
 
 _NESTED = {"model": ModelHParams}
+#: ``model.upsample`` of a checkpoint record that predates the key.
+_LEGACY_UPSAMPLE = "transpose"
 
 
 def default_hparams_file() -> Path:
@@ -216,5 +222,10 @@ def hparams_from_dict(data: dict[str, Any], where: str) -> HParams:
     ConfigError
         Naming ``where`` when the record is incomplete or malformed.
     """
-    hp: HParams = _build_dataclass(HParams, dict(data), where)
+    values = dict(data)
+    model = values.get("model")
+    if isinstance(model, dict) and "upsample" not in model:
+        # Checkpoints written before the choice existed used transposed convolutions.
+        values["model"] = {**model, "upsample": _LEGACY_UPSAMPLE}
+    hp: HParams = _build_dataclass(HParams, values, where)
     return hp

@@ -13,7 +13,9 @@ Architecture (:class:`ResUNet`)
   He et al. (2016). Optional ``Dropout2d`` between the two convolutions.
 * Encoder: ``depth`` levels of (residual block, 2x2 max-pool); widths
   ``base_width * 2**level``; a residual block at the bottom (``base_width * 2**depth``).
-* Decoder: 2x2 stride-2 transposed convolution, an additive attention gate on the skip
+* Decoder: up-sampling (``upsample="resize"``: nearest-neighbour 2x resize then a 3x3
+  convolution, after Odena et al. 2016; ``"transpose"``: a 2x2 stride-2 transposed
+  convolution, which checkpoints from before the choice existed use), an additive attention gate on the skip
   (Oktay et al. 2018) when ``attention`` is true, concatenation, residual block. The
   gate is driven by the up-sampled decoder feature at the skip's resolution (Oktay et
   al. gate on the coarser grid and up-sample the coefficients; same idea, one
@@ -31,6 +33,10 @@ References
 ----------
 He, K., X. Zhang, S. Ren and J. Sun (2016). Deep residual learning for image
 recognition. CVPR, 770-778.
+Odena, A., V. Dumoulin and C. Olah (2016). Deconvolution and checkerboard artifacts.
+Distill, doi:10.23915/distill.00003. (A stride-2 transposed convolution gives even and
+odd output points different kernels, so even a constant input comes out with a 2-periodic
+pattern unless the weights happen to agree: the checkerboard of issue 10.)
 Oktay, O. and co-authors (2018). Attention U-Net: learning where to look for the
 pancreas. MIDL, arXiv:1804.03999.
 Ronneberger, O., P. Fischer and T. Brox (2015). U-Net: convolutional networks for
@@ -49,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pqpf.model.norms import make_norm
+from pqpf.model.upsample import UPSAMPLE_MODES, make_upsample
 
 if TYPE_CHECKING:
     from pqpf.hparams import ModelHParams
@@ -56,8 +63,6 @@ if TYPE_CHECKING:
 __all__ = ["ResUNet", "build_resunet", "count_parameters"]
 
 logger = logging.getLogger(__name__)
-
-
 
 
 class _ResBlock(nn.Module):
@@ -121,6 +126,8 @@ class ResUNet(nn.Module):
         ``"batch"``, ``"group"`` or ``"instance"``.
     dropout : float
         ``Dropout2d`` rate inside each residual block, in [0, 1).
+    upsample : str
+        A name of :data:`pqpf.model.upsample.UPSAMPLE_MODES`.
 
     Notes
     -----
@@ -138,6 +145,7 @@ class ResUNet(nn.Module):
         attention: bool = True,
         norm: str = "group",
         dropout: float = 0.0,
+        upsample: str = "resize",
     ) -> None:
         super().__init__()
         if in_channels < 1 or n_bins < 2 or base_width < 1 or depth < 1:
@@ -147,6 +155,8 @@ class ResUNet(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         make_norm(norm, 2)  # unknown names fail here, before any layer is built
         self.in_channels = in_channels
         self.n_bins = n_bins
@@ -162,7 +172,7 @@ class ResUNet(nn.Module):
         self.gates = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in reversed(range(depth)):
-            self.ups.append(nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2))
+            self.ups.append(make_upsample(upsample, widths[level + 1], widths[level]))
             self.gates.append(
                 _AttentionGate(widths[level], widths[level]) if attention else nn.Identity()
             )
@@ -228,6 +238,7 @@ def build_resunet(model_hparams: ModelHParams, in_channels: int) -> ResUNet:
         attention=model_hparams.attention,
         norm=model_hparams.norm,
         dropout=model_hparams.dropout,
+        upsample=model_hparams.upsample,
     )
 
 
