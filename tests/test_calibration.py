@@ -90,3 +90,64 @@ def test_calibration_round_trips_through_a_weights_only_checkpoint(tmp_path):
     assert back == cal
     with pytest.raises(ValueError):
         Calibration.from_dict({"method": "platt"})
+
+
+def _random_checkpoint(calibration=None):
+    import torch
+
+    from pqpf.features import FEATURE_SCHEMA_VERSION, channel_names
+    from pqpf.hparams import hparams_to_dict, load_hparams
+    from pqpf.io.checkpoint import Checkpoint, ModelRecord
+    from pqpf.model.resunet import build_resunet
+    from pqpf.normalisation import Normalisation
+
+    torch.manual_seed(0)
+    hp = load_hparams("tiny")
+    names = channel_names(False)
+    net = build_resunet(hp.model, len(names))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    norm = Normalisation(names, (0.3, 0.1, 0.05, 0.0, 0.0), (1.0,) * len(names))
+    extra = {} if calibration is None else {"calibration": calibration.to_dict()}
+    record = ModelRecord("resunet", hparams_to_dict(hp), "2025070700", 1, names, FEATURE_SCHEMA_VERSION,
+                         norm.to_dict(), hp.model.bin_edges_mm, (0.25, 1.0), 32, extra=extra)
+    return Checkpoint(net.state_dict(), record)
+
+
+def _a_calibration(edges):
+    """Every interior edge: a map that raises the middle of the range (p -> sqrt p at 11 knots)."""
+    xs = tuple(float(v) for v in np.linspace(0.0, 1.0, 11))
+    ys = tuple(float(np.sqrt(v)) for v in xs)
+    return Calibration(tuple(edges[1:]), (xs,) * (len(edges) - 1), (ys,) * (len(edges) - 1))
+
+
+def test_checkpoint_round_trips_the_calibration_and_inference_applies_it(tmp_path):
+    import datetime as dt
+
+    import torch
+
+    from pqpf.io.checkpoint import load_checkpoint, save_checkpoint
+    from pqpf.predict import load_resunet, predict_probabilities
+
+    edges = _random_checkpoint().model.bin_edges_mm
+    cal = _a_calibration(edges)
+    save_checkpoint(tmp_path / "best.pt", _random_checkpoint(cal))
+    loaded = load_resunet(load_checkpoint(tmp_path / "best.pt"), tmp_path / "best.pt", torch.device("cpu"))
+    assert loaded.calibration == cal
+    rng = np.random.default_rng(1)
+    graf = (rng.gamma(0.3, 2.0, (40, 40)) * (rng.random((40, 40)) < 0.4)).astype(np.float32)
+    terrain = {k: np.zeros((40, 40), np.float32) for k in ("height_local_difference", "slope_x", "slope_y")}
+    args = (graf, terrain, dt.datetime(2025, 7, 7), 32, 16, 4, "cpu")
+    raw, thresholds = predict_probabilities(loaded, *args, calibrate=False)
+    out, _ = predict_probabilities(loaded, *args)
+    mapped = np.interp(raw.astype(np.float64), cal.knots_x[0], cal.knots_y[0])  # the same map everywhere
+    expected = np.minimum.accumulate(mapped, axis=0)
+    assert np.allclose(out, expected, atol=1e-5)
+    assert np.all(np.diff(out, axis=0) <= 0)
+    assert not np.allclose(out, raw, atol=1e-3)
+    # An older checkpoint without a calibration is applied as it is.
+    save_checkpoint(tmp_path / "old.pt", _random_checkpoint())
+    old = load_resunet(load_checkpoint(tmp_path / "old.pt"), tmp_path / "old.pt", torch.device("cpu"))
+    assert old.calibration is None
+    assert np.array_equal(predict_probabilities(old, *args)[0], raw)
