@@ -12,6 +12,8 @@ inference after the stitching reduction (issue 10 item 1).
   non-decreasing least-squares fit, i.e. the isotonic regression that minimises the
   Brier score among monotone maps (Zadrozny and Elkan 2002). Binning at 1/1000 costs at
   most that much resolution and keeps the fit O(bins) whatever the number of points.
+* **Regularisation**: blocks holding less than :data:`MIN_BLOCK_SHARE` of the weight are
+  pooled with their closer-valued neighbour (the result stays monotone).
 * **Knots**: each pooled block contributes its first and last x with the block's value;
   between knots the map is linear, outside it is constant (:func:`numpy.interp`).
   A threshold without validation data keeps the identity.
@@ -34,10 +36,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["N_FINE_BINS", "pav", "isotonic_knots", "Calibration", "CalibrationFit", "reliability_rows"]
+__all__ = ["N_FINE_BINS", "MIN_BLOCK_SHARE", "pav", "isotonic_knots", "Calibration", "CalibrationFit",
+           "reliability_rows"]
 
 #: Bins of the forecast probability in which validation points are accumulated.
 N_FINE_BINS = 1000
+#: Least share of a threshold's validation weight in one step of its map: PAV alone makes
+#: a step of every local rise of the observed frequency, which on a few dozen correlated
+#: inits would be noise; 1/200 keeps at most 200 steps, each on >= 0.5 % of the points.
+MIN_BLOCK_SHARE = 0.005
 
 
 def pav(y: ArrayLike, w: ArrayLike | None = None) -> NDArray[np.float64]:
@@ -71,10 +78,43 @@ def pav(y: ArrayLike, w: ArrayLike | None = None) -> NDArray[np.float64]:
     return np.repeat(np.asarray(vals), np.asarray(lens, dtype=np.int64))
 
 
-def isotonic_knots(x: ArrayLike, y: ArrayLike, w: ArrayLike) -> tuple[list[float], list[float]]:
+def _blocks(fitted: NDArray[np.float64]) -> list[tuple[int, int]]:
+    """(start, end) of the runs of equal values."""
+    edges = np.flatnonzero(np.diff(fitted) != 0) + 1
+    bounds = [0, *edges.tolist(), fitted.size]
+    return list(zip(bounds, bounds[1:]))
+
+
+def _merge_small_blocks(y: NDArray[np.float64], w: NDArray[np.float64], blocks: list[tuple[int, int]],
+                        min_weight: float) -> list[tuple[int, int, float]]:
+    """Pool the lightest block with its closer-valued neighbour until every block weighs
+    ``min_weight`` (or one block is left); pooled values stay non-decreasing."""
+    out = [(a, b, float(np.average(y[a:b], weights=w[a:b]))) for a, b in blocks]
+    weights = [float(w[a:b].sum()) for a, b in blocks]
+    while len(out) > 1 and min(weights) < min_weight:
+        i = int(np.argmin(weights))
+        if i == 0:
+            j = 1
+        elif i == len(out) - 1:
+            j = i - 1
+        else:
+            j = i - 1 if out[i][2] - out[i - 1][2] <= out[i + 1][2] - out[i][2] else i + 1
+        lo, hi = min(i, j), max(i, j)
+        total = weights[lo] + weights[hi]
+        value = (out[lo][2] * weights[lo] + out[hi][2] * weights[hi]) / total
+        out[lo:hi + 1] = [(out[lo][0], out[hi][1], value)]
+        weights[lo:hi + 1] = [total]
+    return out
+
+
+def isotonic_knots(x: ArrayLike, y: ArrayLike, w: ArrayLike,
+                   min_block_share: float = 0.0) -> tuple[list[float], list[float]]:
     """Knots (x, y) of the interpolated isotonic regression of y on x (x increasing).
 
     Points of zero weight are ignored; without any point the identity ``[0, 1] -> [0, 1]``.
+    ``min_block_share``: pooled blocks lighter than this share of the total weight are
+    pooled further with a neighbour (:data:`MIN_BLOCK_SHARE` in :meth:`CalibrationFit.fit`),
+    so that no step of the map rests on a handful of (spatially correlated) points.
     """
     xv, yv, wv = (np.asarray(a, dtype=np.float64).ravel() for a in (x, y, w))
     keep = wv > 0
@@ -82,15 +122,13 @@ def isotonic_knots(x: ArrayLike, y: ArrayLike, w: ArrayLike) -> tuple[list[float
     if xv.size == 0:
         return [0.0, 1.0], [0.0, 1.0]
     fitted = pav(yv, wv)
+    blocks = _merge_small_blocks(yv, wv, _blocks(fitted), min_block_share * float(wv.sum()))
     kx: list[float] = []
     ky: list[float] = []
-    start = 0
-    for end in range(1, xv.size + 1):
-        if end == xv.size or fitted[end] != fitted[start]:
-            for xi in (xv[start], xv[end - 1]) if end - 1 > start else (xv[start],):
-                kx.append(float(xi))
-                ky.append(float(np.clip(fitted[start], 0.0, 1.0)))
-            start = end
+    for start, end, value in blocks:
+        for xi in (xv[start], xv[end - 1]) if end - 1 > start else (xv[start],):
+            kx.append(float(xi))
+            ky.append(float(np.clip(value, 0.0, 1.0)))
     return kx, ky
 
 
@@ -174,7 +212,7 @@ class CalibrationFit:
         xs, ys = [], []
         for w, wp, wo in self.sums:
             safe = np.where(w > 0, w, 1.0)
-            kx, ky = isotonic_knots(wp / safe, wo / safe, w)
+            kx, ky = isotonic_knots(wp / safe, wo / safe, w, MIN_BLOCK_SHARE)
             xs.append(tuple(kx))
             ys.append(tuple(ky))
         return Calibration(self.thresholds_mm, tuple(xs), tuple(ys))
