@@ -22,17 +22,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["UPSAMPLE_MODES", "make_upsample"]
+__all__ = ["UPSAMPLE_MODES", "PADDING_MODES", "make_upsample"]
 
 UPSAMPLE_MODES: tuple[str, ...] = ("resize", "transpose")
+#: How the 3x3 convolutions pad their input (``model.padding``): "replicate" keeps a
+#: constant field constant up to the window edge, so windows blend without a pattern;
+#: "zeros" (torch's default, checkpoints from before the choice) darkens the window rims.
+PADDING_MODES: tuple[str, ...] = ("replicate", "zeros")
 
 
-def make_upsample(name: str, c_in: int, c_out: int) -> nn.Module:
-    """The 2x up-sampling layer ``name`` from ``c_in`` to ``c_out`` channels."""
+def make_upsample(name: str, c_in: int, c_out: int, padding: str = "zeros") -> nn.Module:
+    """The 2x up-sampling layer ``name`` from ``c_in`` to ``c_out`` channels (``padding``: of its conv)."""
     from torch import nn
 
     if name == "transpose":
         return nn.ConvTranspose2d(c_in, c_out, 2, stride=2)
     if name == "resize":
-        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1))
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1,
+                                                                                padding_mode=padding))  # type: ignore[arg-type]
     raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {name!r}")
