@@ -25,6 +25,7 @@ from pqpf.config import check, check_choice
 from pqpf.errors import ConfigError
 from pqpf.io.jsonio import to_plain
 from pqpf.model.norms import NORMS
+from pqpf.model.upsample import PADDING_MODES, UPSAMPLE_MODES
 from pqpf.ordinal import EDGE_WEIGHT_SCHEMES, validate_bin_edges
 from pqpf.train.schedules import SCHEDULES
 
@@ -50,6 +51,10 @@ class ModelHParams:
     #: A name of :data:`pqpf.model.norms.NORMS`.
     norm: str
     dropout: float
+    #: Decoder up-sampling, a name of :data:`pqpf.model.upsample.UPSAMPLE_MODES`.
+    upsample: str
+    #: Padding of the 3x3 convolutions, a name of :data:`pqpf.model.upsample.PADDING_MODES`.
+    padding: str
     #: Lower edges (mm) of the ordinal amount bins; the last bin is open-ended.
     #: Every probability threshold must be one of these edges.
     bin_edges_mm: tuple[float, ...]
@@ -58,6 +63,8 @@ class ModelHParams:
         check(self.base_width >= 1 and self.depth >= 1,
               f"base_width and depth must be >= 1, got {self.base_width} and {self.depth}")
         check_choice("norm", self.norm, NORMS)
+        check_choice("upsample", self.upsample, UPSAMPLE_MODES)
+        check_choice("padding", self.padding, PADDING_MODES)
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         e = self.bin_edges_mm
         check(len(e) >= 2 and e[0] == 0 and all(a < b for a, b in zip(e, e[1:])),
@@ -160,6 +167,8 @@ class DiffusionHParams:
 
 
 _NESTED: dict[str, type] = {"model": ModelHParams, "sampler": SamplerHParams}
+#: ``model`` keys of checkpoint records that predate them, with the values those used.
+_LEGACY_MODEL = {"upsample": "transpose", "padding": "zeros"}
 
 
 def default_hparams_file() -> Path:
@@ -284,7 +293,12 @@ def hparams_from_dict(data: dict[str, Any], where: str) -> HParams:
     ConfigError
         Naming ``where`` when the record is incomplete or malformed.
     """
-    hp: HParams = _build_dataclass(HParams, dict(data), where)
+    values = dict(data)
+    model = values.get("model")
+    if isinstance(model, dict):
+        # Checkpoints written before these choices existed: transposed convolutions, zero padding.
+        values["model"] = {**_LEGACY_MODEL, **model}
+    hp: HParams = _build_dataclass(HParams, values, where)
     return hp
 
 

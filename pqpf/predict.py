@@ -5,7 +5,7 @@
 feature module, normalises them with the checkpoint's statistics, pads the domain
 (``pad_mode``), runs the network over overlapping windows blended with tent weights
 (:mod:`pqpf.stitching`), reducing the bin probabilities to P(obs >= t) before
-accumulation. No file is touched here.
+accumulation, then applies the checkpoint's isotonic calibration, if any. No file is touched here.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from pqpf.calibration import Calibration
 from pqpf.dates import to_epoch_seconds
 from pqpf.errors import InputFileError
 from pqpf.features import FEATURE_SCHEMA_VERSION, PAD_MODES, append_time_channels, build_features, pad_features
@@ -61,6 +62,12 @@ class LoadedModel:
     def time_features(self) -> bool:
         return bool(self.record.hparams.get("time_features", False))
 
+    @property
+    def calibration(self) -> Calibration | None:
+        """The isotonic calibration fitted after training (None for older checkpoints)."""
+        data = self.record.extra.get("calibration")
+        return None if data is None else Calibration.from_dict(data)
+
 
 def load_resunet(checkpoint: Checkpoint, path: Path, device: torch.device) -> LoadedModel:
     """Rebuild the U-Net of a checkpoint, in eval mode on ``device``.
@@ -84,7 +91,12 @@ def load_resunet(checkpoint: Checkpoint, path: Path, device: torch.device) -> Lo
     except RuntimeError as exc:
         raise InputFileError(path, f"weights do not fit the network ({str(exc).splitlines()[0]})") from None
     net.to(device).eval()
-    return LoadedModel(net, Normalisation.from_dict(record.normalisation, path), record, path)
+    loaded = LoadedModel(net, Normalisation.from_dict(record.normalisation, path), record, path)
+    try:
+        loaded.calibration  # noqa: B018 - checked here so a bad record fails at load, not mid-run
+    except ValueError as exc:
+        raise InputFileError(path, str(exc)) from None
+    return loaded
 
 
 def predict_probabilities(
@@ -97,6 +109,7 @@ def predict_probabilities(
     batch_size: int,
     device: Any,
     pad_mode: str = "reflect",
+    calibrate: bool = True,
 ) -> tuple[NDArray[np.float32], tuple[float, ...]]:
     """P(obs >= e) at every interior bin edge e, shape (K-1, ny, nx), and the edges.
 
@@ -110,12 +123,20 @@ def predict_probabilities(
         Stitching: window size (0: the training patch size), stride, windows per call.
     pad_mode : str
         One of :data:`pqpf.features.PAD_MODES`.
+    calibrate : bool
+        Apply the checkpoint's isotonic calibration (:mod:`pqpf.calibration`), if it has
+        one: per-threshold monotone maps, then the cumulative minimum over thresholds.
     """
     edges = model.bin_edges_mm
     thresholds = tuple(edges[1:])
     prob, _ = predict_reduced(model, graf_mm, terrain, valid_time, exceedance_matrix(edges, thresholds), window_px,
                               stride_px, batch_size, device, pad_mode)
-    return np.clip(prob, 0.0, 1.0).astype(np.float32), thresholds
+    prob = np.clip(prob, 0.0, 1.0).astype(np.float32)
+    calibration = model.calibration if calibrate else None
+    if calibration is not None:
+        # After the stitching reduction: the maps were fitted on exceedance probabilities.
+        prob = calibration.apply(prob, thresholds)
+    return prob, thresholds
 
 
 def predict_reduced(

@@ -109,7 +109,10 @@ def test_initial_forecast_is_the_prior():
     net.set_prior(prior)
     with torch.no_grad():
         p = torch.softmax(net(x), dim=1)
-    assert torch.allclose(p, torch.tensor(prior, dtype=p.dtype).view(1, -1, 1, 1).expand_as(p), atol=2e-3)
+    # Relative as well: the tiny head moves the logits by ~0.01, i.e. p by ~1 % of itself
+    # (the resize decoder's 3x3 convolutions give somewhat larger features than 2x2 ones).
+    assert torch.allclose(p, torch.tensor(prior, dtype=p.dtype).view(1, -1, 1, 1).expand_as(p),
+                          atol=2e-3, rtol=2e-2)
 
 
 def test_unknown_norm_lists_valid_names():

@@ -13,7 +13,9 @@ Architecture (:class:`ResUNet`)
   He et al. (2016). Optional ``Dropout2d`` between the two convolutions.
 * Encoder: ``depth`` levels of (residual block, 2x2 max-pool); widths
   ``base_width * 2**level``; a residual block at the bottom (``base_width * 2**depth``).
-* Decoder: 2x2 stride-2 transposed convolution, an additive attention gate on the skip
+* Decoder: up-sampling (``upsample="resize"``: nearest-neighbour 2x resize then a 3x3
+  convolution, after Odena et al. 2016; ``"transpose"``: a 2x2 stride-2 transposed
+  convolution, which checkpoints from before the choice existed use), an additive attention gate on the skip
   (Oktay et al. 2018) when ``attention`` is true, concatenation, residual block. The
   gate is driven by the up-sampled decoder feature at the skip's resolution (Oktay et
   al. gate on the coarser grid and up-sample the coefficients; same idea, one
@@ -25,12 +27,19 @@ Architecture (:class:`ResUNet`)
 * Any H, W: the input is padded by edge replication (``mode="replicate"``, which, unlike
   reflection, works for any size), split evenly between the two sides of each axis, to a
   multiple of ``2**depth``; the output is cropped back. Inside, 3x3 convolutions pad
-  with zeros.
+  by edge replication (``padding="replicate"``): with zero padding (``"zeros"``, older
+  checkpoints) a window's rim sees an artificial dry, flat, zero-feature border, so even
+  a constant field comes out with a rim, and the windows of the stitched field blend
+  those rims into a pattern with the stride's period (issue 10's dry-area bands).
 
 References
 ----------
 He, K., X. Zhang, S. Ren and J. Sun (2016). Deep residual learning for image
 recognition. CVPR, 770-778.
+Odena, A., V. Dumoulin and C. Olah (2016). Deconvolution and checkerboard artifacts.
+Distill, doi:10.23915/distill.00003. (A stride-2 transposed convolution gives even and
+odd output points different kernels, so even a constant input comes out with a 2-periodic
+pattern unless the weights happen to agree: the checkerboard of issue 10.)
 Oktay, O. and co-authors (2018). Attention U-Net: learning where to look for the
 pancreas. MIDL, arXiv:1804.03999.
 Ronneberger, O., P. Fischer and T. Brox (2015). U-Net: convolutional networks for
@@ -49,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pqpf.model.norms import make_norm
+from pqpf.model.upsample import PADDING_MODES, UPSAMPLE_MODES, make_upsample
 
 if TYPE_CHECKING:
     from pqpf.hparams import ModelHParams
@@ -58,16 +68,14 @@ __all__ = ["ResUNet", "build_resunet", "count_parameters"]
 logger = logging.getLogger(__name__)
 
 
-
-
 class _ResBlock(nn.Module):
     """conv3x3-norm-act, conv3x3-norm, + shortcut, act."""
 
-    def __init__(self, c_in: int, c_out: int, norm: str, dropout: float) -> None:
+    def __init__(self, c_in: int, c_out: int, norm: str, dropout: float, padding: str = "zeros") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False, padding_mode=padding)  # type: ignore[arg-type]
         self.norm1 = make_norm(norm, c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False, padding_mode=padding)  # type: ignore[arg-type]
         self.norm2 = make_norm(norm, c_out)
         self.act = nn.SiLU()
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
@@ -121,6 +129,10 @@ class ResUNet(nn.Module):
         ``"batch"``, ``"group"`` or ``"instance"``.
     dropout : float
         ``Dropout2d`` rate inside each residual block, in [0, 1).
+    upsample : str
+        A name of :data:`pqpf.model.upsample.UPSAMPLE_MODES`.
+    padding : str
+        Padding of the 3x3 convolutions, a name of :data:`pqpf.model.upsample.PADDING_MODES`.
 
     Notes
     -----
@@ -138,6 +150,8 @@ class ResUNet(nn.Module):
         attention: bool = True,
         norm: str = "group",
         dropout: float = 0.0,
+        upsample: str = "resize",
+        padding: str = "replicate",
     ) -> None:
         super().__init__()
         if in_channels < 1 or n_bins < 2 or base_width < 1 or depth < 1:
@@ -147,6 +161,10 @@ class ResUNet(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
+        if padding not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, got {padding!r}")
         make_norm(norm, 2)  # unknown names fail here, before any layer is built
         self.in_channels = in_channels
         self.n_bins = n_bins
@@ -155,18 +173,18 @@ class ResUNet(nn.Module):
         self.encoders = nn.ModuleList()
         c_prev = in_channels
         for level in range(depth):
-            self.encoders.append(_ResBlock(c_prev, widths[level], norm, dropout))
+            self.encoders.append(_ResBlock(c_prev, widths[level], norm, dropout, padding))
             c_prev = widths[level]
-        self.bottom = _ResBlock(c_prev, widths[depth], norm, dropout)
+        self.bottom = _ResBlock(c_prev, widths[depth], norm, dropout, padding)
         self.ups = nn.ModuleList()
         self.gates = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for level in reversed(range(depth)):
-            self.ups.append(nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2))
+            self.ups.append(make_upsample(upsample, widths[level + 1], widths[level], padding))
             self.gates.append(
                 _AttentionGate(widths[level], widths[level]) if attention else nn.Identity()
             )
-            self.decoders.append(_ResBlock(2 * widths[level], widths[level], norm, dropout))
+            self.decoders.append(_ResBlock(2 * widths[level], widths[level], norm, dropout, padding))
         self.head = nn.Conv2d(widths[0], n_bins, 1)
         nn.init.normal_(self.head.weight, std=1e-3)
         self.head_bias: torch.Tensor = self.head.bias  # type: ignore[assignment]  # a Conv2d made with bias
@@ -228,6 +246,8 @@ def build_resunet(model_hparams: ModelHParams, in_channels: int) -> ResUNet:
         attention=model_hparams.attention,
         norm=model_hparams.norm,
         dropout=model_hparams.dropout,
+        upsample=model_hparams.upsample,
+        padding=model_hparams.padding,
     )
 
 

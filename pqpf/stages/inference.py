@@ -153,7 +153,7 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
     # probabilities there are then masked, and the references handle NaN themselves.
     prob, thresholds = predict_probabilities(
         model, np.where(missing, np.float32(0.0), graf_mm), terrain, graf.valid_time,
-        inf.window_px, inf.stride_px, inf.batch_size, device, pad_mode=inf.pad_mode,
+        inf.window_px, inf.stride_px, inf.batch_size, device, pad_mode=inf.pad_mode, calibrate=inf.calibrate,
     )
     prob[:, missing] = np.nan
     sigma = reference_sigma_px(config.probability, lead_h)
@@ -167,7 +167,8 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
             "checkpoint_init": str(model.record.init), "hparams": str(model.record.hparams.get("name")),
             "graf_file": str(graf_path), "verification_thresholds_mm": list(config.probability.thresholds_mm),
             "window_px": int(inf.window_px or model.patch_px), "stride_px": int(inf.stride_px),
-            "pad_mode": str(inf.pad_mode), "pqpf_version": __version__,
+            "pad_mode": str(inf.pad_mode), "calibrated": int(inf.calibrate and model.calibration is not None),
+            "pqpf_version": __version__,
         },
     )
 

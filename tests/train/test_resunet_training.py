@@ -54,6 +54,10 @@ def test_training_writes_checkpoints_loadable_weights_only_and_registers(tmp_pat
     assert all(np.isfinite(r["val_rps"]) and r["samples_per_s"] > 0 for r in epochs)
     assert epochs[-1]["train_rps"] < epochs[0]["train_rps"]  # it learns
     assert "test" in rows[-1] and np.isfinite(rows[-1]["test"]["bss_1mm"])
+    # The isotonic calibration fitted on the validation split sits in best.pt, as plain floats.
+    best = torch.load(run / "best.pt", weights_only=True)["model"]["extra"]["calibration"]
+    assert best["thresholds_mm"] == list(TINY.model.bin_edges_mm[1:])
+    assert all(all(a <= b for a, b in zip(y, y[1:])) for y in best["knots_y"])
     reg = _registry(config).read()["resunet"]
     assert reg[6]["checkpoint"] == f"{run.name}/best.pt" and reg[6]["best_epoch"] == result.best_epoch
     assert _registry(config).checkpoint("resunet", 6) == run / "best.pt"
