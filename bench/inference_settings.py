@@ -143,9 +143,10 @@ def _held_out(demo_dir: Path) -> tuple[Path, list[dt.datetime], int]:
     """The demo's config, held-out inits (those with a probabilities file) and lead."""
     from pqpf.config import load_config
 
-    config_path = demo_dir / "archive" / "config.ini"
-    if not config_path.is_file():
-        raise SystemExit(f"--demo-dir {demo_dir}: no archive/config.ini (run run_demo.py first)")
+    config_path = next((p for p in (demo_dir / "config.ini", demo_dir / "archive" / "config.ini") if p.is_file()),
+                       None)
+    if config_path is None:
+        raise SystemExit(f"--demo-dir {demo_dir}: no config.ini (run run_demo.py first)")
     config = load_config(config_path)
     inits, lead = [], 0
     for path in sorted(config.paths.probs_dir.glob("*_probs.nc")):
