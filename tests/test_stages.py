@@ -367,11 +367,14 @@ def test_inference_matches_the_known_good_file(verified, tmp_path):
 
 
 def test_verification_matches_the_known_good_file(verified, tmp_path):
-    """Brier scores, skills, decomposition, CRPS and FSS of the verification run."""
+    """Brier scores, skills, decomposition, CRPS and FSS of the three inits the fixture made.
+    Verified over its own range: another test adds a fourth init to the fixture's range."""
     from conftest import assert_matches_golden
 
     config, _ = verified
-    scores = json.loads((config.paths.plots_dir / "verification_2025070700_2025070812_3h" / "scores.json").read_text())
+    res = run("verify_resunet.py", "2025070700", "2025070800", LEAD, "--config", config.source)
+    assert "3 inits verified" in res.stdout
+    scores = json.loads((config.paths.plots_dir / "verification_2025070700_2025070800_3h" / "scores.json").read_text())
     keys = ("bs_model", "bs_ref", "bs_raw", "base_rate", "bss_vs_ref", "reliability_model", "resolution_model")
     rows = scores["per_threshold"]
     arrays = {key: np.array([np.nan if r[key] is None else r[key] for r in rows], np.float64) for key in keys}
@@ -379,7 +382,7 @@ def test_verification_matches_the_known_good_file(verified, tmp_path):
     for source, entry in scores["fss"]["sources"].items():
         arrays[f"fss_{source}"] = np.array([[np.nan if v is None else v for v in row["fss"]]
                                             for row in entry["per_threshold"]])
-    assert_matches_golden(_write_compact(tmp_path / "scores.nc", arrays), "stages_scores_2025070700_2025070812_3h.nc",
+    assert_matches_golden(_write_compact(tmp_path / "scores.nc", arrays), "stages_scores_2025070700_2025070800_3h.nc",
                           atol=1e-4, rtol=1e-3)
 
 
