@@ -92,9 +92,16 @@ class HParams:
     use_sampling_weights: bool
     num_workers: int
     seed: int
+    #: EMA of the weights (validation, selection, the checkpoint's ``ema``); 0: none.
+    ema_halflife_samples: float
+    #: Cap of the EMA half-life at ``ema_rampup * samples_seen``; 0: no ramp-up.
+    ema_rampup: float
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, EDGE_WEIGHT_SCHEMES)
+        check(self.ema_halflife_samples >= 0 and self.ema_rampup >= 0,
+              f"need ema_halflife_samples >= 0 and ema_rampup >= 0, got {self.ema_halflife_samples}, "
+              f"{self.ema_rampup}")
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check(self.batch_size >= 1 and self.epochs >= 1 and self.patience >= 1,
               "batch_size, epochs and patience must be >= 1")
@@ -169,6 +176,8 @@ class DiffusionHParams:
 _NESTED: dict[str, type] = {"model": ModelHParams, "sampler": SamplerHParams}
 #: ``model`` keys of checkpoint records that predate them, with the values those used.
 _LEGACY_MODEL = {"upsample": "transpose", "padding": "zeros"}
+#: Top-level U-Net keys of checkpoint records that predate them (no weight average).
+_LEGACY_TRAINING = {"ema_halflife_samples": 0.0, "ema_rampup": 0.0}
 
 
 def default_hparams_file() -> Path:
@@ -293,7 +302,7 @@ def hparams_from_dict(data: dict[str, Any], where: str) -> HParams:
     ConfigError
         Naming ``where`` when the record is incomplete or malformed.
     """
-    values = dict(data)
+    values = {**_LEGACY_TRAINING, **data}
     model = values.get("model")
     if isinstance(model, dict):
         # Checkpoints written before these choices existed: transposed convolutions, zero padding.

@@ -83,7 +83,7 @@ def calibrate_checkpoint(family: ResUNetFamily, checkpoint_path: Path, val_set: 
         return None
     checkpoint = load_checkpoint(checkpoint_path, map_location=device)
     net = family.build().to(device)
-    net.load_state_dict(checkpoint.net)
+    net.load_state_dict(checkpoint.inference_weights())  # the weights inference applies
     family.restore(checkpoint)
     fit = _accumulate(family, net, val_set, device, batch_size, tuple(family.edges[1:]))
     calibration = fit.fit()

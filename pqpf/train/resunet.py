@@ -12,10 +12,14 @@
 * Evaluation: the weighted score (selection criterion) and Brier scores of the model and
   of the smoothed-GRAF reference, accumulated by the verification module's
   :class:`~pqpf.verify.verifier.Verifier` and summed over ranks.
+* Optional EMA of the weights (``ema_halflife_samples > 0``): then the evaluation, hence
+  the choice of the best epoch, uses the averaged weights, which the checkpoint keeps as
+  its ``ema`` and inference applies.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -27,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pqpf.augment import augment_batch_torch
+from pqpf.diffusion.ema import EmaWeights
 from pqpf.errors import PqpfError
 from pqpf.features import TIME_CHANNELS, append_time_channels
 from pqpf.hparams import HParams, hparams_to_dict
@@ -119,6 +124,8 @@ class ResUNetFamily:
         self.channel_names = tuple(train_set.channel_names) + (tuple(TIME_CHANNELS) if hp.time_features else ())
         self.normalisation = _training_normalisation(train_set, self.channel_names, hp)
         self.valid_per_patch = _mean_weighted_valid_points(train_set, self.min_quality, hp.use_sampling_weights)
+        self.ema: EmaWeights | None = None
+        self._net: ResUNet | None = None
 
     # -- construction --
 
@@ -127,7 +134,14 @@ class ResUNetFamily:
         return BatchSpec(self.min_quality, self.hp.time_features, self.hp.use_sampling_weights, scale)
 
     def build(self) -> ResUNet:
-        return build_resunet(self.hp.model, in_channels=len(self.channel_names))
+        self._net = build_resunet(self.hp.model, in_channels=len(self.channel_names))
+        return self._net
+
+    def _new_ema(self, net: torch.nn.Module) -> EmaWeights | None:
+        """A fresh average of ``net``'s weights, or None when the set keeps none."""
+        if self.hp.ema_halflife_samples <= 0:
+            return None
+        return EmaWeights(net, self.hp.ema_halflife_samples, self.hp.ema_rampup or None)
 
     def start_fresh(self, net: torch.nn.Module) -> None:
         """A fresh network starts from the training climatology of the amount bins."""
@@ -135,6 +149,7 @@ class ResUNetFamily:
             raise TypeError(f"expected a ResUNet, got {type(net).__name__}")
         net.set_prior(_bin_climatology(self.train_set, self.edges, self.min_quality,
                                        self.hp.use_sampling_weights).tolist())
+        self.ema = self._new_ema(net)
 
     def start_warm(self, net: torch.nn.Module, source: Checkpoint, path: Path) -> None:
         """Copy another lead's weights and keep their normalisation (same features)."""
@@ -145,16 +160,28 @@ class ResUNetFamily:
             raise PqpfError(f"--init-from {path}: its bin edges {source_edges} differ from this run's "
                             f"{[float(e) for e in self.edges]}")
         try:
-            net.load_state_dict(source.net)
+            net.load_state_dict(source.inference_weights())
         except RuntimeError as exc:
             raise PqpfError(f"--init-from {path}: the network shapes differ ({str(exc).splitlines()[0]})") from None
+        self.ema = self._new_ema(net)
         # The copied weights expect inputs scaled as in their own training.
         self.normalisation = Normalisation.from_dict(source.model.normalisation, path)
         self.normalisation.check_channels(self.channel_names)
         logger.info("warm start from %s (and its input normalisation)", path)
 
     def restore(self, checkpoint: Checkpoint) -> None:
+        """The normalisation and, when the set keeps one, the weight average of ``checkpoint``
+        (on the network :meth:`build` made, whose weights the caller loaded)."""
         self.normalisation = Normalisation.from_dict(checkpoint.model.normalisation)
+        if self.hp.ema_halflife_samples <= 0:
+            self.ema = None
+            return
+        if self._net is None or checkpoint.ema is None:
+            raise PqpfError("cannot restore a U-Net training with an EMA without its network and averaged weights")
+        self.ema = EmaWeights(self._net, self.hp.ema_halflife_samples, self.hp.ema_rampup or None)
+        self.ema.load_state_dict({"average": checkpoint.ema, "halflife_samples": self.hp.ema_halflife_samples,
+                                  "rampup": self.hp.ema_rampup or None,
+                                  "samples_seen": int(checkpoint.model.extra.get("ema_samples_seen", 0))})
 
     # -- training and evaluation --
 
@@ -175,10 +202,19 @@ class ResUNetFamily:
         return StepResult(objective, float(loss.detach()), float(n_valid), int(x.shape[0]))
 
     def after_step(self, net: torch.nn.Module, samples: int) -> None:
-        """Nothing: the U-Net keeps no moving average."""
+        if self.ema is not None:
+            self.ema.update(net, samples)
 
     def averaged_weights(self) -> dict[str, Any] | None:
-        return None
+        return None if self.ema is None else dict(self.ema.average)
+
+    def evaluated_net(self, net: torch.nn.Module) -> torch.nn.Module:
+        """What is scored and applied: ``net`` itself, or a copy holding the EMA weights."""
+        if self.ema is None:
+            return net
+        averaged = copy.deepcopy(net)
+        self.ema.copy_to(averaged)
+        return averaged
 
     def evaluate(self, net: torch.nn.Module, data: PatchSet, device: torch.device, ctx: DistributedContext,
                  batch_size: int) -> dict[str, float]:
@@ -189,6 +225,7 @@ class ResUNetFamily:
         """
         import torch
 
+        net = self.evaluated_net(net)
         plan = plan_evaluation(len(data), batch_size, ctx.rank, ctx.world_size)
         source = BatchSource(data, plan, self.batch_spec(data))
         sums = np.zeros(2, dtype=np.float64)  # score * weight, weight
@@ -229,7 +266,8 @@ class ResUNetFamily:
             patch_px=self.train_set.patch_px, grid_fingerprint=str(header.get("grid_fingerprint", "")),
             terrain_smoothing_sigma_px=float(header.get("terrain_smoothing_sigma_px", math.nan)),
             min_quality=float(header.get("min_quality", math.nan)),
-            extra={"grid": dict(header.get("grid") or {})},  # described when applied elsewhere
+            extra={"grid": dict(header.get("grid") or {}),  # described when applied elsewhere
+                   **({} if self.ema is None else {"ema_samples_seen": self.ema.samples_seen})},
         )
 
     def columns(self) -> Sequence[Column]:

@@ -372,3 +372,48 @@ def test_a_second_training_of_the_same_run_is_refused_naming_the_holder(tmp_path
     assert _registry(config).checkpoint("resunet", trainkit.LEAD) == run_dir / "best.pt"
     # released with the process: a later resume or rerun is not refused
     assert subprocess.run([*cmd, "--overwrite", "--max-epochs", "1"], env=_env()).returncode == 0
+
+
+def test_ema_weights_are_selected_on_saved_applied_and_resumed_exactly(tmp_path):
+    """With ema_halflife_samples > 0 the validation score (hence the best epoch) is that of
+    the averaged weights, the checkpoint keeps them as its ``ema``, inference applies them,
+    and a stopped-and-resumed run ends with the same average as a straight one."""
+    import dataclasses
+
+    from pqpf.stages.inference import load_model_for_lead
+    from pqpf.stages.train import patch_sets
+    from pqpf.train.distributed import DistributedContext
+    from pqpf.train.resunet import ResUNetFamily
+
+    torch.set_num_threads(1)
+    hp = dataclasses.replace(TINY, ema_halflife_samples=40.0, ema_rampup=0.05, epochs=3, patience=10)
+    runs = {}
+    for name in ("straight", "stopped"):
+        config = trainkit.make(tmp_path / name)
+        if name == "stopped":
+            train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", max_epochs=1)
+            result = train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", resume=True)
+        else:
+            result = train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu")
+        runs[name] = (config, result)
+    config, result = runs["straight"]
+    last = load_checkpoint(result.run_dir / "epoch_003.pt")
+    assert last.ema is not None and last.model.extra["ema_samples_seen"] == 3 * 48  # 48 training patches
+    assert any(not torch.equal(last.ema[k], last.net[k]) for k in last.net if last.net[k].is_floating_point())
+    other = load_checkpoint(runs["stopped"][1].run_dir / "epoch_003.pt")
+    for key in last.net:
+        assert torch.equal(last.net[key], other.net[key]) and torch.equal(last.ema[key], other.ema[key]), key
+    # the recorded validation score is that of the averaged weights, scored as a plain network
+    sets = patch_sets(config, trainkit.INIT, trainkit.LEAD)
+    plain = ResUNetFamily(dataclasses.replace(hp, ema_halflife_samples=0.0), sets["train"], config.mrms.min_quality)
+    net = plain.build()
+    net.load_state_dict(last.ema)
+    plain.restore(last)
+    rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x]
+    score = plain.evaluate(net, sets["validation"], torch.device("cpu"), DistributedContext(), 16)["score"]
+    assert score == pytest.approx(rows[2]["val_rps"], rel=1e-6)
+    # inference applies the averaged weights of the best checkpoint
+    best = load_checkpoint(result.best_checkpoint)
+    model = load_model_for_lead(config, trainkit.LEAD, torch.device("cpu"))
+    for key, value in model.net.state_dict().items():
+        assert torch.equal(value, best.ema[key]), key
