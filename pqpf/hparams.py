@@ -31,7 +31,7 @@ from pqpf.train.schedules import SCHEDULES
 
 __all__ = [
     "ModelHParams", "HParams", "load_hparams", "hparams_names", "default_hparams_file", "hparams_to_dict",
-    "hparams_from_dict", "SamplerHParams", "DiffusionHParams", "load_diffusion_hparams",
+    "hparams_from_dict", "with_legacy_defaults", "SamplerHParams", "DiffusionHParams", "load_diffusion_hparams",
     "diffusion_hparams_from_dict", "DIFFUSION_NETWORKS",
 ]
 
@@ -176,8 +176,9 @@ class DiffusionHParams:
 _NESTED: dict[str, type] = {"model": ModelHParams, "sampler": SamplerHParams}
 #: ``model`` keys of checkpoint records that predate them, with the values those used.
 _LEGACY_MODEL = {"upsample": "transpose", "padding": "zeros"}
-#: Top-level U-Net keys of checkpoint records that predate them (no weight average).
-_LEGACY_TRAINING = {"ema_halflife_samples": 0.0, "ema_rampup": 0.0}
+#: Top-level U-Net keys of checkpoint records that predate them: no weight average (the
+#: ramp-up then has no effect; the shipped value keeps a resume with today's sets equal).
+_LEGACY_TRAINING = {"ema_halflife_samples": 0.0, "ema_rampup": 0.05}
 
 
 def default_hparams_file() -> Path:
@@ -302,13 +303,21 @@ def hparams_from_dict(data: dict[str, Any], where: str) -> HParams:
     ConfigError
         Naming ``where`` when the record is incomplete or malformed.
     """
+    hp: HParams = _build_dataclass(HParams, with_legacy_defaults(data), where)
+    return hp
+
+
+def with_legacy_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A U-Net set's record with the keys that older checkpoints lack filled with the values
+    those were trained with (transposed convolutions, zero padding, no weight average);
+    diffusion records (a ``denoiser`` key) are returned as they are."""
+    if "denoiser" in data:
+        return dict(data)
     values = {**_LEGACY_TRAINING, **data}
     model = values.get("model")
     if isinstance(model, dict):
-        # Checkpoints written before these choices existed: transposed convolutions, zero padding.
         values["model"] = {**_LEGACY_MODEL, **model}
-    hp: HParams = _build_dataclass(HParams, values, where)
-    return hp
+    return values
 
 
 def load_diffusion_hparams(name: str, path: str | Path | None = None) -> DiffusionHParams:

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pqpf.errors import PqpfError
-from pqpf.hparams import DiffusionHParams, HParams
+from pqpf.hparams import DiffusionHParams, HParams, with_legacy_defaults
 from pqpf.io.checkpoint import Checkpoint, TrainingState, load_checkpoint, save_checkpoint
 from pqpf.io.patchfile import PatchSet
 from pqpf.train.batches import BatchSource, plan_epoch, prefetch
@@ -146,7 +146,8 @@ def _resume(run: RunDir, family: ModelFamily, net: torch.nn.Module, optimizer: A
     state = checkpoint.training
     if state is None:
         raise PqpfError(f"--resume: {latest} holds no training state")
-    differ = differing_hparams(checkpoint.model.hparams, family.hparams, ignore=RESULT_NEUTRAL_HPARAMS)
+    differ = differing_hparams(with_legacy_defaults(checkpoint.model.hparams), family.hparams,
+                               ignore=RESULT_NEUTRAL_HPARAMS)
     if differ:
         raise PqpfError(f"--resume: {latest} was trained with other hyper-parameters ({differ}); "
                         "resume with the same set, or start again with --overwrite")

@@ -417,3 +417,23 @@ def test_ema_weights_are_selected_on_saved_applied_and_resumed_exactly(tmp_path)
     model = load_model_for_lead(config, trainkit.LEAD, torch.device("cpu"))
     for key, value in model.net.state_dict().items():
         assert torch.equal(value, best.ema[key]), key
+
+
+def test_a_run_checkpointed_before_the_ema_keys_existed_resumes(tmp_path):
+    """Records written before ``ema_halflife_samples`` existed meant "no average": resuming
+    such a run with today's set (EMA off) continues it; with an EMA it is refused."""
+    import dataclasses
+
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path)
+    result = train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
+    path = result.run_dir / "epoch_001.pt"
+    state = torch.load(path, weights_only=True)
+    for key in ("ema_halflife_samples", "ema_rampup"):
+        del state["model"]["hparams"][key]
+    torch.save(state, path)
+    with pytest.raises(PqpfError, match="ema_halflife_samples: 0.0 -> 100"):
+        train(config, trainkit.INIT, trainkit.LEAD, dataclasses.replace(TINY, ema_halflife_samples=100.0),
+              device="cpu", max_epochs=2, resume=True)
+    resumed = train(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=2, resume=True)
+    assert load_checkpoint(resumed.run_dir / "epoch_002.pt").training.epoch == 2
