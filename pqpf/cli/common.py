@@ -76,26 +76,24 @@ def lead_arg(text: str) -> int:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type for a count or size that must be at least 1."""
+def _whole_number_at_least(text: str, minimum: int) -> int:
     try:
         value = _whole_number(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected at least {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type for a count or size that must be at least 1."""
+    return _whole_number_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """argparse type for a seed or offset that must be at least 0."""
-    try:
-        value = _whole_number(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected at least 0, got {value}")
-    return value
+    return _whole_number_at_least(text, 0)
 
 
 def build_parser(
