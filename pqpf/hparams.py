@@ -99,9 +99,6 @@ class HParams:
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, EDGE_WEIGHT_SCHEMES)
-        check(self.ema_halflife_samples >= 0 and self.ema_rampup >= 0,
-              f"need ema_halflife_samples >= 0 and ema_rampup >= 0, got {self.ema_halflife_samples}, "
-              f"{self.ema_rampup}")
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check(self.batch_size >= 1 and self.epochs >= 1 and self.patience >= 1,
               "batch_size, epochs and patience must be >= 1")
@@ -109,6 +106,9 @@ class HParams:
               f"learning_rate must be > 0 and weight_decay >= 0, got {self.learning_rate}, {self.weight_decay}")
         check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
         check(0.0 <= self.min_improvement < 1.0, f"min_improvement must be in [0, 1), got {self.min_improvement}")
+        check(self.ema_halflife_samples >= 0 and self.ema_rampup >= 0,
+              f"need ema_halflife_samples >= 0 and ema_rampup >= 0, got {self.ema_halflife_samples}, "
+              f"{self.ema_rampup}")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ Modules
     EDM time steps, Heun's sampler with optional churn, full-field stitched denoising.
 :mod:`pqpf.diffusion.ecc`
     Ensemble copula coupling: the U-Net's marginals with the members' ranks.
-:mod:`pqpf.diffusion.ema`
-    Exponential moving average of the weights (the ones sampled with).
+
+The exponential moving average of the weights (the ones sampled with) is
+:mod:`pqpf.train.ema`, shared with the U-Net's training.
 """

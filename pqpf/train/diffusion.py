@@ -9,7 +9,7 @@ StormCast's residual formulation with the lead's trained U-Net as the regression
 * Target: ``log1p(MRMS) - mu`` (:func:`pqpf.diffusion.target.residual_target`).
 * Loss: :func:`pqpf.diffusion.edm.masked_edm_loss` (EDM weighting, log-normal noise
   levels), weighted by the quality mask times the sampling weights.
-* EMA weights (:class:`pqpf.diffusion.ema.EmaWeights`) updated after every optimiser
+* EMA weights (:class:`pqpf.train.ema.EmaWeights`) updated after every optimiser
   step; validation, the test split and the checkpoint's ``ema`` use them.
 * Evaluation: the masked EDM loss at the fixed noise levels ``eval_sigmas`` with noise
   drawn per patch from a generator seeded by the patch index, so the score is
@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pqpf.diffusion.edm import EDMDenoiser, masked_edm_loss
-from pqpf.diffusion.ema import EmaWeights
 from pqpf.diffusion.network import build_network
 from pqpf.diffusion.target import residual_target, unet_summaries
 from pqpf.errors import PqpfError
@@ -43,6 +42,7 @@ from pqpf.io.patchfile import PatchSet
 from pqpf.predict import LoadedModel
 from pqpf.train.batches import BatchSource, BatchSpec, plan_evaluation
 from pqpf.train.distributed import DistributedContext
+from pqpf.train.ema import EmaWeights
 from pqpf.train.family import Column, StepResult
 
 if TYPE_CHECKING:
@@ -167,10 +167,8 @@ class DiffusionFamily:
         self.sigma_data = float(extra.get("sigma_data", self.sigma_data))
         if isinstance(self._net, EDMDenoiser):
             self._net.sigma_data = self.sigma_data
-        self.ema = EmaWeights(self._net, self.hp.ema_halflife_samples, self.hp.ema_rampup or None)
-        self.ema.load_state_dict({"average": checkpoint.ema, "halflife_samples": self.hp.ema_halflife_samples,
-                                  "rampup": self.hp.ema_rampup or None,
-                                  "samples_seen": int(extra.get("ema_samples_seen", 0))})
+        self.ema = EmaWeights.restored(self._net, checkpoint.ema, self.hp.ema_halflife_samples,
+                                       self.hp.ema_rampup or None, int(extra.get("ema_samples_seen", 0)))
 
     # -- training and evaluation --
 
@@ -201,9 +199,7 @@ class DiffusionFamily:
         """EDM loss of the EMA weights at the fixed noise levels (mean over them), and per level."""
         import torch
 
-        model = copy.deepcopy(net)
-        if self.ema is not None:
-            self.ema.copy_to(model)
+        model = copy.deepcopy(net) if self.ema is None else self.ema.applied_copy(net)
         model.eval()
         sigmas = self.hp.eval_sigmas
         plan = plan_evaluation(len(data), batch_size, ctx.rank, ctx.world_size)

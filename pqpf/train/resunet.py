@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -31,7 +30,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pqpf.augment import augment_batch_torch
-from pqpf.diffusion.ema import EmaWeights
 from pqpf.errors import PqpfError
 from pqpf.features import TIME_CHANNELS, append_time_channels
 from pqpf.hparams import HParams, hparams_to_dict
@@ -44,6 +42,7 @@ from pqpf.ordinal import bin_index, exceedance_probs, probs_from_logits
 from pqpf.quality import good_quality_mask
 from pqpf.train.batches import BatchSource, BatchSpec, plan_evaluation
 from pqpf.train.distributed import DistributedContext
+from pqpf.train.ema import EmaWeights
 from pqpf.train.family import Column, StepResult
 from pqpf.verify.verifier import Verifier
 
@@ -178,10 +177,9 @@ class ResUNetFamily:
             return
         if self._net is None or checkpoint.ema is None:
             raise PqpfError("cannot restore a U-Net training with an EMA without its network and averaged weights")
-        self.ema = EmaWeights(self._net, self.hp.ema_halflife_samples, self.hp.ema_rampup or None)
-        self.ema.load_state_dict({"average": checkpoint.ema, "halflife_samples": self.hp.ema_halflife_samples,
-                                  "rampup": self.hp.ema_rampup or None,
-                                  "samples_seen": int(checkpoint.model.extra.get("ema_samples_seen", 0))})
+        self.ema = EmaWeights.restored(self._net, checkpoint.ema, self.hp.ema_halflife_samples,
+                                       self.hp.ema_rampup or None,
+                                       int(checkpoint.model.extra.get("ema_samples_seen", 0)))
 
     # -- training and evaluation --
 
@@ -210,11 +208,7 @@ class ResUNetFamily:
 
     def evaluated_net(self, net: torch.nn.Module) -> torch.nn.Module:
         """What is scored and applied: ``net`` itself, or a copy holding the EMA weights."""
-        if self.ema is None:
-            return net
-        averaged = copy.deepcopy(net)
-        self.ema.copy_to(averaged)
-        return averaged
+        return net if self.ema is None else self.ema.applied_copy(net)
 
     def evaluate(self, net: torch.nn.Module, data: PatchSet, device: torch.device, ctx: DistributedContext,
                  batch_size: int) -> dict[str, float]:

@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from pqpf.diffusion.ema import EmaWeights
+from pqpf.train.ema import EmaWeights
 
 
 def _model(value: float) -> torch.nn.Module:

@@ -1,4 +1,5 @@
-"""Exponential moving average of network weights, the weights diffusion samples with.
+"""Exponential moving average of network weights (the weights diffusion samples with, and the
+U-Net's when its set keeps one).
 
 After each optimiser step on a batch of ``B`` samples, every floating-point parameter
 and buffer ``p`` of the model updates its average ``a``:
@@ -20,6 +21,7 @@ diffusion-based generative models. NeurIPS 35 (Appendix F.3).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -79,6 +81,21 @@ class EmaWeights:
         """The average, the half-life settings and the sample count (for checkpoints)."""
         return {"average": dict(self.average), "halflife_samples": self.halflife_samples,
                 "rampup": self.rampup, "samples_seen": self.samples_seen}
+
+    @classmethod
+    def restored(cls, model: nn.Module, average: dict[str, Any], halflife_samples: float,
+                 rampup: float | None, samples_seen: int) -> EmaWeights:
+        """The average a checkpoint kept (``average`` and its sample count) for ``model``."""
+        ema = cls(model, halflife_samples, rampup)
+        ema.load_state_dict({"average": average, "halflife_samples": halflife_samples, "rampup": rampup,
+                             "samples_seen": samples_seen})
+        return ema
+
+    def applied_copy(self, model: nn.Module) -> nn.Module:
+        """A copy of ``model`` holding the averaged weights (``model`` is left as it is)."""
+        averaged = copy.deepcopy(model)
+        self.copy_to(averaged)
+        return averaged
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (exact resume)."""
