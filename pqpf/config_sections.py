@@ -216,10 +216,14 @@ class TrainingConfig:
 class InferenceConfig:
     """``[inference]``: full-field stitching."""
 
-    #: Window size in grid points; 0 means the patch size the model was trained on.
+    #: Window size and stride in grid points; 0 means the measured default for the network
+    #: (:func:`pqpf.stitching.inference_window`): 256/224 for a batch-norm U-Net, whose
+    #: output does not depend on the window; the training patch size at half that stride
+    #: for a group-norm one (and the diffusion denoiser).
     window_px: int = 0
-    stride_px: int = 32
-    batch_size: int = 16
+    stride_px: int = 0
+    #: Windows per model call; 0: as many as hold 16 x 64 x 64 points (one 256-px window).
+    batch_size: int = 0
     #: Padding of the domain edge before stitching: "reflect" gives the edge points the
     #: centre of a window instead of its rim; "none" stitches the unpadded domain.
     pad_mode: str = "reflect"
@@ -230,9 +234,8 @@ class InferenceConfig:
     calibrate: bool = False
 
     def __post_init__(self) -> None:
-        check(self.window_px >= 0, f"window_px must be >= 0 (0: the training patch size), got {self.window_px}")
-        check(self.stride_px >= 1, f"stride_px must be >= 1, got {self.stride_px}")
-        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        for key in ("window_px", "stride_px", "batch_size"):
+            check(getattr(self, key) >= 0, f"{key} must be >= 0 (0: the default), got {getattr(self, key)}")
         check_choice("pad_mode", self.pad_mode, PAD_MODES)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,11 @@ from pqpf.errors import InputFileError
 from pqpf.features import FEATURE_SCHEMA_VERSION, PAD_MODES, append_time_channels, build_features, pad_features
 from pqpf.hparams import hparams_from_dict
 from pqpf.io.checkpoint import Checkpoint, ModelRecord
-from pqpf.model.resunet import build_resunet
+from pqpf.model.norms import WINDOW_INDEPENDENT_NORMS
+from pqpf.model.resunet import build_resunet, fold_batchnorm
 from pqpf.normalisation import Normalisation
 from pqpf.ordinal import exceedance_matrix
-from pqpf.stitching import stitch
+from pqpf.stitching import inference_window, stitch, windows_per_call
 
 __all__ = ["LoadedModel", "load_resunet", "predict_probabilities", "predict_reduced"]
 
@@ -57,6 +59,23 @@ class LoadedModel:
     @property
     def lead_h(self) -> int:
         return self.record.lead_h
+
+    @property
+    def window_independent(self) -> bool:
+        """Whether the network's output at a point is the same on any window around it
+        (its norm is in :data:`pqpf.model.norms.WINDOW_INDEPENDENT_NORMS`)."""
+        return str(self.record.hparams.get("model", {}).get("norm")) in WINDOW_INDEPENDENT_NORMS
+
+    def window(self, window_px: int, stride_px: int) -> tuple[int, int]:
+        """The stitching window and stride for the settings ``window_px``, ``stride_px``
+        (0: the default for this network, :func:`pqpf.stitching.inference_window`)."""
+        return inference_window(window_px, stride_px, self.patch_px, self.window_independent)
+
+    @cached_property
+    def inference_net(self) -> torch.nn.Module:
+        """:attr:`net` with its batch norms folded into the convolutions (the same function,
+        a few per cent faster; :func:`pqpf.model.resunet.fold_batchnorm`)."""
+        return fold_batchnorm(self.net)
 
     @property
     def time_features(self) -> bool:
@@ -120,7 +139,8 @@ def predict_probabilities(
     terrain : Terrain or mapping
         The terrain fields the features need, on the same grid.
     window_px, stride_px, batch_size : int
-        Stitching: window size (0: the training patch size), stride, windows per call.
+        Stitching: window size, stride, windows per call (each 0: the default,
+        :meth:`LoadedModel.window` and :func:`pqpf.stitching.windows_per_call`).
     pad_mode : str
         One of :data:`pqpf.features.PAD_MODES`.
     calibrate : bool
@@ -173,20 +193,29 @@ def predict_reduced(
         features = append_time_channels(features, to_epoch_seconds(valid_time))
     x = model.normalisation.apply_numpy(features)
     x_unpadded = x
-    window = window_px or model.patch_px
+    window, stride = model.window(window_px, stride_px)
     ny, nx = graf_mm.shape
-    pad = 0
-    if pad_mode == "reflect" and min(ny, nx) > window // 2:
+    # The domain edge gets the context a training patch gives its centre: half a training
+    # patch of padding (half the window when the window is smaller), not half the window,
+    # which for the large windows of a window-independent network would only add work.
+    pad = min(window, model.patch_px) // 2
+    if pad_mode == "reflect" and min(ny, nx) > pad:
         # Pad the features ourselves: a mirrored terrain has its normal slope reversed,
         # which a plain reflection of the arrays would get wrong (normalisation keeps
         # slopes centred on 0, so the sign flip commutes with it).
-        pad = window // 2
         x = pad_features(x, pad, model.channel_names)
+    elif pad_mode == "replicate":
+        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+    else:
+        pad = 0
+    if model.window_independent:
+        # A window larger than the (padded) domain would only see more padding.
+        window = min(window, x.shape[1], x.shape[2])
     out = stitch(
-        model.net, x, window_px=window, stride_px=min(stride_px, window), batch_size=batch_size,
+        model.inference_net, x, window_px=window, stride_px=min(stride, window),
+        batch_size=windows_per_call(batch_size, window),
         reduction=torch.as_tensor(reduction, dtype=torch.float32),
-        post=lambda logits: torch.softmax(logits.float(), dim=1), device=device,
-        pad_mode="replicate" if pad_mode == "replicate" else "none",
+        post=lambda logits: torch.softmax(logits.float(), dim=1), device=device, pad_mode="none",
     )
     if pad:
         out = out[:, pad:pad + ny, pad:pad + nx]

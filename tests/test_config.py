@@ -143,7 +143,8 @@ def test_thresholds_that_are_not_bin_edges_fail_when_the_hparams_are_loaded():
 
 @pytest.mark.parametrize("section, line, message", [
     ("probability", "thresholds_mm = 1, 0.5", "thresholds_mm must be positive and increasing"),
-    ("inference", "stride_px = 0", "stride_px must be >= 1"),
+    ("inference", "stride_px = -1", "stride_px must be >= 0"),
+    ("inference", "batch_size = -2", "batch_size must be >= 0"),
     ("inference", "pad_mode = mirror", "pad_mode must be one of none, reflect, replicate"),
     ("patches", "cycles = 0, 24", "cycles must be hours 0..23"),
     ("patches", "split_fractions = 0, 0.5, 0.5", "split_fractions must be three shares"),

@@ -24,15 +24,21 @@ from pqpf.predict import LoadedModel, predict_probabilities
 NY, NX = 90, 150
 
 
-def _model(padding: str, seed: int) -> LoadedModel:
+def _model(padding: str, seed: int, norm: str = "batch") -> LoadedModel:
     torch.manual_seed(seed)
     hp = load_hparams("tiny")
-    hp = dataclasses.replace(hp, model=dataclasses.replace(hp.model, padding=padding))
+    hp = dataclasses.replace(hp, model=dataclasses.replace(hp.model, padding=padding, norm=norm))
     names = channel_names(False)
-    net = build_resunet(hp.model, len(names)).eval()
+    net = build_resunet(hp.model, len(names))
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0.0, 0.3)
+        # Batch norms get the statistics of their own activations, as training leaves them.
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None  # a cumulative average
+        net.train()(torch.randn(8, len(names), 32, 32))
+    net.eval()
     norm = Normalisation(names, (0.3, 0.1, 0.05, 0.0, 0.0), (1.0,) * len(names))
     record = ModelRecord("resunet", hparams_to_dict(hp), "2025070700", 1, names, FEATURE_SCHEMA_VERSION,
                          norm.to_dict(), hp.model.bin_edges_mm, (0.25, 1.0), 32)
@@ -50,18 +56,66 @@ def _dry_flat(model: LoadedModel, pad_mode: str, wet_square: bool = False) -> np
 
 @pytest.mark.parametrize("pad_mode", PAD_MODES)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_dry_flat_domain_gives_uniform_probabilities_up_to_the_edges(pad_mode, seed):
-    model = _model("replicate", seed)
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_dry_flat_domain_gives_uniform_probabilities_up_to_the_edges(pad_mode, seed, norm):
+    model = _model("replicate", seed, norm)
     prob = _dry_flat(model, pad_mode)
     spread = prob.max(axis=(1, 2)) - prob.min(axis=(1, 2))
     assert spread.max() < 1e-3
     # ... and the model does depend on its input (a wet square changes the probabilities;
-    # a uniform field of another value would not: GroupNorm removes a constant level).
+    # for group norm a uniform field of another value would not: it removes a constant level).
     assert np.abs(_dry_flat(model, pad_mode, wet_square=True) - prob).max() > 1e-2
 
 
 @pytest.mark.parametrize("pad_mode", ["reflect", "none"])
 def test_zero_padded_convolutions_make_bands_on_a_dry_flat_domain(pad_mode):
     # The documented cause: the same random network with zero padding is not uniform.
-    prob = _dry_flat(_model("zeros", 0), pad_mode)
+    prob = _dry_flat(_model("zeros", 0, "group"), pad_mode)
     assert (prob.max(axis=(1, 2)) - prob.min(axis=(1, 2))).max() > 1e-3
+
+
+NY2, NX2 = 300, 420
+
+
+def _wet_field(seed: int) -> tuple[np.ndarray, dict]:
+    rng = np.random.default_rng(seed)
+    from scipy.ndimage import gaussian_filter
+
+    graf = np.maximum(gaussian_filter(rng.gamma(0.3, 8.0, (NY2, NX2)), 3) - 0.5, 0).astype(np.float32)
+    terrain = {k: gaussian_filter(rng.normal(0, 1, (NY2, NX2)), 5).astype(np.float32)
+               for k in ("height_local_difference", "slope_x", "slope_y")}
+    return graf, terrain
+
+
+
+def test_batch_norm_network_on_its_default_large_windows_matches_one_whole_field_pass():
+    """A batch-norm U-Net is window-independent: on its default 256-px windows the stitched
+    field is one forward pass over the whole field to a few 1e-6, closer than with the
+    64/32 windows a group-norm network needs (more window rims), while a group-norm
+    network's own default is 1e-2 away from its whole-field pass (the window's statistics)."""
+    import torch
+
+    from pqpf.ordinal import exceedance_matrix
+    from pqpf.predict import predict_reduced
+
+    graf, terrain = _wet_field(1)
+    when = dt.datetime(2025, 7, 7, 12)
+    rms = {}
+    for norm in ("batch", "group"):
+        model = _model("replicate", 0, norm)
+        red = exceedance_matrix(model.bin_edges_mm, (0.25, 1.0))
+
+        def run(window, stride, model=model, red=red):
+            return predict_reduced(model, graf, terrain, when, red, window, stride, 0, "cpu", "none")
+
+        _, x = run(0, 0)
+        with torch.no_grad():
+            bins = torch.softmax(model.net(torch.from_numpy(x)[None]), dim=1)[0].numpy()
+        whole = np.einsum("rk,kyx->ryx", red, bins)
+        assert whole.std() > 0.02  # a field with structure
+        for setting in ((0, 0), (64, 32)):
+            rms[norm, setting] = float(np.sqrt(np.mean((run(*setting)[0] - whole) ** 2)))
+    assert _model("replicate", 0, "batch").window(0, 0) == (256, 240)  # the record's patch is 32 px
+    assert rms["batch", (0, 0)] < 2e-5
+    assert rms["batch", (0, 0)] < 0.5 * rms["batch", (64, 32)]
+    assert rms["group", (0, 0)] > 100 * rms["batch", (0, 0)]

@@ -232,3 +232,35 @@ def test_quantile_at_edge_cdf_is_the_edge():
     p = np.array([0.5, 0.25, 0.25])
     q = quantiles(p, (0.0, 1.0, 5.0), [0.5, 0.75, 0.875], dim=0)
     np.testing.assert_allclose(q, [1.0, 5.0, 5.0 + 4.0 * np.log(2.0)], rtol=1e-6)
+
+
+def _batchnorm_net_with_statistics(norm: str = "batch") -> ResUNet:
+    """A random ResUNet whose batch norms hold the statistics of their own activations."""
+    torch.manual_seed(3)
+    net = ResUNet(5, 14, base_width=8, depth=3, norm=norm)
+    torch.nn.init.normal_(net.head.weight)  # an O(1) output, so comparisons have teeth
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.2)
+        net.train()(torch.randn(4, 5, 48, 48))
+    return net.eval()
+
+
+def test_folding_batch_norms_keeps_the_function_and_the_original_network():
+    from pqpf.model.resunet import fold_batchnorm
+
+    net = _batchnorm_net_with_statistics().double()  # float64: the same function to rounding
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 5, 40, 56, dtype=torch.float64)
+    with torch.no_grad():
+        ref, out = net(x), folded(x)
+    assert ref.abs().mean() > 0.01
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # untouched
+    group = _batchnorm_net_with_statistics("group")
+    assert fold_batchnorm(group) is group  # nothing to fold

@@ -270,3 +270,26 @@ def test_model_refusing_channels_last_input_falls_back_to_contiguous_windows():
     out = stitch(flattening_model, x, 16, 8, batch_size=4, channels_last=True)
     np.testing.assert_allclose(out, x, rtol=1e-6, atol=1e-6)
     assert calls[:2] == [False, True] and all(calls[1:])
+
+
+@pytest.mark.parametrize(("setting", "patch", "independent", "expected"), [
+    ((0, 0), 64, False, (64, 32)),     # group norm: the training patch at half stride
+    ((0, 0), 64, True, (256, 224)),    # batch norm: large windows overlapping by half a patch
+    ((0, 0), 128, True, (256, 192)),
+    ((128, 0), 64, True, (128, 96)),
+    ((128, 0), 64, False, (128, 64)),
+    ((0, 48), 64, True, (256, 48)),
+    ((32, 40), 64, False, (32, 32)),   # the stride is capped at the window
+    ((48, 0), 128, True, (48, 24)),    # never below half the window
+])
+def test_inference_window_defaults_follow_the_network_and_set_values_win(setting, patch, independent, expected):
+    from pqpf.stitching import inference_window
+
+    assert inference_window(*setting, patch, independent) == expected
+
+
+def test_windows_per_call_holds_about_sixteen_64px_windows_of_points():
+    from pqpf.stitching import windows_per_call
+
+    assert [windows_per_call(0, n) for n in (32, 64, 128, 256, 512)] == [64, 16, 4, 1, 1]
+    assert windows_per_call(3, 256) == 3

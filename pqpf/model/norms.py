@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["NORMS", "make_norm"]
+__all__ = ["NORMS", "WINDOW_INDEPENDENT_NORMS", "make_norm"]
 
 
 def _batch(channels: int) -> nn.Module:
@@ -37,6 +37,12 @@ def _instance(channels: int) -> nn.Module:
 
 #: name -> ``channels -> layer``.
 NORMS: dict[str, Callable[[int], nn.Module]] = {"batch": _batch, "group": _group, "instance": _instance}
+
+#: Norms that, in eval mode, are a fixed per-channel affine map (batch norm uses its running
+#: statistics): a network built with one gives at a point the same output whatever window
+#: it is run on, up to the window rim, so full-field inference may use windows far larger
+#: than the training patch. Group and instance norm take their statistics from the window.
+WINDOW_INDEPENDENT_NORMS = frozenset({"batch"})
 
 
 def make_norm(name: str, channels: int) -> nn.Module:

@@ -63,7 +63,7 @@ from pqpf.model.upsample import PADDING_MODES, UPSAMPLE_MODES, make_upsample
 if TYPE_CHECKING:
     from pqpf.hparams import ModelHParams
 
-__all__ = ["ResUNet", "build_resunet", "count_parameters"]
+__all__ = ["ResUNet", "build_resunet", "count_parameters", "fold_batchnorm"]
 
 logger = logging.getLogger(__name__)
 
@@ -254,3 +254,35 @@ def build_resunet(model_hparams: ModelHParams, in_channels: int) -> ResUNet:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``net`` with every batch norm folded into the convolution before it.
+
+    In eval mode a batch norm is the fixed affine map ``gamma (x - mean) / sqrt(var + eps)
+    + beta`` per channel, so ``norm(conv(x))`` is one convolution with scaled weights and a
+    bias (:func:`torch.nn.utils.fusion.fuse_conv_bn_eval`): the same function, one pass
+    over the activations fewer (about 5 % of the full-field time, ``bench/inference_settings.py``).
+    ``net`` itself is returned unchanged when it has no batch norm (group or instance norm
+    depend on the window and cannot be folded); its own layers are never modified.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if not any(isinstance(m, nn.BatchNorm2d) for m in net.modules()):
+        return net
+    import copy
+
+    folded = copy.deepcopy(net).eval()
+    for block in folded.modules():
+        if not isinstance(block, _ResBlock):
+            continue
+        for conv_name, norm_name in (("conv1", "norm1"), ("conv2", "norm2")):
+            conv, norm = getattr(block, conv_name), getattr(block, norm_name)
+            if isinstance(norm, nn.BatchNorm2d):
+                setattr(block, conv_name, fuse_conv_bn_eval(conv, norm))
+                setattr(block, norm_name, nn.Identity())
+        shortcut = block.shortcut
+        if isinstance(shortcut, nn.Sequential) and isinstance(shortcut[0], nn.Conv2d) \
+                and isinstance(shortcut[1], nn.BatchNorm2d):
+            block.shortcut = fuse_conv_bn_eval(shortcut[0], shortcut[1])
+    return folded

@@ -48,6 +48,7 @@ from pqpf.plot.maps import forecast_title
 from pqpf.predict import LoadedModel, load_resunet
 from pqpf.stages.common import kept
 from pqpf.stages.inference import check_provenance, run_inference
+from pqpf.stitching import inference_window, windows_per_call
 from pqpf.verify.ensemble_fields import unet_mean_amount
 
 __all__ = ["EnsembleResult", "load_models_for_lead", "run_ensemble_inference"]
@@ -103,10 +104,12 @@ def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[Loade
     fields = unet_fields(unet, np.where(missing, np.float32(0.0), graf_mm), terrain, graf.valid_time,
                          tuple(diffusion.record.thresholds_mm), inf.window_px, inf.stride_px, inf.batch_size, device,
                          pad_mode=inf.pad_mode)
-    window = min(inf.window_px or diffusion.record.patch_px, *graf_mm.shape)
-    stride = min(inf.stride_px, window)
+    # The denoiser's group norms depend on the window: its own training patch size.
+    window, stride = inference_window(inf.window_px, inf.stride_px, diffusion.record.patch_px, False)
+    window = min(window, *graf_mm.shape)
+    stride = min(stride, window)
     amounts = sample_members(diffusion, fields.cond, fields.central, members, seed, window, stride,
-                             batch_size=inf.batch_size, device=device)
+                             batch_size=windows_per_call(inf.batch_size, window), device=device)
     if ecc:
         amounts = ensemble_copula_coupling(amounts, fields.prob_bins, unet.bin_edges_mm, rng=seed)
     amounts[:, missing] = np.nan

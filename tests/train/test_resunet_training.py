@@ -270,11 +270,13 @@ def test_time_features_train_and_infer_with_the_same_channels(tmp_path):
     terrain = {"height_local_difference": h - gaussian_filter(h, 5), "slope_x": gx, "slope_y": gy}
     graf = np.maximum(gaussian_filter(rng.normal(size=(40, 56)), 2) * 10, 0).astype(np.float32)
     prob, edges = predict_probabilities(model, graf, terrain, dt.datetime(2025, 12, 2, 6), 16, 8, 4,
-                                        torch.device("cpu"))
+                                        torch.device("cpu"), calibrate=False)
     assert prob.shape == (13, 40, 56) and (np.diff(prob, axis=0) <= 1e-6).all()
     # the hour of day reaches the network: another valid hour gives other probabilities
+    # (uncalibrated: the step functions of the isotonic maps can absorb the small
+    # differences a network trained for one epoch makes)
     prob2, _ = predict_probabilities(model, graf, terrain, dt.datetime(2025, 12, 2, 18), 16, 8, 4,
-                                     torch.device("cpu"))
+                                     torch.device("cpu"), calibrate=False)
     assert not np.allclose(prob, prob2)
 
 
