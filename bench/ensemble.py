@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     from pqpf.diffusion.network import build_network, count_parameters
     from pqpf.diffusion.sampler import SamplerConfig, heun_sample, member_generators, stitched_denoiser
     from pqpf.hparams import load_hparams
-    from pqpf.model.resunet import build_resunet
-    from pqpf.stitching import stitch
+    from pqpf.model.norms import WINDOW_INDEPENDENT_NORMS
+    from pqpf.model.resunet import build_resunet, fold_batchnorm
+    from pqpf.stitching import inference_window, stitch, windows_per_call
 
     torch.set_num_threads(args.threads)
     ny, nx = args.shape
@@ -104,15 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     evals_per_member = 2 * args.steps - 1
 
     torch.manual_seed(args.seed)
-    unet = build_resunet(load_hparams("default").model, in_channels=IN_CHANNELS).eval()
+    unet_hp = load_hparams("default").model
+    unet = fold_batchnorm(build_resunet(unet_hp, in_channels=IN_CHANNELS).eval())
+    # The default [inference] settings as the inference stage resolves them (64-px patches).
     settings = InferenceConfig()
-    window = settings.window_px or 64
+    window, stride = inference_window(settings.window_px, settings.stride_px, 64,
+                                      unet_hp.norm in WINDOW_INDEPENDENT_NORMS)
     features = rng.standard_normal((IN_CHANNELS, ny, nx)).astype(np.float32)
     with _Peak() as anchor:
-        stitch(unet, features, window, settings.stride_px, settings.batch_size,
+        stitch(unet, features, window, stride, windows_per_call(settings.batch_size, window),
                post=lambda z: torch.softmax(z, dim=1), pad_mode=settings.pad_mode, progress=False)
-    print(f"domain {ny} x {nx}, threads {args.threads}; anchor: 'default' ResUNet, one stitched pass "
-          f"(window {window}, stride {settings.stride_px}): {anchor.seconds:.2f} s, +{anchor.extra:.0f} MB")
+    print(f"domain {ny} x {nx}, threads {args.threads}; anchor: 'default' ResUNet ({unet_hp.norm} norm), one "
+          f"stitched pass (window {window}, stride {stride}): {anchor.seconds:.2f} s, +{anchor.extra:.0f} MB")
     print(f"diffusion: {args.members} members per batch, {args.steps} Heun steps = {evals_per_member} "
           f"denoiser evaluations, windows {args.window}/{args.stride}, {args.cond} conditioning channels")
 
