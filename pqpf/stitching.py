@@ -88,7 +88,7 @@ _EDGE_PAD_MODES: dict[str, str] = {"reflect": "reflect", "replicate": "replicate
 
 #: Window of full-field inference for a network whose output does not depend on the window
 #: (:data:`pqpf.model.norms.WINDOW_INDEPENDENT_NORMS`). ``bench/inference_settings.py``
-#: measured, for the batch-norm U-Net of the demo: 256/224 takes 0.22x the time of 64/32
+#: measured, for the batch-norm U-Net of the demo: 256/224 takes 0.22-0.25x the time of 64/32
 #: windows through MONAI with the held-out Brier skill within 0.001 of 64/32; 512-px
 #: windows were slower again (the activations no longer fit the caches).
 LARGE_WINDOW_PX = 256

@@ -156,6 +156,7 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
         inf.window_px, inf.stride_px, inf.batch_size, device, pad_mode=inf.pad_mode, calibrate=inf.calibrate,
     )
     prob[:, missing] = np.nan
+    window, stride = model.window(inf.window_px, inf.stride_px)
     sigma = reference_sigma_px(config.probability, lead_h)
     return ProbabilityForecast(
         grid=graf.grid, thresholds_mm=thresholds, prob=prob, prob_raw=exceedance(graf_mm, thresholds),
@@ -166,8 +167,7 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
             "checkpoint": str(model.checkpoint), "checkpoint_lead_h": int(model.lead_h),
             "checkpoint_init": str(model.record.init), "hparams": str(model.record.hparams.get("name")),
             "graf_file": str(graf_path), "verification_thresholds_mm": list(config.probability.thresholds_mm),
-            "window_px": model.window(inf.window_px, inf.stride_px)[0],
-            "stride_px": model.window(inf.window_px, inf.stride_px)[1],
+            "window_px": window, "stride_px": stride,
             "pad_mode": str(inf.pad_mode), "calibrated": int(inf.calibrate and model.calibration is not None),
             "pqpf_version": __version__,
         },
