@@ -17,6 +17,7 @@ import pytest
 from pqpf.config import load_config
 from pqpf.dates import from_epoch_seconds
 from pqpf.features import build_features
+from pqpf.io.checkpoint import load_checkpoint
 from pqpf.io.grib import read_graf
 from pqpf.io.netcdf import read_grid_netcdf
 from pqpf.io.patchfile import load_patch_file
@@ -126,6 +127,9 @@ def test_inference_writes_cf_probabilities_and_reruns_skip(trained):
     x = xr.open_dataset(nc)
     assert x["prob_exceed"].attrs["grid_mapping"] == "lambert_conformal_conic"
     assert "lat" in x.coords and "lon" in x.coords
+    # the shipped sets are batch norm: the default windows are 256 px, overlapping by half a patch
+    patch = load_checkpoint(config.paths.trainings_dir / f"resunet_{INIT:%Y%m%d%H}_{LEAD}h" / "best.pt").model.patch_px
+    assert (x.attrs["window_px"], x.attrs["stride_px"]) == (256, 256 - patch // 2)
     mtime = Path(nc).stat().st_mtime_ns
     res = run("resunet_inference.py", init.strftime("%Y%m%d%H"), LEAD, "--config", config.source)
     assert Path(nc).stat().st_mtime_ns == mtime
