@@ -111,10 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = InferenceConfig()
     window, stride = inference_window(settings.window_px, settings.stride_px, 64,
                                       unet_hp.norm in WINDOW_INDEPENDENT_NORMS)
-    features = rng.standard_normal((IN_CHANNELS, ny, nx)).astype(np.float32)
+    # Edge padding as the inference stage does it: half a training patch (predict.LoadedModel.stitching).
+    pad = min(window, 64) // 2
+    features = np.pad(rng.standard_normal((IN_CHANNELS, ny, nx)).astype(np.float32),
+                      ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
     with _Peak() as anchor:
         stitch(unet, features, window, stride, windows_per_call(settings.batch_size, window),
-               post=lambda z: torch.softmax(z, dim=1), pad_mode=settings.pad_mode, progress=False)
+               post=lambda z: torch.softmax(z, dim=1), pad_mode="none", progress=False)
     print(f"domain {ny} x {nx}, threads {args.threads}; anchor: 'default' ResUNet ({unet_hp.norm} norm), one "
           f"stitched pass (window {window}, stride {stride}): {anchor.seconds:.2f} s, +{anchor.extra:.0f} MB")
     print(f"diffusion: {args.members} members per batch, {args.steps} Heun steps = {evals_per_member} "

@@ -71,6 +71,23 @@ class LoadedModel:
         (0: the default for this network, :func:`pqpf.stitching.inference_window`)."""
         return inference_window(window_px, stride_px, self.patch_px, self.window_independent)
 
+    def stitching(self, window_px: int, stride_px: int, shape: tuple[int, int],
+                  pad_mode: str) -> tuple[int, int, int]:
+        """Window, stride and edge padding that :func:`predict_reduced` uses on a domain of
+        ``shape`` (ny, nx) with ``pad_mode``.
+
+        The edge pad is half a training patch (half the window when the window is smaller),
+        the context a patch gives its centre; none with ``pad_mode = "none"`` or when the
+        domain is too small to mirror. A window-independent network's window is capped at
+        the padded domain and its default stride derived from the capped window.
+        """
+        pad = min(self.window(window_px, stride_px)[0], self.patch_px) // 2
+        if pad_mode == "none" or (pad_mode == "reflect" and min(shape) <= pad):
+            pad = 0
+        window, stride = inference_window(window_px, stride_px, self.patch_px, self.window_independent,
+                                          min(shape) + 2 * pad)
+        return window, stride, pad
+
     @cached_property
     def inference_net(self) -> torch.nn.Module:
         """:attr:`net` with its batch norms folded into the convolutions (the same function,
@@ -193,26 +210,17 @@ def predict_reduced(
         features = append_time_channels(features, to_epoch_seconds(valid_time))
     x = model.normalisation.apply_numpy(features)
     x_unpadded = x
-    window, stride = model.window(window_px, stride_px)
     ny, nx = graf_mm.shape
-    # The domain edge gets the context a training patch gives its centre: half a training
-    # patch of padding (half the window when the window is smaller), not half the window,
-    # which for the large windows of a window-independent network would only add work.
-    pad = min(window, model.patch_px) // 2
-    if pad_mode == "reflect" and min(ny, nx) > pad:
+    window, stride, pad = model.stitching(window_px, stride_px, (ny, nx), pad_mode)
+    if pad and pad_mode == "reflect":
         # Pad the features ourselves: a mirrored terrain has its normal slope reversed,
         # which a plain reflection of the arrays would get wrong (normalisation keeps
         # slopes centred on 0, so the sign flip commutes with it).
         x = pad_features(x, pad, model.channel_names)
-    elif pad_mode == "replicate":
+    elif pad:
         x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
-    else:
-        pad = 0
-    if model.window_independent:
-        # A window larger than the (padded) domain would only see more padding.
-        window = min(window, x.shape[1], x.shape[2])
     out = stitch(
-        model.inference_net, x, window_px=window, stride_px=min(stride, window),
+        model.inference_net, x, window_px=window, stride_px=stride,
         batch_size=windows_per_call(batch_size, window),
         reduction=torch.as_tensor(reduction, dtype=torch.float32),
         post=lambda logits: torch.softmax(logits.float(), dim=1), device=device, pad_mode="none",

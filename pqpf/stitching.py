@@ -1,7 +1,8 @@
 """Full-field inference from overlapping windows blended with tent ("Manhattan") weights.
 
-A fully convolutional network trained on ``N x N`` patches is run on windows of size
-``N`` placed with stride ``S`` over the whole domain. In each axis the windows start at
+A fully convolutional network is run on windows of size ``N`` (its training patch size,
+or larger when its output does not depend on the window: :func:`inference_window`)
+placed with stride ``S`` over the whole domain. In each axis the windows start at
 ``0, S, 2S, ...`` and one more window is placed flush with the far edge, so every grid
 point is covered (the original code left the last rows and columns uncovered). Each
 window's output ``f`` is weighted by the separable tent
@@ -94,18 +95,24 @@ _EDGE_PAD_MODES: dict[str, str] = {"reflect": "reflect", "replicate": "replicate
 LARGE_WINDOW_PX = 256
 
 
-def inference_window(window_px: int, stride_px: int, patch_px: int, window_independent: bool) -> tuple[int, int]:
+def inference_window(window_px: int, stride_px: int, patch_px: int, window_independent: bool,
+                     domain_px: int | None = None) -> tuple[int, int]:
     """Window and stride for full-field inference: set values (> 0) win, 0 means the default.
 
     A network whose output depends on the window (group or instance norm) is run on
     windows of its training patch size ``patch_px`` at half that stride (each point seen
     by about four windows, the centre of one); a window-independent one on
-    :data:`LARGE_WINDOW_PX` windows overlapping by half a training patch, enough for the
-    tent weights to hide the window rims. The stride is capped at the window.
+    :data:`LARGE_WINDOW_PX` windows (at least the training patch) overlapping by half a
+    training patch, enough for the tent weights to hide the window rims. For a
+    window-independent network the window is also capped at ``domain_px`` (the shorter
+    side of the padded domain: a larger window would only see padding) before the default
+    stride is derived from it, so windows always overlap. The stride is capped at the window.
     """
     if window_px < 0 or stride_px < 0 or patch_px < 1:
         raise ValueError(f"need window_px, stride_px >= 0 and patch_px >= 1, got {window_px}, {stride_px}, {patch_px}")
-    window = window_px or (LARGE_WINDOW_PX if window_independent else patch_px)
+    window = window_px or (max(LARGE_WINDOW_PX, patch_px) if window_independent else patch_px)
+    if window_independent and domain_px is not None:
+        window = max(1, min(window, domain_px))
     default_stride = max(window - patch_px // 2, window // 2) if window_independent else window // 2
     return window, min(stride_px or max(default_stride, 1), window)
 
@@ -377,7 +384,7 @@ def stitch(
         call holds up to ``batch_size`` windows of any of them, and the result is the
         stack of the B results (each equal to stitching that field alone).
     window_px : int
-        Window size N (the patch size the model was trained on).
+        Window size N (see :func:`inference_window` for the defaults of the inference stage).
     stride_px : int
         Window stride S, 1 <= S <= N; N/2 gives each point about four windows.
     batch_size : int

@@ -288,6 +288,15 @@ def test_inference_window_defaults_follow_the_network_and_set_values_win(setting
     assert inference_window(*setting, patch, independent) == expected
 
 
+@pytest.mark.parametrize(("domain", "expected"), [(164, (164, 132)), (1000, (256, 224)), (40, (40, 20))])
+def test_window_independent_windows_are_capped_by_the_domain_and_still_overlap(domain, expected):
+    from pqpf.stitching import inference_window
+
+    assert inference_window(0, 0, 64, True, domain) == expected
+    assert inference_window(0, 0, 64, False, domain) == (64, 32)  # group norm: the patch, always
+    assert inference_window(0, 0, 512, True) == (512, 256)  # never below the training patch
+
+
 def test_windows_per_call_holds_about_sixteen_64px_windows_of_points():
     from pqpf.stitching import windows_per_call
 

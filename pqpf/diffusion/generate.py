@@ -34,6 +34,7 @@ from pqpf.hparams import diffusion_hparams_from_dict
 from pqpf.io.checkpoint import Checkpoint, ModelRecord
 from pqpf.ordinal import bin_probs_from_exceedance, exceedance_matrix
 from pqpf.predict import LoadedModel, predict_reduced
+from pqpf.stitching import inference_window, windows_per_call
 
 __all__ = ["LoadedDiffusion", "UNetFields", "load_diffusion", "unet_fields", "sample_members"]
 
@@ -134,8 +135,9 @@ def sample_members(model: LoadedDiffusion, cond: NDArray[np.float32], central: N
     central : float32 (ny, nx)
         The U-Net's central estimate (log1p mm); members are ``expm1(mu + residual)``.
     window_px, stride_px, batch_size : int
-        Stitching of the denoiser at every solver step (window 0: the training patch
-        size, capped by the grid).
+        Stitching of the denoiser at every solver step (each 0: the default, the training
+        patch at half stride, :func:`pqpf.stitching.inference_window`; the window capped by
+        the grid).
     member_batch : int
         Members sampled together (memory grows with it; the result does not change).
     sampler : SamplerConfig, optional
@@ -152,10 +154,11 @@ def sample_members(model: LoadedDiffusion, cond: NDArray[np.float32], central: N
         raise ValueError(f"cond must have {len(model.cond_names)} channels over central's {central.shape}, "
                          f"got {cond.shape}")
     ny, nx = central.shape
-    window = min(window_px or model.record.patch_px, ny, nx)
+    window, stride = inference_window(window_px, stride_px, model.record.patch_px, False)
+    window = min(window, ny, nx)
     dev = torch.device(device)
     denoise = stitched_denoiser(model.denoiser, torch.from_numpy(np.ascontiguousarray(cond)).to(dev), window,
-                                min(stride_px, window), batch_size=batch_size, device=dev)
+                                min(stride, window), batch_size=windows_per_call(batch_size, window), device=dev)
     out = np.empty((n_members, ny, nx), dtype=np.float32)
     for start in range(0, n_members, member_batch):
         idx = list(range(start, min(n_members, start + member_batch)))

@@ -104,7 +104,8 @@ def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[Loade
     fields = unet_fields(unet, np.where(missing, np.float32(0.0), graf_mm), terrain, graf.valid_time,
                          tuple(diffusion.record.thresholds_mm), inf.window_px, inf.stride_px, inf.batch_size, device,
                          pad_mode=inf.pad_mode)
-    # The denoiser's group norms depend on the window: its own training patch size.
+    # The denoiser on its training patch at half stride: its per-point norm makes it local
+    # too, but large windows have not been measured for it (docs/diffusion_ensemble.md).
     window, stride = inference_window(inf.window_px, inf.stride_px, diffusion.record.patch_px, False)
     window = min(window, *graf_mm.shape)
     stride = min(stride, window)

@@ -156,7 +156,7 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
         inf.window_px, inf.stride_px, inf.batch_size, device, pad_mode=inf.pad_mode, calibrate=inf.calibrate,
     )
     prob[:, missing] = np.nan
-    window, stride = model.window(inf.window_px, inf.stride_px)
+    window, stride, _ = model.stitching(inf.window_px, inf.stride_px, graf_mm.shape, inf.pad_mode)
     sigma = reference_sigma_px(config.probability, lead_h)
     return ProbabilityForecast(
         grid=graf.grid, thresholds_mm=thresholds, prob=prob, prob_raw=exceedance(graf_mm, thresholds),

@@ -57,6 +57,30 @@ class DistributedContext:
         dist.all_reduce(tensor)
         return tensor.cpu().numpy()
 
+    def broadcast_buffers(self, module: Any) -> None:
+        """Give every rank rank 0's buffers of ``module`` (identity when not distributed).
+
+        Each rank updates batch-norm running statistics from its own batch, so after a
+        step the ranks' buffers differ (DDP only copies rank 0's at the next forward);
+        called after every step, validation, the weight average and a resume see the same
+        model on every rank, the one rank 0 saves. One coalesced broadcast.
+        """
+        if self.world_size == 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        buffers = list(module.buffers())
+        if not buffers:
+            return
+        with torch.no_grad():
+            flat = torch.cat([b.detach().reshape(-1).to(torch.float64) for b in buffers])
+            dist.broadcast(flat, src=0)
+            offset = 0
+            for b in buffers:
+                b.copy_(flat[offset:offset + b.numel()].view(b.shape).to(b.dtype))
+                offset += b.numel()
+
     def all_gather_strings(self, text: str) -> list[str]:
         """Gather one string from every rank (rank order)."""
         if self.world_size == 1:

@@ -196,6 +196,7 @@ def _train_epoch(model: Callable[..., Any], family: ModelFamily, data: PatchSet,
         amp.scaler.scale(step.objective).backward()
         amp.scaler.step(optimizer)
         amp.scaler.update()
+        ctx.broadcast_buffers(_unwrapped(model))  # batch-norm statistics: rank 0's everywhere
         family.after_step(_unwrapped(model), step.samples * ctx.world_size)
         out.loss_sum += step.value * step.weight
         out.weight_sum += step.weight
