@@ -58,7 +58,7 @@ class DistributedContext:
         return tensor.cpu().numpy()
 
     def broadcast_buffers(self, module: Any) -> None:
-        """Give every rank rank 0's buffers of ``module`` (identity when not distributed).
+        """Give every rank rank 0's batch-norm statistics in ``module`` (identity when not distributed).
 
         Each rank updates batch-norm running statistics from its own batch, so after a
         step the ranks' buffers differ (DDP only copies rank 0's at the next forward);
@@ -70,8 +70,9 @@ class DistributedContext:
         import torch
         import torch.distributed as dist
 
-        buffers = list(module.buffers())
-        if not buffers:
+        norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+        buffers = [b for m in module.modules() if isinstance(m, norms) for b in m.buffers()]
+        if not buffers:  # nothing a rank updates on its own (e.g. constant buffers only)
             return
         with torch.no_grad():
             flat = torch.cat([b.detach().reshape(-1).to(torch.float64) for b in buffers])
