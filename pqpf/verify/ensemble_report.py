@@ -86,10 +86,13 @@ def _brier_lines(r: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _fss_difference_line(r: Mapping[str, Any], threshold_mm: float) -> str:
+def _fss_difference_lines(r: Mapping[str, Any], threshold_mm: float) -> list[str]:
     widths = [w for w in _SHOW_WIDTHS if w in r["fss"]["widths_px"]]
-    cells = ", ".join(f"{w} px {_iv(r, f'fss_members_minus_graf@{threshold_mm:g}mm@{w}px')}" for w in widths)
-    return f"FSS members - raw GRAF at {threshold_mm:g} mm: {cells}"
+    lines = []
+    for key, label in (("graf", "raw GRAF"), ("pairs", "members vs one another")):
+        cells = ", ".join(f"{w} px {_iv(r, f'fss_members_minus_{key}@{threshold_mm:g}mm@{w}px')}" for w in widths)
+        lines.append(f"FSS members - {label} at {threshold_mm:g} mm: {cells}")
+    return lines
 
 
 def _spectra_lines(r: Mapping[str, Any]) -> list[str]:
@@ -114,7 +117,9 @@ def format_ensemble_table(result: Mapping[str, Any]) -> str:
             f"{int(crps['n']):,} good-quality MRMS points (true-area weights)")
     parts = [head, *_crps_lines(result), *_calibration_lines(result), *_brier_lines(result),
              format_fss_table(result["fss"], show_widths_px=_SHOW_WIDTHS)]
-    parts += [_fss_difference_line(result, t) for t in result["fss"]["thresholds_mm"]]
+    parts += [line for t in result["fss"]["thresholds_mm"] for line in _fss_difference_lines(result, t)]
+    parts.append("  (members vs one another: the FSS a perfect ensemble would score against MRMS, Dey et al. "
+                 "2014; below it = members farther from MRMS than from each other)")
     parts += _spectra_lines(result)
     parts += [f"note: {c}" for c in result.get("caveats", [])]
     if some:
@@ -164,6 +169,12 @@ def ensemble_csv_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
                 rows.append(_row("fss", value, name, iv.get(f"fss_{name}@{t:g}mm@{w}px"), threshold_mm=t,
                                  width_px=w))
             rows.append(_row("fss_useful_width_px", row["useful_width_px"], name, threshold_mm=t))
+    for name, entry in fss.get("pairs", {}).items():
+        for row in entry["per_threshold"]:
+            t = row["threshold_mm"]
+            for w, value in zip(fss["widths_px"], row["fss"], strict=True):
+                rows.append(_row("fss_member_pairs", value, name, iv.get(f"fss_member_pairs@{t:g}mm@{w}px"),
+                                 threshold_mm=t, width_px=w))
     spectra = result["spectra"]
     for name in ("mrms", "members", "unet_mean", "graf"):
         for lam, p in zip(spectra[name]["wavelength_km"], spectra[name]["power"], strict=True):

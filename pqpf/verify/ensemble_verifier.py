@@ -19,7 +19,10 @@ Scores (conventions and references in :mod:`pqpf.verify.ensemble`,
 * Brier scores of the member probabilities (plain and fair), the U-Net's and raw GRAF's
   at the thresholds, reliability tables of members and U-Net.
 * FSS at 1 to 41 px for the members (pooled), the member probabilities, the U-Net's
-  probabilities, the U-Net's median field and raw GRAF.
+  probabilities, the U-Net's median field and raw GRAF; and the members against one
+  another (dispersion FSS, Dey et al. 2014): what an observation indistinguishable from a
+  member would score, so members below GRAF but level with their pairs are as far from
+  MRMS as a perfect ensemble's would be.
 * Radially averaged power spectra of the members, the U-Net's conditional mean amount
   (:func:`pqpf.verify.ensemble_fields.unet_mean_amount`), MRMS and GRAF, and their
   power relative to MRMS in a band (16-128 km by default).
@@ -175,7 +178,8 @@ class EnsembleVerifier:
         self.spread_binned = BinnedSpreadSkill()
         self.rank = RankHistogram(s.n_members, seed=s.seed)
         self.brier = Verifier(s.thresholds_mm)
-        self.fss = FssAccumulator(FSS_SOURCES, s.fss_thresholds_mm, s.fss_widths_px, grid_spacing_km=s.dx_km)
+        self.fss = FssAccumulator(FSS_SOURCES, s.fss_thresholds_mm, s.fss_widths_px, grid_spacing_km=s.dx_km,
+                                  pairs=("members",))
         self.spectra = {name: PowerSpectrum(s.shape, s.dx_km, min_valid_fraction=s.spectrum_min_valid_fraction)
                         for name in SPECTRUM_SOURCES}
         self.extra = np.zeros(1 + len(s.thresholds_mm))  # sum w |graf - y|, fair Brier penalties
@@ -268,6 +272,11 @@ class EnsembleVerifier:
                 for j, width in enumerate(s.fss_widths_px):
                     out[_name("fbs", src, t, width)] = ff[i, k, j] - 2 * fo[i, k, j] + oo[i, k, j]
                     out[_name("worst", src, t, width)] = ff[i, k, j] + oo[i, k, j]
+        pff, pfo, poo = (self.fss.pair_sums[0, ..., i] for i in range(3))
+        for k, t in enumerate(s.fss_thresholds_mm):
+            for j, width in enumerate(s.fss_widths_px):
+                out[_name("fbs", "member_pairs", t, width)] = pff[k, j] - 2 * pfo[k, j] + poo[k, j]
+                out[_name("worst", "member_pairs", t, width)] = pff[k, j] + poo[k, j]
         band = self._band()
         for name, spec in self.spectra.items():
             out[_name("psd", name)] = float(spec.power_sum[band].sum())
@@ -298,8 +307,12 @@ class EnsembleVerifier:
                 for src in self.fss.source_names:
                     skills.append(RatioSkill(_name("fss", src, t, width), _name("fbs", src, t, width),
                                              _name("worst", src, t, width)))
+                skills.append(RatioSkill(_name("fss", "member_pairs", t, width), _name("fbs", "member_pairs", t, width),
+                                         _name("worst", "member_pairs", t, width)))
                 skills.append(FunctionSkill(_name("fss_members_minus_graf", "", t, width), self._fss_difference(
                     t, width)))
+                skills.append(FunctionSkill(_name("fss_members_minus_pairs", "", t, width), self._fss_difference(
+                    t, width, "member_pairs")))
         for name in ("members", "unet_mean", "graf"):
             skills.append(FunctionSkill(_name("psd_ratio", f"{name}_vs_mrms"), self._psd_ratio(name)))
         return skills
@@ -317,11 +330,12 @@ class EnsembleVerifier:
         return ratio
 
     @staticmethod
-    def _fss_difference(t: float, width: int) -> Any:
+    def _fss_difference(t: float, width: int, other: str = "graf") -> Any:
+        """FSS of the members minus that of ``other`` (a source or ``member_pairs``)."""
         def diff(x: Sums) -> NDArray[np.float64]:
             members = 1.0 - _ratio(x[_name("fbs", "members", t, width)], x[_name("worst", "members", t, width)])
-            graf = 1.0 - _ratio(x[_name("fbs", "graf", t, width)], x[_name("worst", "graf", t, width)])
-            return members - graf
+            ref = 1.0 - _ratio(x[_name("fbs", other, t, width)], x[_name("worst", other, t, width)])
+            return members - ref
         return diff
 
     @staticmethod

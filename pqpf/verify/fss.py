@@ -21,11 +21,25 @@ base rate over the scored points, and the useful scale the smallest width reachi
 (:func:`useful_scale`). Several forecast *sources* (model probabilities, raw GRAF,
 ensemble members, pooled) are scored in one pass over the same observation.
 
+**Member pairs** (``pairs=``): the members of an amount source are also scored against
+one another, each member in turn taking the observation's place, pooled over the
+``M (M - 1)`` ordered pairs: the dispersion FSS of Dey et al. (2014). For an ensemble
+whose members are exchangeable with the observation (a perfect ensemble) it equals, in
+expectation, the members' FSS against the observation; a higher value means members
+closer to one another than to the observation (spatially under-dispersive), a lower one
+over-dispersive. With ``B_i`` a member's box sum and ``q`` the point weight over the
+squared valid count, the pair sums need only ``sum_i B_i`` per point:
+``sum_{i != j} q B_i^2 = (M - 1) sum_i q B_i^2`` (also the observation-side sum) and
+``sum_{i != j} q B_i B_j = q (sum_i B_i)^2 - sum_i q B_i^2``.
+
 References
 ----------
 Roberts, N. M., and H. W. Lean (2008). Scale-selective verification of rainfall
 accumulations from high-resolution forecasts of convective events. Mon. Wea. Rev.,
 136, 78-97.
+Dey, S. R. A., G. Leoncini, N. M. Roberts, R. S. Plant, and S. Migliorini (2014). A new
+method for the characterization and verification of local spatial predictability for
+convective-scale ensembles. Quart. J. Roy. Meteor. Soc., 140, 1747-1761.
 Mittermaier, M. P. (2021). A "meta" analysis of the fractions skill score: the
 limiting case and implications for aggregation. Mon. Wea. Rev., 149, 3491-3504.
 """
@@ -178,6 +192,9 @@ class FssAccumulator:
     grid_spacing_km : float, optional
         Nominal grid spacing, to report widths in km (the ground spacing of a Lambert
         grid is this over the map factor: 1 to 1.10 on the GRAF CONUS grid).
+    pairs : sequence of str, optional
+        Amount sources whose members are also scored against one another (the
+        dispersion FSS, module docstring); results under ``result()["pairs"]``.
 
     Notes
     -----
@@ -200,6 +217,7 @@ class FssAccumulator:
         thresholds_mm: Sequence[float] = DEFAULT_THRESHOLDS_MM,
         widths_px: Sequence[int] = DEFAULT_WIDTHS_PX,
         grid_spacing_km: float | None = None,
+        pairs: Sequence[str] = (),
     ) -> None:
         if not sources:
             raise ValueError("at least one forecast source is needed")
@@ -218,6 +236,12 @@ class FssAccumulator:
             raise ValueError(f"grid_spacing_km must be positive, got {grid_spacing_km}")
         self.source_names: tuple[str, ...] = tuple(sources)
         self.source_kinds: tuple[str, ...] = tuple(sources[name] for name in self.source_names)
+        not_amounts = [name for name in pairs if sources.get(name) != "amount"]
+        if not_amounts or len(set(pairs)) != len(pairs):
+            raise ValueError(f"pairs must name distinct amount sources, got {list(pairs)}")
+        self.pair_names: tuple[str, ...] = tuple(pairs)
+        #: source index -> index into :attr:`pair_sums`
+        self._pair_of = {self.source_names.index(name): p for p, name in enumerate(self.pair_names)}
         self.thresholds_mm = t
         self.widths_px = widths
         self.grid_spacing_km = grid_spacing_km
@@ -225,6 +249,10 @@ class FssAccumulator:
         self.sums = np.zeros((len(self.source_names), t.size, widths.size, 3))
         #: Scored weight summed over the fields of each source (members count each).
         self.field_weight = np.zeros(len(self.source_names))
+        #: [p, t, w] = the same sums over the ordered member pairs of pair source p.
+        self.pair_sums = np.zeros((len(self.pair_names), t.size, widths.size, 3))
+        #: Scored weight summed over the ordered member pairs of each pair source.
+        self.pair_weight = np.zeros(len(self.pair_names))
         #: (sum w, sum w o_1, ..., sum w o_T) over the scored points of every update.
         self.obs_sums = np.zeros(t.size + 1)
         #: updates, points scored, points given as valid but dropped for a NaN.
@@ -308,6 +336,9 @@ class FssAccumulator:
             self.obs_sums[1 + k] += float(wt[reaches(obs, t)].sum())
         for f in fields:
             self.field_weight[f.source] += wsum
+        for s, p in self._pair_of.items():
+            m = sum(f.source == s for f in fields)
+            self.pair_weight[p] += m * (m - 1) * wsum
         if n_scored:
             self._accumulate(fields, obs, use, wt)
         return n_scored
@@ -341,7 +372,10 @@ class FssAccumulator:
         count, ``Bf``/``Bo`` the box sums of forecast and observed events and
         ``q = w / N^2``: ``w Pf^2 = q Bf^2``, ``w Pf Po = q Bf Bo``, ``w Po^2 = q Bo^2``.
         A table with no event within the widest window of the block is skipped there.
+        Pair sources (module docstring) add up their members' box sums per point.
         """
+        n_members = np.bincount(np.asarray(src, dtype=np.int64), minlength=len(self.source_names))
+        pair_of = [self._pair_of.get(s) for s in src]
         for r0 in range(0, wt_strip.shape[0], _BLOCK_ROWS):
             rs = (r0, min(wt_strip.shape[0], r0 + _BLOCK_ROWS))
             cols = np.flatnonzero(wt_strip[rs[0]:rs[1]].any(axis=0))
@@ -354,6 +388,8 @@ class FssAccumulator:
             rows = np.empty((wt.shape[0], wt.shape[1] + 2 * halo + 1))
             n, q, qb = (np.empty(wt.shape) for _ in range(3))
             pair = np.empty((2, *wt.shape))  # observed and forecast box sums, side by side
+            member_sum = np.empty((len(self.pair_names), *wt.shape))  # sum of B_i per pair source
+            member_ff = np.empty(len(self.pair_names))  # sum of q B_i^2 per pair source
             for i, width in enumerate(self.widths_px):
                 half = int(width) // 2
                 box_sums(sat_n, half, halo, rs, cs, n, rows)
@@ -367,25 +403,37 @@ class FssAccumulator:
                     else:
                         oo = 0.0
                         pair[0] = 0.0
-                    for s, sat, live in zip(src, sat_f[k], live_f[k], strict=True):
+                    member_sum[...] = 0.0
+                    member_ff[...] = 0.0
+                    for s, p, sat, live in zip(src, pair_of, sat_f[k], live_f[k], strict=True):
                         if live:
                             box_sums(sat, half, halo, rs, cs, pair[1], rows)
                             fo, ff = np.einsum("ij,kij->k", np.multiply(q, pair[1], out=qb), pair)
                             self.sums[s, k, i] += (ff, fo, oo)
+                            if p is not None:
+                                member_sum[p] += pair[1]
+                                member_ff[p] += ff
                         else:
                             self.sums[s, k, i, 2] += oo
+                    for s, p in self._pair_of.items():
+                        own = (n_members[s] - 1) * member_ff[p]
+                        cross = dot(np.multiply(q, member_sum[p], out=qb), member_sum[p]) - member_ff[p]
+                        self.pair_sums[p, k, i] += (own, cross, own)
 
     # -- combining and saving --
 
     def merge(self, other: FssAccumulator) -> FssAccumulator:
         """Add the sums of another accumulator (same sources, thresholds, widths); returns self."""
         same = (self.source_names == other.source_names and self.source_kinds == other.source_kinds
+                and self.pair_names == other.pair_names
                 and np.array_equal(self.thresholds_mm, other.thresholds_mm)
                 and np.array_equal(self.widths_px, other.widths_px))
         if not same:
-            raise ValueError("cannot merge FSS accumulators with different sources, thresholds or widths")
+            raise ValueError("cannot merge FSS accumulators with different sources, pairs, thresholds or widths")
         self.sums += other.sums
         self.field_weight += other.field_weight
+        self.pair_sums += other.pair_sums
+        self.pair_weight += other.pair_weight
         self.obs_sums += other.obs_sums
         self.counters += other.counters
         return self
@@ -395,24 +443,29 @@ class FssAccumulator:
         return {
             "source_names": np.array(self.source_names, dtype=str),
             "source_kinds": np.array(self.source_kinds, dtype=str),
+            "pair_names": np.array(self.pair_names, dtype=str),
             "thresholds_mm": self.thresholds_mm.copy(),
             "widths_px": self.widths_px.copy(),
             "grid_spacing_km": np.array(np.nan if self.grid_spacing_km is None else self.grid_spacing_km),
             "sums": self.sums.copy(),
             "field_weight": self.field_weight.copy(),
+            "pair_sums": self.pair_sums.copy(),
+            "pair_weight": self.pair_weight.copy(),
             "obs_sums": self.obs_sums.copy(),
             "counters": self.counters.copy(),
         }
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, NDArray[Any]]) -> FssAccumulator:
-        """Rebuild an accumulator saved with :meth:`to_arrays`."""
+        """Rebuild an accumulator saved with :meth:`to_arrays` (one saved before pairs existed has none)."""
         spacing = float(arrays["grid_spacing_km"])
         names = [str(s) for s in arrays["source_names"]]
+        pairs = [str(s) for s in arrays["pair_names"]] if "pair_names" in arrays else []
         acc = cls(dict(zip(names, (str(k) for k in arrays["source_kinds"]), strict=True)),
                   arrays["thresholds_mm"].tolist(), arrays["widths_px"].tolist(),
-                  None if math.isnan(spacing) else spacing)
-        for name in ("sums", "field_weight", "obs_sums", "counters"):
+                  None if math.isnan(spacing) else spacing, pairs=pairs)
+        state = ("sums", "field_weight", "obs_sums", "counters") + (("pair_sums", "pair_weight") if pairs else ())
+        for name in state:
             target = getattr(acc, name)
             if np.shape(arrays[name]) != target.shape:
                 raise ValueError(f"{name} has shape {np.shape(arrays[name])}, expected {target.shape}")
@@ -422,7 +475,7 @@ class FssAccumulator:
     def state_nbytes(self) -> int:
         """Bytes of the state arrays (constant in the number of updates)."""
         return int(sum(a.nbytes for a in (self.thresholds_mm, self.widths_px, self.sums, self.field_weight,
-                                          self.obs_sums, self.counters)))
+                                          self.pair_sums, self.pair_weight, self.obs_sums, self.counters)))
 
     # -- results --
 
@@ -437,13 +490,14 @@ class FssAccumulator:
         Undefined means ``FBS_worst = 0``: no event forecast or observed anywhere at
         that threshold.
         """
-        fbs, worst = self._fbs_sums()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(worst > 0, 1.0 - fbs / np.where(worst > 0, worst, 1.0), np.nan)
+        return _fss_of(self.sums)
+
+    def pair_fss(self) -> NDArray[np.float64]:
+        """FSS of the members of each pair source against one another, shape (P, T, W)."""
+        return _fss_of(self.pair_sums)
 
     def _fbs_sums(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        ff, fo, oo = self.sums[..., 0], self.sums[..., 1], self.sums[..., 2]
-        return np.maximum(ff - 2.0 * fo + oo, 0.0), ff + oo  # round-off can dip below 0
+        return _fbs_of(self.sums)
 
     def _km(self, px: float | None) -> float | None:
         return None if px is None or self.grid_spacing_km is None else px * self.grid_spacing_km
@@ -457,7 +511,9 @@ class FssAccumulator:
         threshold, ``threshold_mm, base_rate, fss_useful, fss`` (list over widths),
         ``fbs`` and ``fbs_worst`` (per unit scored weight), ``useful_width_px`` /
         ``useful_width_km`` (the first listed width reaching ``fss_useful``) and
-        ``useful_width_interp_px`` / ``useful_width_interp_km`` (linear interpolation).
+        ``useful_width_interp_px`` / ``useful_width_interp_km`` (linear interpolation);
+        ``pairs``: pair source name -> ``{"per_threshold": [...]}`` with ``threshold_mm``,
+        ``fss``, ``fbs`` and ``fbs_worst`` (per unit weight of an ordered member pair).
         """
         fss = self.fss()
         fbs, worst = self._fbs_sums()
@@ -481,6 +537,17 @@ class FssAccumulator:
                     "useful_width_interp_km": self._km(u.interp_px),
                 })
             sources[name] = {"kind": kind, "per_threshold": rows}
+        pairs: dict[str, Any] = {}
+        pair_fss = self.pair_fss()
+        pair_fbs, pair_worst = _fbs_of(self.pair_sums)
+        for p, name in enumerate(self.pair_names):
+            wsum = self.pair_weight[p]
+            pairs[name] = {"per_threshold": [{
+                "threshold_mm": float(t),
+                "fss": [_num(v) for v in pair_fss[p, k]],
+                "fbs": [_num(v / wsum) if wsum > 0 else None for v in pair_fbs[p, k]],
+                "fbs_worst": [_num(v / wsum) if wsum > 0 else None for v in pair_worst[p, k]],
+            } for k, t in enumerate(self.thresholds_mm)]}
         return {
             "thresholds_mm": self.thresholds_mm.tolist(),
             "widths_px": self.widths_px.tolist(),
@@ -490,7 +557,20 @@ class FssAccumulator:
             "n_excluded_missing": int(self.counters[2]),
             "base_rate": [_num(v) for v in base],
             "sources": sources,
+            "pairs": pairs,
         }
+
+
+def _fbs_of(sums: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """FBS and FBS_worst sums from (..., 3) sums of Pf^2, Pf Po, Po^2."""
+    ff, fo, oo = sums[..., 0], sums[..., 1], sums[..., 2]
+    return np.maximum(ff - 2.0 * fo + oo, 0.0), ff + oo  # round-off can dip below 0
+
+
+def _fss_of(sums: NDArray[np.float64]) -> NDArray[np.float64]:
+    fbs, worst = _fbs_of(sums)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(worst > 0, 1.0 - fbs / np.where(worst > 0, worst, 1.0), np.nan)
 
 
 def _num(value: float | np.floating[Any]) -> float | None:

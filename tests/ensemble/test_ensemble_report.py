@@ -35,6 +35,7 @@ def test_table_reports_every_score_with_its_interval(result):
     freq = " ".join(f"{f * 6:.2f}" for f in result["rank_histogram"]["frequency"])
     assert f"rank histogram / uniform: {freq}" in text
     assert "FSS members - raw GRAF at 1 mm: 1 px " in text and "useful from" in text
+    assert "FSS members - members vs one another at 5 mm: 1 px " in text
     assert "U-Net conditional mean" in text
     assert "[intervals: 90 % block bootstrap over 2 init dates, 100 replicates]" in text
     for t in ("0.25 mm", "   25 mm"):
@@ -46,6 +47,8 @@ def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
     assert all(tuple(r) == ENSEMBLE_CSV_COLUMNS for r in rows)
     fss = [r for r in rows if r["metric"] == "fss"]
     assert len(fss) == 5 * 2 * 21
+    pairs = [r for r in rows if r["metric"] == "fss_member_pairs"]
+    assert len(pairs) == 2 * 21 and pairs[3]["value"] == result["fss"]["pairs"]["members"]["per_threshold"][0]["fss"][3]
     one = next(r for r in fss if r["source"] == "graf" and r["threshold_mm"] == 5.0 and r["width_px"] == 11)
     assert one["value"] == result["fss"]["sources"]["graf"]["per_threshold"][1]["fss"][5]
     assert one["ci_low"] == result["intervals"]["fss_graf@5mm@11px"]["low"]

@@ -301,3 +301,77 @@ def test_neighbourhood_mean_is_the_mean_over_valid_points():
         win = (slice(max(0, j - 1), j + 2), slice(max(0, i - 1), i + 2))
         expect = f[win][valid[win]].mean() if valid[win].any() else np.nan
         np.testing.assert_allclose(mean[j, i], expect, rtol=1e-12)
+
+
+# ---- member pairs (dispersion FSS) -------------------------------------------------------------
+
+
+def test_member_pairs_equal_every_ordered_pair_scored_on_its_own():
+    """The O(M) pair sums equal M (M - 1) separate updates, a member in the observation's place."""
+    rng = np.random.default_rng(43)
+    widths, thresholds = (1, 3, 7, 11), (0.5, 2.0)
+    pooled = FssAccumulator({"m": "amount", "g": "amount"}, thresholds, widths, pairs=("m",))
+    brute = FssAccumulator({"m": "amount"}, thresholds, widths)
+    for _ in range(2):
+        obs = _gamma_field(rng, (19, 23))
+        members = _gamma_field(rng, (4, 19, 23))
+        valid = rng.uniform(size=obs.shape) > 0.1
+        weight = rng.uniform(0.5, 1.5, obs.shape)
+        weight[rng.uniform(size=obs.shape) < 0.1] = 0.0  # valid but not scored
+        pooled.update({"m": members, "g": obs[::-1]}, obs, valid=valid, weight=weight)
+        for j in range(4):
+            for i in range(4):
+                if i != j:
+                    brute.update({"m": members[i]}, members[j], valid=valid, weight=weight)
+    np.testing.assert_allclose(pooled.pair_sums[0], brute.sums[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(pooled.pair_weight[0], brute.field_weight[0], rtol=1e-12)
+    np.testing.assert_allclose(pooled.pair_fss()[0], brute.fss()[0], rtol=1e-10)
+    row = pooled.result()["pairs"]["m"]["per_threshold"][1]
+    assert row["threshold_mm"] == 2.0
+    np.testing.assert_allclose(row["fss"], brute.fss()[0, 1], rtol=1e-10)
+    np.testing.assert_allclose(row["fbs"], brute.result()["sources"]["m"]["per_threshold"][1]["fbs"], rtol=1e-10)
+    restored = FssAccumulator.from_arrays(pooled.to_arrays())  # the saved state keeps the pairs
+    np.testing.assert_allclose(restored.pair_sums, pooled.pair_sums, rtol=0)
+    with pytest.raises(ValueError, match="pairs must name distinct amount sources"):
+        FssAccumulator({"p": "prob"}, pairs=("p",))
+
+
+def _displaced_ensemble_fss(spread_factor, n_cases=80, n_members=6, seed=44):
+    """A world whose forecast error is a pure displacement: truth = the forecast field moved by
+    d ~ N(0, s^2) per axis. A perfect member is the forecast moved by an independent draw of the
+    same d (the truth is one more such draw); ``spread_factor`` scales the members' draws."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    acc = FssAccumulator({"members": "amount", "graf": "amount"}, (1.0,), (1, 5, 11, 21), pairs=("members",))
+    s = 4.0
+    for _ in range(n_cases):
+        latent = ndimage.gaussian_filter(rng.standard_normal((96, 96)), 3.0, mode="wrap")
+        graf = np.where(latent > 0.6 * latent.std(), 3.0, 0.0)
+
+        def moved(field, scale):
+            dy, dx = np.rint(rng.normal(0.0, scale * s, 2)).astype(int)
+            return np.roll(field, (dy, dx), axis=(0, 1))
+
+        obs = moved(graf, 1.0)
+        members = np.stack([moved(graf, spread_factor) for _ in range(n_members)])
+        acc.update({"members": members, "graf": graf}, obs)
+    fss = acc.fss()[:, 0]
+    return fss[0], fss[1], acc.pair_fss()[0, 0]
+
+
+def test_a_perfect_ensemble_scores_its_own_dispersion_and_below_the_forecast_it_is_drawn_around():
+    """Dey et al. (2014): for members exchangeable with the truth, the FSS against the truth
+    equals the members' FSS against one another (within Monte Carlo error), and a
+    displacement-error world shows why a single member cannot beat the forecast: member and
+    truth are two independent displacements apart (variance 2 s^2), the forecast one (s^2)."""
+    members, graf, pairs = _displaced_ensemble_fss(1.0)  # at 1 / 5 / 11 / 21 px
+    np.testing.assert_allclose(members, pairs, atol=0.02)  # measured: within 0.004
+    assert np.all(graf - members > 0.015)  # measured: 0.086 / 0.092 / 0.067 / 0.027
+    # an ensemble with a quarter of the displacement spread: members closer to one another
+    # than to the truth (measured: by 0.28 / 0.25 / 0.13 / 0.045) ...
+    members_u, _, pairs_u = _displaced_ensemble_fss(0.25)
+    assert np.all(pairs_u - members_u > 0.03)
+    # ... and each member closer to the truth than a perfect member: the members' FSS
+    # rewards under-dispersion, which the member-pair FSS exposes
+    assert np.all(members_u > members)
