@@ -188,6 +188,14 @@ def test_verification_prints_skills_with_intervals_fss_and_the_decomposition(ver
     iv = scores["intervals"]["bss_vs_ref@1mm"]
     assert iv["n_days"] == 2 and iv["low"] <= iv["estimate"] <= iv["high"]
     assert iv["estimate"] == pytest.approx(scores["per_threshold"][1]["bss_vs_ref"], rel=1e-9)
+    curve = scores["per_threshold"][0]["reliability_curve_model"]  # each bin's observed frequency
+    t0 = scores["per_threshold"][0]["threshold_mm"]
+    shown = 0
+    for b, (freq, count) in enumerate(zip(curve["observed_frequency"], curve["count"], strict=True)):
+        if freq is not None:
+            assert scores["intervals"][f"observed_frequency@{t0:g}mm@b{b}"]["estimate"] == pytest.approx(freq)
+            shown += count >= 1000
+    assert shown and "Reliability of the model (bins with >= 1000 points" in res.stdout
     fss = scores["fss"]
     assert set(fss["sources"]) == {"model", "reference", "graf"} and fss["widths_px"][:3] == [1, 3, 5]
     for entry in fss["sources"].values():

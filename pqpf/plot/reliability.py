@@ -57,9 +57,10 @@ def _reference_lines(ax: Axes, base: float | None) -> None:
 
 
 def _curves(
-    ax: Axes, entry: Mapping[str, Any], min_count: int
+    ax: Axes, entry: Mapping[str, Any], min_count: int, intervals: Mapping[str, Any] | None = None
 ) -> tuple[NDArray[np.float64] | None, list[tuple[NDArray[np.float64], str]]]:
-    """Draw the reference's and the model's curves (bins with at least ``min_count`` points).
+    """Draw the reference's and the model's curves (bins with at least ``min_count`` points),
+    the model's with the bootstrap intervals of its observed frequencies when given.
 
     Returns the probability bin edges (None without curves) and, per curve drawn, its
     frequency of use and colour.
@@ -75,9 +76,20 @@ def _curves(
         ok = np.isfinite(mean_fcst) & (count >= min_count)
         ax.plot(mean_fcst[ok], obs_freq[ok], "o-", color=colour, ms=4, lw=1.5,
                 label=f"{label} (BSS clim {_fmt_score(entry.get(bss_key))})", zorder=3)
+        if key == "reliability_curve_model" and intervals:
+            _interval_bars(ax, entry["threshold_mm"], mean_fcst, ok, intervals, colour)
         edges = np.asarray(curve["prob_bin_edges"], dtype=np.float64)
         freqs.append((freq, colour))
     return edges, freqs
+
+
+def _interval_bars(ax: Axes, threshold_mm: float, mean_fcst: NDArray[np.float64], ok: NDArray[np.bool_],
+                   intervals: Mapping[str, Any], colour: str) -> None:
+    """Vertical bars: the bootstrap intervals of the observed frequency per bin."""
+    for b in np.flatnonzero(ok):
+        iv = intervals.get(f"observed_frequency@{threshold_mm:g}mm@b{b}") or {}
+        if iv.get("low") is not None and iv.get("high") is not None:
+            ax.plot([mean_fcst[b]] * 2, [iv["low"], iv["high"]], color=colour, lw=1.0, alpha=0.7, zorder=2)
 
 
 def _frame(ax: Axes, entry: Mapping[str, Any], base: float | None) -> None:
@@ -133,6 +145,7 @@ def plot_reliability(
     per_threshold: Sequence[Mapping[str, Any]],
     title: str,
     min_count: int = 100,
+    intervals: Mapping[str, Any] | None = None,
 ) -> Path:
     """Reliability (attributes) diagrams, one panel per threshold.
 
@@ -151,6 +164,9 @@ def plot_reliability(
         Bins with fewer grid points than this are not drawn on the curves (neighbouring
         points are strongly correlated, so a few dozen are one or two rain cells and
         their observed frequency is noise); the frequency-of-use inset still shows them.
+    intervals : mapping, optional
+        ``scores.json``'s ``intervals``: the model's ``observed_frequency@{t}mm@b{i}``
+        are drawn as vertical bars (block-bootstrap intervals by init date).
 
     Returns
     -------
@@ -179,7 +195,7 @@ def plot_reliability(
     for ax, entry in zip(axes, per_threshold, strict=False):  # more axes than panels
         base = entry.get("base_rate")
         _reference_lines(ax, base)
-        edges, freqs = _curves(ax, entry, min_count)
+        edges, freqs = _curves(ax, entry, min_count, intervals)
         _frame(ax, entry, base)
         if edges is not None and freqs:
             _frequency_inset(ax, edges, freqs)

@@ -49,15 +49,22 @@ from pqpf.verify.bootstrap import (
     brier_crps_day_sums,
     brier_crps_names,
     brier_crps_skills,
+    reliability_day_sums,
+    reliability_names,
+    reliability_skills,
     sum_name,
 )
 from pqpf.verify.fss import FssAccumulator
+from pqpf.verify.reliability import DEFAULT_PROB_BIN_EDGES
 from pqpf.verify.report import fss_csv_rows
 from pqpf.verify.verifier import Verifier
 
 __all__ = ["VerificationReport", "verify_range"]
 
 logger = logging.getLogger(__name__)
+
+#: Probability bins of the reliability tables (the Verifier's default tenths).
+N_RELIABILITY_BINS = len(DEFAULT_PROB_BIN_EDGES) - 1
 
 
 @dataclass
@@ -156,7 +163,8 @@ class _Accumulation:
         self.min_quality = config.mrms.min_quality
         self.settings = config.verification
         self.verifier: Verifier | None = None
-        self.daily = DailySums(brier_crps_names(self.thresholds))
+        self.daily = DailySums(brier_crps_names(self.thresholds)
+                               + reliability_names(self.thresholds, N_RELIABILITY_BINS))
         self.fss: FssAccumulator | None = None
         self.first: tuple[NDArray[np.float64], Grid] | None = None
         self.weights_cache: dict[str, NDArray[np.float32]] = {}
@@ -193,7 +201,9 @@ class _Accumulation:
         one = Verifier(self.thresholds, bin_edges_mm=case.edges)
         one.update(case.model, case.raw, case.ref, case.obs, weight, model_bin_probs=case.bins, graf_mm=case.graf)
         self.verifier.merge(one)
-        self.daily.add(f"{init:%Y%m%d}", brier_crps_day_sums(one.sums, one.crps_sums, self.thresholds))
+        self.daily.add(f"{init:%Y%m%d}", {
+            **brier_crps_day_sums(one.sums, one.crps_sums, self.thresholds),
+            **reliability_day_sums([table.sums for table in one.rel_model], self.thresholds)})
         self.fss.update({"model": case.fss_model, "reference": case.fss_ref, "graf": case.graf}, case.obs,
                         valid=good & np.isfinite(case.graf), weight=self.weights_cache[key])
 
@@ -237,7 +247,8 @@ def _results(config: Config, acc: _Accumulation) -> dict[str, Any]:
     settings = config.verification
     intervals = {}
     if settings.bootstrap_replicates > 0:
-        found = bootstrap_skills(acc.daily, brier_crps_skills(acc.thresholds), settings.bootstrap_replicates,
+        skills = brier_crps_skills(acc.thresholds) + reliability_skills(acc.thresholds, N_RELIABILITY_BINS)
+        found = bootstrap_skills(acc.daily, skills, settings.bootstrap_replicates,
                                  settings.bootstrap_seed, settings.bootstrap_level, settings.bootstrap_block_days)
         intervals = {k: v.as_dict() for k, v in found.items()}
     return {**acc.verifier.result(), "fss": acc.fss.result(), "intervals": intervals,
@@ -303,5 +314,6 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
     if plot:
         title = (f"+{lead_h} h forecasts initialised {format_yyyymmddhh(begin)}..{format_yyyymmddhh(end)} "
                  f"({len(report.used)} inits)")
-        report.files.append(plot_reliability(out_dir / "reliability.png", report.result["per_threshold"], title))
+        report.files.append(plot_reliability(out_dir / "reliability.png", report.result["per_threshold"], title,
+                                             intervals=report.result.get("intervals")))
     return report

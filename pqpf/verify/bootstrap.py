@@ -53,6 +53,9 @@ __all__ = [
     "brier_crps_names",
     "brier_crps_day_sums",
     "brier_crps_skills",
+    "reliability_names",
+    "reliability_day_sums",
+    "reliability_skills",
 ]
 
 logger = logging.getLogger(__name__)
@@ -363,3 +366,64 @@ def brier_crps_skills(thresholds_mm: Sequence[float]) -> list[Skill]:
                                        sum_name("weight", t), sum_name("sum_wo", t)))
     skills.append(RatioSkill("crpss_vs_raw_binned", "crps_model", "crps_raw_binned"))
     return skills
+
+
+# ---- reliability diagrams ------------------------------------------------------------------
+
+_REL_KINDS = ("rel_w", "rel_wp", "rel_wo")
+
+
+def _rel_name(kind: str, threshold_mm: float, b: int) -> str:
+    return f"{sum_name(kind, threshold_mm)}@b{b}"
+
+
+def reliability_names(thresholds_mm: Sequence[float], n_bins: int) -> list[str]:
+    """Names of the per-date sums of every probability bin's weight, weighted forecast and
+    weighted events (``rel_w@1mm@b3``, ``rel_wp@...``, ``rel_wo@...``)."""
+    return [_rel_name(kind, t, b) for t in thresholds_mm for b in range(n_bins) for kind in _REL_KINDS]
+
+
+def reliability_day_sums(tables: Sequence[ArrayLike], thresholds_mm: Sequence[float]) -> dict[str, float]:
+    """Named sums from one date's reliability tables.
+
+    Parameters
+    ----------
+    tables : sequence of arrays, one per threshold, shape (>= 3, B)
+        ``ReliabilityTable.sums``: rows ``weight, sum_wp, sum_wo, ...`` per probability bin.
+    thresholds_mm : sequence of float, same length
+    """
+    if len(tables) != len(thresholds_mm):
+        raise ValueError(f"{len(tables)} reliability tables for {len(thresholds_mm)} thresholds")
+    out = {}
+    for table, t in zip(tables, thresholds_mm, strict=True):
+        sums = np.asarray(table, dtype=np.float64)
+        for b in range(sums.shape[1]):
+            for r, kind in enumerate(_REL_KINDS):
+                out[_rel_name(kind, t, b)] = float(sums[r, b])
+    return out
+
+
+def reliability_skills(thresholds_mm: Sequence[float], n_bins: int) -> list[Skill]:
+    """Per threshold and probability bin: ``observed_frequency@{t}mm@b{i}`` and
+    ``reliability_gap@{t}mm@b{i}`` (observed frequency minus mean forecast), each a ratio
+    of sums recomputed per replicate, so their intervals say how far a bin's departure
+    from the diagonal is sampling noise of the init dates."""
+    skills: list[Skill] = []
+    for t in thresholds_mm:
+        for b in range(n_bins):
+            w, wp, wo = (_rel_name(kind, t, b) for kind in _REL_KINDS)
+            skills.append(FunctionSkill(_rel_name("observed_frequency", t, b), _ratio_of(wo, w)))
+            skills.append(FunctionSkill(_rel_name("reliability_gap", t, b), _gap_of(wo, wp, w)))
+    return skills
+
+
+def _ratio_of(num: str, den: str) -> Callable[[Sums], NDArray[np.float64]]:
+    def ratio(sums: Sums) -> NDArray[np.float64]:
+        return _safe_ratio(np.asarray(sums[num]), np.asarray(sums[den]))
+    return ratio
+
+
+def _gap_of(wo: str, wp: str, w: str) -> Callable[[Sums], NDArray[np.float64]]:
+    def gap(sums: Sums) -> NDArray[np.float64]:
+        return _safe_ratio(np.asarray(sums[wo]) - np.asarray(sums[wp]), np.asarray(sums[w]))
+    return gap

@@ -47,7 +47,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from pqpf.verify.scores import check_probabilities, check_weights
 
-__all__ = ["BRIER_COMPONENTS", "ReliabilityTable"]
+__all__ = ["BRIER_COMPONENTS", "DEFAULT_PROB_BIN_EDGES", "ReliabilityTable"]
+
+#: Forecast-probability bins of a reliability table unless given: tenths.
+DEFAULT_PROB_BIN_EDGES: tuple[float, ...] = tuple(np.linspace(0.0, 1.0, 11).tolist())
 
 #: Keys of :meth:`ReliabilityTable.components`, in the order tables print them.
 BRIER_COMPONENTS: tuple[str, ...] = (
@@ -87,8 +90,8 @@ class ReliabilityTable:
     """
 
     def __init__(self, prob_bin_edges: ArrayLike | None = None) -> None:
-        edges = (np.linspace(0.0, 1.0, 11) if prob_bin_edges is None
-                 else np.asarray(prob_bin_edges, dtype=np.float64).ravel())
+        edges = np.asarray(DEFAULT_PROB_BIN_EDGES if prob_bin_edges is None else prob_bin_edges,
+                           dtype=np.float64).ravel()
         if edges.size < 2 or np.any(np.diff(edges) <= 0) or edges[0] != 0.0 or edges[-1] != 1.0:
             raise ValueError(f"prob_bin_edges must increase strictly from 0 to 1, got {edges.tolist()}")
         self.edges = edges

@@ -24,6 +24,8 @@ __all__ = [
     "format_interval",
     "format_skill_intervals",
     "format_decomposition",
+    "format_reliability_intervals",
+    "RELIABILITY_MIN_POINTS",
 ]
 
 #: Columns of :func:`fss_csv_rows` (``fss_scores.csv``).
@@ -130,6 +132,51 @@ def format_skill_intervals(intervals: Mapping[str, Interval], thresholds_mm: Seq
     return "\n".join(lines)
 
 
+#: Reliability bins with fewer points than this are left out of the printed intervals
+#: (the issue's criterion; neighbouring points are strongly correlated).
+RELIABILITY_MIN_POINTS = 1000
+
+
+def format_reliability_intervals(result: Mapping[str, Any], min_points: int = RELIABILITY_MIN_POINTS,
+                                 per_line: int = 4) -> str:
+    """Each probability bin's mean forecast -> observed frequency with the bootstrap
+    interval of the observed frequency, for the model's reliability curves.
+
+    Bins with fewer than ``min_points`` points are left out; ``*`` marks a bin whose
+    interval of observed minus forecast excludes 0 (a departure from the diagonal that
+    the init dates' sampling does not explain). Empty when the result has no
+    ``observed_frequency@...`` intervals.
+    """
+    intervals = result.get("intervals") or {}
+    lines = []
+    level = None
+    for row in result["per_threshold"]:
+        t = row["threshold_mm"]
+        curve = row.get("reliability_curve_model") or {}
+        cells = []
+        for b, (count, p, o) in enumerate(zip(curve.get("count", []), curve.get("mean_forecast", []),
+                                              curve.get("observed_frequency", []), strict=False)):
+            iv = intervals.get(f"{sum_name('observed_frequency', t)}@b{b}")
+            gap = intervals.get(f"{sum_name('reliability_gap', t)}@b{b}")
+            if iv is None or gap is None or count < min_points or p is None or o is None:
+                continue
+            level = iv["level"]
+            lo, hi = iv.get("low"), iv.get("high")
+            span = "[n/a]" if lo is None or hi is None else f"[{lo:.2f}, {hi:.2f}]"
+            outside = gap.get("low") is not None and gap.get("high") is not None and (
+                gap["low"] > 0 or gap["high"] < 0)
+            cells.append(f"{p:.2f}->{o:.2f} {span}{'*' if outside else ' '}")
+        for k in range(0, len(cells), per_line):
+            head = f"{t:5g} mm " if k == 0 else " " * 9
+            lines.append(head + "  ".join(cells[k:k + per_line]))
+    if not lines:
+        return ""
+    head = (f"Reliability of the model (bins with >= {min_points} points: forecast -> observed "
+            f"[{100 * (level or 0.9):g} % interval by init date]; * = the interval of observed minus "
+            "forecast excludes 0):")
+    return "\n".join([head, *lines])
+
+
 def format_decomposition(rows: Sequence[tuple[float, Mapping[str, float]]]) -> str:
     """The Brier decomposition table: a row per threshold.
 
@@ -198,6 +245,9 @@ def format_report(result: Mapping[str, Any]) -> str:
     if result.get("intervals"):
         intervals = {k: _interval(d) for k, d in result["intervals"].items()}
         parts.append(format_skill_intervals(intervals, thresholds))
+    reliability = format_reliability_intervals(result)
+    if reliability:
+        parts.append(reliability)
     if result.get("fss"):
         parts.append("Fractions skill score (neighbourhood widths in grid points):\n" + format_fss_table(result["fss"]))
     curves = [(row["threshold_mm"], row.get("reliability_curve_model") or {}) for row in result["per_threshold"]]

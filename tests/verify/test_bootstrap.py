@@ -16,6 +16,9 @@ from pqpf.verify.bootstrap import (
     brier_crps_day_sums,
     brier_crps_names,
     brier_crps_skills,
+    reliability_day_sums,
+    reliability_names,
+    reliability_skills,
     resample_counts,
 )
 from pqpf.verify.report import format_interval
@@ -161,3 +164,35 @@ def test_function_skill_nan_replicates_and_formatting():
     assert format_interval(undefined) == "n/a"
     assert format_interval(Interval(0.176, 0.15, 0.201, 0.9, 10, 1000, 1000)) == "+0.176 [+0.150, +0.201]"
     assert Interval(0.1, float("nan"), 0.2, 0.9, 1, 10, 0).as_dict()["low"] is None
+
+
+def _reliability_days(rng, bias, n_days=12, n=4000):
+    """Per-date reliability tables of forecasts p ~ U(0, 1) verified with P(event) = p + bias."""
+    from pqpf.verify.verifier import Verifier
+    thresholds = (1.0,)
+    daily = DailySums(reliability_names(thresholds, 10))
+    total = Verifier(thresholds)
+    for d in range(n_days):
+        p = rng.uniform(size=(1, n))
+        obs = np.where(rng.uniform(size=n) < np.clip(p[0] + bias, 0, 1), 2.0, 0.0)
+        one = Verifier(thresholds)
+        one.update(p, p, p, obs, np.ones(n))
+        total.merge(one)
+        daily.add(f"202501{d + 1:02d}", reliability_day_sums([t.sums for t in one.rel_model], thresholds))
+    return total, bootstrap_skills(daily, reliability_skills(thresholds, 10), n_replicates=400, seed=3)
+
+
+def test_reliability_intervals_reproduce_the_curve_and_flag_only_a_real_bias():
+    rng = np.random.default_rng(11)
+    total, intervals = _reliability_days(rng, 0.0)
+    curve = total.result()["per_threshold"][0]["reliability_curve_model"]
+    for b in range(10):
+        iv, gap = intervals[f"observed_frequency@1mm@b{b}"], intervals[f"reliability_gap@1mm@b{b}"]
+        assert iv.estimate == pytest.approx(curve["observed_frequency"][b], rel=1e-12)
+        assert gap.estimate == pytest.approx(curve["observed_frequency"][b] - curve["mean_forecast"][b], abs=1e-12)
+        assert iv.low < iv.estimate < iv.high and iv.high - iv.low < 0.1
+    flagged = sum(intervals[f"reliability_gap@1mm@b{b}"].low > 0 or intervals[f"reliability_gap@1mm@b{b}"].high < 0
+                  for b in range(10))
+    assert flagged <= 3  # a reliable forecast: a 90 % interval misses 0 about one bin in ten
+    _, biased = _reliability_days(rng, -0.08)
+    assert all(biased[f"reliability_gap@1mm@b{b}"].high < 0 for b in range(1, 10))  # b0: p < 0.1 is clipped

@@ -33,3 +33,27 @@ def test_decomposition_table_prints_every_component():
     text = format_decomposition([(1.0, table.components())])
     assert text.splitlines()[2].split() == ["1", "mm", "0.14000", "0.04000", "0.06250", "0.18750", "0.02500",
                                             "0.02500"]
+
+
+def test_reliability_intervals_print_populated_bins_and_mark_departures_outside_the_interval():
+    from pqpf.verify.report import format_reliability_intervals
+
+    def iv(est, lo, hi):
+        return {"estimate": est, "low": lo, "high": hi, "level": 0.9, "n_days": 6, "n_replicates": 100,
+                "n_valid": 100}
+
+    curve = {"count": [50000, 3000, 999, 2000], "mean_forecast": [0.03, 0.15, 0.25, 0.85],
+             "observed_frequency": [0.04, 0.16, 0.5, 0.73]}
+    cells = {0: ((0.04, 0.035, 0.045), (0.01, 0.005, 0.015)), 1: ((0.16, 0.12, 0.2), (0.01, -0.03, 0.05)),
+             2: ((0.5, 0.4, 0.6), (0.25, 0.15, 0.35)), 3: ((0.73, 0.61, 0.84), (-0.12, -0.24, -0.01))}
+    intervals = {}
+    for b, (freq, gap) in cells.items():
+        intervals[f"observed_frequency@0.25mm@b{b}"] = iv(*freq)
+        intervals[f"reliability_gap@0.25mm@b{b}"] = iv(*gap)
+    result = {"per_threshold": [{"threshold_mm": 0.25, "reliability_curve_model": curve}], "intervals": intervals}
+    text = format_reliability_intervals(result)
+    lines = text.splitlines()
+    assert lines[0].startswith("Reliability of the model (bins with >= 1000 points") and "90 % interval" in lines[0]
+    assert lines[1] == " 0.25 mm 0.03->0.04 [0.04, 0.04]*  0.15->0.16 [0.12, 0.20]   0.85->0.73 [0.61, 0.84]*"
+    assert "0.25->0.50" not in text  # 999 points
+    assert format_reliability_intervals({"per_threshold": result["per_threshold"], "intervals": {}}) == ""
