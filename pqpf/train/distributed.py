@@ -99,8 +99,19 @@ class DistributedContext:
             dist.barrier()
 
     def close(self) -> None:
+        """Leave the process group (no-op when not distributed).
+
+        DistributedDataParallel's reducer sits in reference cycles with the module's
+        autograd hooks, so a finished training's wrapper is freed only by the garbage
+        collector, possibly at interpreter exit, after the process group and while gloo's
+        threads are torn down (seen as a rare SIGABRT, "terminate called without an active
+        exception", of one rank at exit). Collect first, then destroy the group.
+        """
         if self.world_size > 1:
+            import gc
+
             import torch.distributed as dist
 
+            gc.collect()
             if dist.is_initialized():
                 dist.destroy_process_group()
