@@ -13,7 +13,12 @@ from typing import Any
 from pqpf.io.atomic import atomic_write_text
 from pqpf.io.jsonio import to_plain
 
-__all__ = ["write_scores_json", "write_scores_csv", "read_scores_json"]
+__all__ = ["SCORES_SCHEMA", "write_scores_json", "write_scores_csv", "read_scores_json"]
+
+#: What the verification stages compute; part of their input digests, so stored scores
+#: made by an older version (without the scores added since) are recomputed, not reused.
+#: 2: reliability-bin intervals, member-pair FSS.
+SCORES_SCHEMA = 2
 
 
 def write_scores_json(path: Path, scores: dict[str, Any]) -> Path:

@@ -138,7 +138,7 @@ def plot_fss_scales(path: str | Path, fss: Mapping[str, Any], title: str,
         if "members" in sources and "members" in fss.get("pairs", {}):
             pairs = fss["pairs"]["members"]["per_threshold"][k]
             ax.plot(widths_km, _arr(pairs["fss"]), marker="x", ms=3, lw=1.0, color=SOURCE_STYLE["members"][0],
-                    ls=":", label="members vs one another")
+                    ls="-.", label="members vs one another")
         if level is not None:
             ax.axhline(level, color="0.4", lw=0.8, ls=":", label=f"useful ({level:.3f})")
         ax.set_ylim(0, 1)

@@ -36,7 +36,7 @@ from pqpf.errors import InputFileError, PqpfError
 from pqpf.grid import Grid
 from pqpf.io.mrms_file import read_remapped_mrms
 from pqpf.io.probs_file import read_probabilities
-from pqpf.io.scores_file import read_scores_json, write_scores_csv, write_scores_json
+from pqpf.io.scores_file import SCORES_SCHEMA, read_scores_json, write_scores_csv, write_scores_json
 from pqpf.layout import mrms_remapped_path, probs_path, verification_dir
 from pqpf.ordinal import bin_probs_from_exceedance
 from pqpf.plot import plot_reliability
@@ -52,6 +52,7 @@ from pqpf.verify.bootstrap import (
     reliability_day_sums,
     reliability_names,
     reliability_skills,
+    reliability_sum_name,
     sum_name,
 )
 from pqpf.verify.fss import FssAccumulator
@@ -131,8 +132,8 @@ def _inputs_digest(config: Config, inits: list[dt.datetime], lead_h: int) -> str
     and the ``[verification]`` settings. A file
     rewritten, an MRMS hour that has arrived since, or a changed setting changes it."""
     h = hashlib.sha256()
-    h.update(repr((tuple(config.probability.thresholds_mm), config.mrms.min_quality, int(lead_h), "area-weights",
-                   config.verification)).encode())
+    h.update(repr((SCORES_SCHEMA, tuple(config.probability.thresholds_mm), config.mrms.min_quality, int(lead_h),
+                   "area-weights", config.verification)).encode())
     for init in inits:
         for path in (probs_path(config, init, lead_h), mrms_remapped_path(config, init + dt.timedelta(hours=lead_h))):
             try:
@@ -252,9 +253,22 @@ def _results(config: Config, acc: _Accumulation) -> dict[str, Any]:
                                  settings.bootstrap_seed, settings.bootstrap_level, settings.bootstrap_block_days)
         intervals = {k: v.as_dict() for k, v in found.items()}
     return {**acc.verifier.result(), "fss": acc.fss.result(), "intervals": intervals,
+            "reliability_dates": _dates_per_bin(acc),
             "bootstrap": {"unit": "init date", "replicates": settings.bootstrap_replicates,
                           "seed": settings.bootstrap_seed, "level": settings.bootstrap_level,
                           "block_days": settings.bootstrap_block_days, "n_days": len(acc.daily.days)}}
+
+
+def _dates_per_bin(acc: _Accumulation) -> dict[str, list[int]]:
+    """Per threshold (``"1mm"``), how many init dates put weight in each reliability bin:
+    a bin filled on one or two dates has a degenerate bootstrap interval."""
+    names = list(acc.daily.names)
+    matrix = acc.daily.matrix()
+    out = {}
+    for t in acc.thresholds:
+        cols = [names.index(reliability_sum_name("rel_w", t, b)) for b in range(N_RELIABILITY_BINS)]
+        out[f"{t:g}mm"] = [int(np.count_nonzero(matrix[:, c] > 0)) for c in cols]
+    return out
 
 
 def _csv_rows(verifier: Verifier, intervals: dict[str, Any]) -> list[dict[str, Any]]:

@@ -44,7 +44,7 @@ from pqpf.grid import Grid
 from pqpf.io.ensemble_file import EnsembleForecast, read_ensemble
 from pqpf.io.mrms_file import read_remapped_mrms
 from pqpf.io.probs_file import read_probabilities
-from pqpf.io.scores_file import read_scores_json, write_scores_csv, write_scores_json
+from pqpf.io.scores_file import SCORES_SCHEMA, read_scores_json, write_scores_csv, write_scores_json
 from pqpf.layout import ensemble_path, ensemble_verification_dir, mrms_remapped_path, probs_path
 from pqpf.ordinal import bin_probs_from_exceedance
 from pqpf.plot.ensemble_scores import (
@@ -215,8 +215,8 @@ def _score_inits(config: Config, inits: list[dt.datetime], lead_h: int, report: 
 
 def _inputs_digest(config: Config, inits: list[dt.datetime], lead_h: int, settings: tuple[Any, ...]) -> str:
     """A digest of every input file (path, size, modification time, or absent) and the settings."""
-    h = hashlib.sha256(repr((tuple(config.probability.thresholds_mm), config.mrms.min_quality, int(lead_h),
-                             settings)).encode())
+    h = hashlib.sha256(repr((SCORES_SCHEMA, tuple(config.probability.thresholds_mm), config.mrms.min_quality,
+                             int(lead_h), settings)).encode())
     for init in inits:
         store = ensemble_path(config, init, lead_h)
         for path in (store, store / ".zmetadata", probs_path(config, init, lead_h),

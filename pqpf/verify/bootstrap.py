@@ -54,6 +54,7 @@ __all__ = [
     "brier_crps_day_sums",
     "brier_crps_skills",
     "reliability_names",
+    "reliability_sum_name",
     "reliability_day_sums",
     "reliability_skills",
 ]
@@ -373,14 +374,15 @@ def brier_crps_skills(thresholds_mm: Sequence[float]) -> list[Skill]:
 _REL_KINDS = ("rel_w", "rel_wp", "rel_wo")
 
 
-def _rel_name(kind: str, threshold_mm: float, b: int) -> str:
+def reliability_sum_name(kind: str, threshold_mm: float, b: int) -> str:
+    """``rel_w@1mm@b3``-style names of the per-bin sums and skills."""
     return f"{sum_name(kind, threshold_mm)}@b{b}"
 
 
 def reliability_names(thresholds_mm: Sequence[float], n_bins: int) -> list[str]:
     """Names of the per-date sums of every probability bin's weight, weighted forecast and
     weighted events (``rel_w@1mm@b3``, ``rel_wp@...``, ``rel_wo@...``)."""
-    return [_rel_name(kind, t, b) for t in thresholds_mm for b in range(n_bins) for kind in _REL_KINDS]
+    return [reliability_sum_name(kind, t, b) for t in thresholds_mm for b in range(n_bins) for kind in _REL_KINDS]
 
 
 def reliability_day_sums(tables: Sequence[ArrayLike], thresholds_mm: Sequence[float]) -> dict[str, float]:
@@ -399,7 +401,7 @@ def reliability_day_sums(tables: Sequence[ArrayLike], thresholds_mm: Sequence[fl
         sums = np.asarray(table, dtype=np.float64)
         for b in range(sums.shape[1]):
             for r, kind in enumerate(_REL_KINDS):
-                out[_rel_name(kind, t, b)] = float(sums[r, b])
+                out[reliability_sum_name(kind, t, b)] = float(sums[r, b])
     return out
 
 
@@ -411,9 +413,9 @@ def reliability_skills(thresholds_mm: Sequence[float], n_bins: int) -> list[Skil
     skills: list[Skill] = []
     for t in thresholds_mm:
         for b in range(n_bins):
-            w, wp, wo = (_rel_name(kind, t, b) for kind in _REL_KINDS)
-            skills.append(FunctionSkill(_rel_name("observed_frequency", t, b), _ratio_of(wo, w)))
-            skills.append(FunctionSkill(_rel_name("reliability_gap", t, b), _gap_of(wo, wp, w)))
+            w, wp, wo = (reliability_sum_name(kind, t, b) for kind in _REL_KINDS)
+            skills.append(FunctionSkill(reliability_sum_name("observed_frequency", t, b), _ratio_of(wo, w)))
+            skills.append(FunctionSkill(reliability_sum_name("reliability_gap", t, b), _gap_of(wo, wp, w)))
     return skills
 
 

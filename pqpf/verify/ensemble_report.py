@@ -118,8 +118,10 @@ def format_ensemble_table(result: Mapping[str, Any]) -> str:
     parts = [head, *_crps_lines(result), *_calibration_lines(result), *_brier_lines(result),
              format_fss_table(result["fss"], show_widths_px=_SHOW_WIDTHS)]
     parts += [line for t in result["fss"]["thresholds_mm"] for line in _fss_difference_lines(result, t)]
-    parts.append("  (members vs one another: the FSS a perfect ensemble would score against MRMS, Dey et al. "
-                 "2014; below it = members farther from MRMS than from each other)")
+    if result["fss"].get("pairs"):
+        parts.append("  (members vs one another, Dey et al. 2014: what these members would score against an MRMS "
+                     "indistinguishable from a member; below it = members farther from MRMS than from each other: "
+                     "too alike at that scale, or biased in frequency)")
     parts += _spectra_lines(result)
     parts += [f"note: {c}" for c in result.get("caveats", [])]
     if some:
@@ -169,12 +171,19 @@ def ensemble_csv_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
                 rows.append(_row("fss", value, name, iv.get(f"fss_{name}@{t:g}mm@{w}px"), threshold_mm=t,
                                  width_px=w))
             rows.append(_row("fss_useful_width_px", row["useful_width_px"], name, threshold_mm=t))
-    for name, entry in fss.get("pairs", {}).items():
+    for name, entry in fss.get("pairs", {}).items():  # the verifier pairs its "members" only
         for row in entry["per_threshold"]:
             t = row["threshold_mm"]
             for w, value in zip(fss["widths_px"], row["fss"], strict=True):
                 rows.append(_row("fss_member_pairs", value, name, iv.get(f"fss_member_pairs@{t:g}mm@{w}px"),
                                  threshold_mm=t, width_px=w))
+    for key in ("graf", "pairs"):  # the differences, with their intervals
+        for t in fss["thresholds_mm"]:
+            for w in fss["widths_px"]:
+                got = iv.get(f"fss_members_minus_{key}@{t:g}mm@{w}px")
+                if got is not None:
+                    rows.append(_row(f"fss_members_minus_{key}", got.get("estimate"), interval=got, threshold_mm=t,
+                                     width_px=w))
     spectra = result["spectra"]
     for name in ("mrms", "members", "unet_mean", "graf"):
         for lam, p in zip(spectra[name]["wavelength_km"], spectra[name]["power"], strict=True):

@@ -23,11 +23,13 @@ ensemble members, pooled) are scored in one pass over the same observation.
 
 **Member pairs** (``pairs=``): the members of an amount source are also scored against
 one another, each member in turn taking the observation's place, pooled over the
-``M (M - 1)`` ordered pairs: the dispersion FSS of Dey et al. (2014). For an ensemble
-whose members are exchangeable with the observation (a perfect ensemble) it equals, in
-expectation, the members' FSS against the observation; a higher value means members
-closer to one another than to the observation (spatially under-dispersive), a lower one
-over-dispersive. With ``B_i`` a member's box sum and ``q`` the point weight over the
+``M (M - 1)`` ordered pairs: the dispersion FSS of Dey et al. (2014), what these members
+would score against an observation indistinguishable from one of them. If the members
+are exchangeable with the observation it equals, in expectation, the members' FSS against
+the observation. A higher value means members closer to one another than to the
+observation: spatially under-dispersive, or biased (a wet or dry frequency bias lowers the
+FSS against the observation but not among the members), a lower one over-dispersive.
+With ``B_i`` a member's box sum and ``q`` the point weight over the
 squared valid count, the pair sums need only ``sum_i B_i`` per point:
 ``sum_{i != j} q B_i^2 = (M - 1) sum_i q B_i^2`` (also the observation-side sum) and
 ``sum_{i != j} q B_i B_j = q (sum_i B_i)^2 - sum_i q B_i^2``.

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pqpf.verify.bootstrap import Interval, sum_name
+from pqpf.verify.bootstrap import Interval, reliability_sum_name, sum_name
 
 __all__ = [
     "format_report",
@@ -135,6 +135,14 @@ def format_skill_intervals(intervals: Mapping[str, Interval], thresholds_mm: Seq
 #: Reliability bins with fewer points than this are left out of the printed intervals
 #: (the issue's criterion; neighbouring points are strongly correlated).
 RELIABILITY_MIN_POINTS = 1000
+#: A bin filled on fewer init dates than this gets no interval (resampling one or two
+#: dates gives a degenerate one).
+RELIABILITY_MIN_DATES = 3
+
+
+def _p(value: float) -> str:
+    """A probability: two decimals, three below 0.1 (where most points are)."""
+    return f"{value:.3f}" if abs(value) < 0.1 else f"{value:.2f}"
 
 
 def format_reliability_intervals(result: Mapping[str, Any], min_points: int = RELIABILITY_MIN_POINTS,
@@ -142,38 +150,47 @@ def format_reliability_intervals(result: Mapping[str, Any], min_points: int = RE
     """Each probability bin's mean forecast -> observed frequency with the bootstrap
     interval of the observed frequency, for the model's reliability curves.
 
-    Bins with fewer than ``min_points`` points are left out; ``*`` marks a bin whose
-    interval of observed minus forecast excludes 0 (a departure from the diagonal that
-    the init dates' sampling does not explain). Empty when the result has no
-    ``observed_frequency@...`` intervals.
+    Bins with fewer than ``min_points`` points are left out; bins filled on fewer than
+    :data:`RELIABILITY_MIN_DATES` init dates (``result["reliability_dates"]``) show their
+    date count instead of an interval; ``*`` marks a bin whose interval of observed minus
+    forecast excludes 0. Empty when the result has no ``observed_frequency@...`` intervals.
     """
     intervals = result.get("intervals") or {}
+    dates = result.get("reliability_dates") or {}
     lines = []
     level = None
     for row in result["per_threshold"]:
         t = row["threshold_mm"]
         curve = row.get("reliability_curve_model") or {}
+        n_dates = dates.get(f"{t:g}mm") or []
         cells = []
         for b, (count, p, o) in enumerate(zip(curve.get("count", []), curve.get("mean_forecast", []),
                                               curve.get("observed_frequency", []), strict=False)):
-            iv = intervals.get(f"{sum_name('observed_frequency', t)}@b{b}")
-            gap = intervals.get(f"{sum_name('reliability_gap', t)}@b{b}")
+            iv = intervals.get(reliability_sum_name("observed_frequency", t, b))
+            gap = intervals.get(reliability_sum_name("reliability_gap", t, b))
             if iv is None or gap is None or count < min_points or p is None or o is None:
                 continue
             level = iv["level"]
             lo, hi = iv.get("low"), iv.get("high")
-            span = "[n/a]" if lo is None or hi is None else f"[{lo:.2f}, {hi:.2f}]"
-            outside = gap.get("low") is not None and gap.get("high") is not None and (
-                gap["low"] > 0 or gap["high"] < 0)
-            cells.append(f"{p:.2f}->{o:.2f} {span}{'*' if outside else ' '}")
+            few = b < len(n_dates) and n_dates[b] < RELIABILITY_MIN_DATES
+            if few:
+                span, outside = f"[{n_dates[b]} date{'s' if n_dates[b] != 1 else ''}]", False
+            elif lo is None or hi is None:
+                span, outside = "[n/a]", False
+            else:
+                span = f"[{_p(lo)}, {_p(hi)}]"
+                outside = gap.get("low") is not None and gap.get("high") is not None and (
+                    gap["low"] > 0 or gap["high"] < 0)
+            cells.append(f"{_p(p)}->{_p(o)} {span}{'*' if outside else ' '}")
         for k in range(0, len(cells), per_line):
             head = f"{t:5g} mm " if k == 0 else " " * 9
-            lines.append(head + "  ".join(cells[k:k + per_line]))
+            lines.append(head + "  ".join(cells[k:k + per_line]).rstrip())
     if not lines:
         return ""
-    head = (f"Reliability of the model (bins with >= {min_points} points: forecast -> observed "
-            f"[{100 * (level or 0.9):g} % interval by init date]; * = the interval of observed minus "
-            "forecast excludes 0):")
+    pct = f"{100 * (level or 0.9):g} %"
+    head = (f"Reliability of the model (bins with >= {min_points} points: forecast -> observed [{pct} interval by "
+            f"init date]; * = the interval of observed minus forecast excludes 0, which by chance happens to "
+            f"about {100 - 100 * (level or 0.9):g} % of the bins of a reliable forecast):")
     return "\n".join([head, *lines])
 
 

@@ -47,6 +47,9 @@ def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
     assert all(tuple(r) == ENSEMBLE_CSV_COLUMNS for r in rows)
     fss = [r for r in rows if r["metric"] == "fss"]
     assert len(fss) == 5 * 2 * 21
+    diff = [r for r in rows if r["metric"] == "fss_members_minus_pairs"]
+    first = result["intervals"]["fss_members_minus_pairs@1mm@1px"]
+    assert len(diff) == 2 * 21 and (diff[0]["value"], diff[0]["ci_low"]) == (first["estimate"], first["low"])
     pairs = [r for r in rows if r["metric"] == "fss_member_pairs"]
     assert len(pairs) == 2 * 21 and pairs[3]["value"] == result["fss"]["pairs"]["members"]["per_threshold"][0]["fss"][3]
     one = next(r for r in fss if r["source"] == "graf" and r["threshold_mm"] == 5.0 and r["width_px"] == 11)

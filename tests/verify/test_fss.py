@@ -312,15 +312,21 @@ def test_member_pairs_equal_every_ordered_pair_scored_on_its_own():
     widths, thresholds = (1, 3, 7, 11), (0.5, 2.0)
     pooled = FssAccumulator({"m": "amount", "g": "amount"}, thresholds, widths, pairs=("m",))
     brute = FssAccumulator({"m": "amount"}, thresholds, widths)
-    for _ in range(2):
-        obs = _gamma_field(rng, (19, 23))
-        members = _gamma_field(rng, (4, 19, 23))
+    halves = [FssAccumulator({"m": "amount", "g": "amount"}, thresholds, widths, pairs=("m",)) for _ in range(2)]
+    shape = (40, 23)  # more rows than one block: blocks without any event near are skipped
+    for n, m in enumerate((4, 3, 1, 2)):  # the member count may change between updates
+        obs = _gamma_field(rng, shape)
+        members = _gamma_field(rng, (m, *shape))
+        if n % 2:  # sparse: events in one corner only, most members' blocks skipped
+            members[:, 12:] = 0.0
+            members[1:] = 0.0
         valid = rng.uniform(size=obs.shape) > 0.1
         weight = rng.uniform(0.5, 1.5, obs.shape)
         weight[rng.uniform(size=obs.shape) < 0.1] = 0.0  # valid but not scored
         pooled.update({"m": members, "g": obs[::-1]}, obs, valid=valid, weight=weight)
-        for j in range(4):
-            for i in range(4):
+        halves[n % 2].update({"m": members, "g": obs[::-1]}, obs, valid=valid, weight=weight)
+        for j in range(m):
+            for i in range(m):
                 if i != j:
                     brute.update({"m": members[i]}, members[j], valid=valid, weight=weight)
     np.testing.assert_allclose(pooled.pair_sums[0], brute.sums[0], rtol=1e-10, atol=1e-12)
@@ -332,6 +338,11 @@ def test_member_pairs_equal_every_ordered_pair_scored_on_its_own():
     np.testing.assert_allclose(row["fbs"], brute.result()["sources"]["m"]["per_threshold"][1]["fbs"], rtol=1e-10)
     restored = FssAccumulator.from_arrays(pooled.to_arrays())  # the saved state keeps the pairs
     np.testing.assert_allclose(restored.pair_sums, pooled.pair_sums, rtol=0)
+    merged = FssAccumulator.from_arrays(halves[0].to_arrays()).merge(halves[1])
+    np.testing.assert_allclose(merged.pair_sums, pooled.pair_sums, rtol=1e-12)
+    np.testing.assert_allclose(merged.pair_weight, pooled.pair_weight, rtol=1e-12)
+    old = {k: v for k, v in pooled.to_arrays().items() if not k.startswith("pair_")}  # saved before pairs
+    assert FssAccumulator.from_arrays(old).pair_names == ()
     with pytest.raises(ValueError, match="pairs must name distinct amount sources"):
         FssAccumulator({"p": "prob"}, pairs=("p",))
 

@@ -50,10 +50,15 @@ def test_reliability_intervals_print_populated_bins_and_mark_departures_outside_
     for b, (freq, gap) in cells.items():
         intervals[f"observed_frequency@0.25mm@b{b}"] = iv(*freq)
         intervals[f"reliability_gap@0.25mm@b{b}"] = iv(*gap)
-    result = {"per_threshold": [{"threshold_mm": 0.25, "reliability_curve_model": curve}], "intervals": intervals}
+    result = {"per_threshold": [{"threshold_mm": 0.25, "reliability_curve_model": curve}], "intervals": intervals,
+              "reliability_dates": {"0.25mm": [6, 6, 6, 6]}}
     text = format_reliability_intervals(result)
     lines = text.splitlines()
     assert lines[0].startswith("Reliability of the model (bins with >= 1000 points") and "90 % interval" in lines[0]
-    assert lines[1] == " 0.25 mm 0.03->0.04 [0.04, 0.04]*  0.15->0.16 [0.12, 0.20]   0.85->0.73 [0.61, 0.84]*"
+    assert "by chance happens to about 10 % of the bins" in lines[0]
+    assert lines[1] == " 0.25 mm 0.030->0.040 [0.035, 0.045]*  0.15->0.16 [0.12, 0.20]   0.85->0.73 [0.61, 0.84]*"
     assert "0.25->0.50" not in text  # 999 points
+    # a bin filled on two dates has a degenerate bootstrap interval: its date count instead, no mark
+    result["reliability_dates"] = {"0.25mm": [6, 6, 6, 2]}
+    assert format_reliability_intervals(result).splitlines()[1].endswith("0.85->0.73 [2 dates]")
     assert format_reliability_intervals({"per_threshold": result["per_threshold"], "intervals": {}}) == ""
