@@ -1,38 +1,32 @@
 """Fractions skill score (Roberts and Lean 2008), accumulated over many fields.
 
-For a threshold ``t`` and a square window of odd width ``n`` grid points, the observed
-fraction at a point is the share of the *valid* points of the window centred on it where
-MRMS reaches ``t`` (``obs >= t``, :func:`pqpf.ordinal.reaches`); the forecast fraction is
-the mean over the same points of the forecast event: ``P(obs >= t)`` for a probability
-field, the 0/1 event ``amount >= t`` for an amount field (raw GRAF, an ensemble member).
-Missing data and the domain edge are treated alike, ``fraction = box_sum(value * valid)
-/ box_sum(valid)``, each box sum four look-ups in a summed-area table
-(:mod:`pqpf.verify.neighbourhood`): O(1) per point at every width. Tables are built over
-strips of rows with a halo of half the widest window, so memory does not grow with the
-domain. Every valid point of positive weight is scored at every width (near the edge or
-a data gap its window holds fewer points; no interior-only trimming, which would drop 20
-rows and columns on each side at 41 px).
+For a threshold ``t`` and an odd window width ``n``, the observed fraction at a point is
+the share of the *valid* points of the window where MRMS reaches ``t`` (``obs >= t``,
+:func:`pqpf.ordinal.reaches`); the forecast fraction is the mean over the same points of
+``P(obs >= t)`` (a probability field) or of the 0/1 event ``amount >= t`` (raw GRAF, an
+ensemble member). Missing data and the domain edge are treated alike, ``fraction =
+box_sum(value * valid) / box_sum(valid)``, each box sum four look-ups in a summed-area
+table (:mod:`pqpf.verify.neighbourhood`): O(1) per point at every width, over strips of
+rows with a halo of half the widest window, so memory does not grow with the domain.
+Every valid point of positive weight is scored at every width (no interior-only
+trimming, which would drop 20 rows and columns on each side at 41 px).
 
 Per source, threshold and width the accumulator keeps ``sum w Pf^2``, ``sum w Pf Po``
-and ``sum w Po^2``, from which ``FBS = sum w (Pf - Po)^2``, ``FBS_worst = sum w (Pf^2 +
-Po^2)`` and ``FSS = 1 - FBS / FBS_worst``, pooled over all fields as a ratio of sums
-(Mittermaier 2021). The useful level is ``FSS_useful = 0.5 + f0 / 2``, ``f0`` the observed
-base rate over the scored points, and the useful scale the smallest width reaching it
-(:func:`useful_scale`). Several forecast *sources* (model probabilities, raw GRAF,
-ensemble members, pooled) are scored in one pass over the same observation.
+and ``sum w Po^2``, pooled over all fields (Mittermaier 2021); FBS, FSS and the useful
+scale follow from them (:mod:`pqpf.verify.fss_sums`). Several *sources* (model
+probabilities, raw GRAF, ensemble members, pooled) are scored in one pass.
 
 **Member pairs** (``pairs=``): the members of an amount source are also scored against
-one another, each member in turn taking the observation's place, pooled over the
-``M (M - 1)`` ordered pairs: the dispersion FSS of Dey et al. (2014), what these members
-would score against an observation indistinguishable from one of them. If the members
-are exchangeable with the observation it equals, in expectation, the members' FSS against
-the observation. A higher value means members closer to one another than to the
-observation: spatially under-dispersive, or biased (a wet or dry frequency bias lowers the
-FSS against the observation but not among the members), a lower one over-dispersive.
-With ``B_i`` a member's box sum and ``q`` the point weight over the
-squared valid count, the pair sums need only ``sum_i B_i`` per point:
-``sum_{i != j} q B_i^2 = (M - 1) sum_i q B_i^2`` (also the observation-side sum) and
-``sum_{i != j} q B_i B_j = q (sum_i B_i)^2 - sum_i q B_i^2``.
+one another, each in turn in the observation's place, pooled over the ``M (M - 1)``
+ordered pairs: the dispersion FSS of Dey et al. (2014), what these members would score
+against an observation indistinguishable from one of them. For members exchangeable
+with the observation it equals, in expectation, their FSS against the observation;
+higher means members closer to one another than to the observation (spatially
+under-dispersive, or biased: a frequency bias lowers the FSS against the observation
+but not among the members), lower means over-dispersive. With ``B_i`` a member's box
+sum and ``q`` the point weight over the squared valid count, only ``sum_i B_i`` per point
+is needed: ``sum_{i != j} q B_i^2 = (M - 1) sum_i q B_i^2`` (also the observation side)
+and ``sum_{i != j} q B_i B_j = q (sum_i B_i)^2 - sum_i q B_i^2``.
 
 References
 ----------
@@ -57,7 +51,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from pqpf.io.jsonio import to_plain
 from pqpf.ordinal import reaches
+from pqpf.verify.fss_sums import UsefulScale, fbs_sums, fss_from_sums, useful_scale
 from pqpf.verify.neighbourhood import any_near, box_sums, check_width, dot, summed_area_table
 
 __all__ = ["DEFAULT_WIDTHS_PX", "DEFAULT_THRESHOLDS_MM", "SOURCE_KINDS", "useful_scale", "UsefulScale",
@@ -99,65 +95,6 @@ def _strip_rows(n_tables: int, width: int, halo: int) -> int:
     """Output rows per strip so that the strip's tables take about :data:`_TABLE_BYTES`."""
     rows = _TABLE_BYTES // (8 * n_tables * width) - 2 * halo
     return int(min(_STRIP_ROWS, max(_BLOCK_ROWS, rows // _BLOCK_ROWS * _BLOCK_ROWS)))
-
-
-# ---- useful scale ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UsefulScale:
-    """Smallest useful scale of one FSS curve.
-
-    Attributes
-    ----------
-    fss_useful : float
-        ``0.5 + f0 / 2``.
-    first_px : float or None
-        The smallest width in the list whose FSS reaches ``fss_useful``; None if none does.
-    interp_px : float or None
-        The width where the FSS curve, linear between the listed widths, first reaches
-        ``fss_useful``: between ``first_px`` and the width before it; equals ``first_px``
-        when that is the first width. None if no width reaches it.
-    """
-
-    fss_useful: float
-    first_px: float | None
-    interp_px: float | None
-
-
-def useful_scale(widths_px: Sequence[int], fss: ArrayLike, base_rate: float) -> UsefulScale:
-    """The smallest neighbourhood width at which the FSS is "useful".
-
-    Parameters
-    ----------
-    widths_px : sequence of int, increasing
-        Neighbourhood widths (grid points).
-    fss : array of float, shape (len(widths_px),)
-        FSS at each width; NaN entries never count as reaching the level.
-    base_rate : float
-        Observed event frequency ``f0`` over the verified points, in [0, 1].
-
-    Returns
-    -------
-    UsefulScale
-        Level ``0.5 + f0 / 2`` (Roberts and Lean 2008): halfway between the FSS of a
-        random forecast with the observed frequency (``f0``, at the grid scale) and a
-        perfect score.
-    """
-    w = np.asarray(widths_px, dtype=np.float64)
-    s = np.asarray(fss, dtype=np.float64)
-    if s.shape != w.shape:
-        raise ValueError(f"fss has shape {s.shape}, expected ({w.size},)")
-    level = 0.5 + 0.5 * float(base_rate) if math.isfinite(base_rate) else math.nan
-    with np.errstate(invalid="ignore"):
-        hit = np.flatnonzero(s >= level) if math.isfinite(level) else np.zeros(0, dtype=np.int64)
-    if hit.size == 0:
-        return UsefulScale(level, None, None)
-    k = int(hit[0])
-    if k == 0 or not math.isfinite(s[k - 1]):
-        return UsefulScale(level, float(w[k]), float(w[k]))
-    frac = (level - s[k - 1]) / (s[k] - s[k - 1])
-    return UsefulScale(level, float(w[k]), float(w[k - 1] + frac * (w[k] - w[k - 1])))
 
 
 # ---- the accumulator ---------------------------------------------------------------------
@@ -492,14 +429,14 @@ class FssAccumulator:
         Undefined means ``FBS_worst = 0``: no event forecast or observed anywhere at
         that threshold.
         """
-        return _fss_of(self.sums)
+        return fss_from_sums(self.sums)
 
     def pair_fss(self) -> NDArray[np.float64]:
         """FSS of the members of each pair source against one another, shape (P, T, W)."""
-        return _fss_of(self.pair_sums)
+        return fss_from_sums(self.pair_sums)
 
     def _fbs_sums(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        return _fbs_of(self.sums)
+        return fbs_sums(self.sums)
 
     def _km(self, px: float | None) -> float | None:
         return None if px is None or self.grid_spacing_km is None else px * self.grid_spacing_km
@@ -528,11 +465,11 @@ class FssAccumulator:
                 u = useful_scale(self.widths_px.tolist(), fss[s, k], float(base[k]))
                 rows.append({
                     "threshold_mm": float(t),
-                    "base_rate": _num(base[k]),
-                    "fss_useful": _num(u.fss_useful),
-                    "fss": [_num(v) for v in fss[s, k]],
-                    "fbs": [_num(v / wsum) if wsum > 0 else None for v in fbs[s, k]],
-                    "fbs_worst": [_num(v / wsum) if wsum > 0 else None for v in worst[s, k]],
+                    "base_rate": to_plain(base[k]),
+                    "fss_useful": to_plain(u.fss_useful),
+                    "fss": [to_plain(v) for v in fss[s, k]],
+                    "fbs": [to_plain(v / wsum) if wsum > 0 else None for v in fbs[s, k]],
+                    "fbs_worst": [to_plain(v / wsum) if wsum > 0 else None for v in worst[s, k]],
                     "useful_width_px": u.first_px,
                     "useful_width_km": self._km(u.first_px),
                     "useful_width_interp_px": u.interp_px,
@@ -541,14 +478,14 @@ class FssAccumulator:
             sources[name] = {"kind": kind, "per_threshold": rows}
         pairs: dict[str, Any] = {}
         pair_fss = self.pair_fss()
-        pair_fbs, pair_worst = _fbs_of(self.pair_sums)
+        pair_fbs, pair_worst = fbs_sums(self.pair_sums)
         for p, name in enumerate(self.pair_names):
             wsum = self.pair_weight[p]
             pairs[name] = {"per_threshold": [{
                 "threshold_mm": float(t),
-                "fss": [_num(v) for v in pair_fss[p, k]],
-                "fbs": [_num(v / wsum) if wsum > 0 else None for v in pair_fbs[p, k]],
-                "fbs_worst": [_num(v / wsum) if wsum > 0 else None for v in pair_worst[p, k]],
+                "fss": [to_plain(v) for v in pair_fss[p, k]],
+                "fbs": [to_plain(v / wsum) if wsum > 0 else None for v in pair_fbs[p, k]],
+                "fbs_worst": [to_plain(v / wsum) if wsum > 0 else None for v in pair_worst[p, k]],
             } for k, t in enumerate(self.thresholds_mm)]}
         return {
             "thresholds_mm": self.thresholds_mm.tolist(),
@@ -557,24 +494,7 @@ class FssAccumulator:
             "n_updates": int(self.counters[0]),
             "n_points": int(self.counters[1]),
             "n_excluded_missing": int(self.counters[2]),
-            "base_rate": [_num(v) for v in base],
+            "base_rate": [to_plain(v) for v in base],
             "sources": sources,
             "pairs": pairs,
         }
-
-
-def _fbs_of(sums: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """FBS and FBS_worst sums from (..., 3) sums of Pf^2, Pf Po, Po^2."""
-    ff, fo, oo = sums[..., 0], sums[..., 1], sums[..., 2]
-    return np.maximum(ff - 2.0 * fo + oo, 0.0), ff + oo  # round-off can dip below 0
-
-
-def _fss_of(sums: NDArray[np.float64]) -> NDArray[np.float64]:
-    fbs, worst = _fbs_of(sums)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(worst > 0, 1.0 - fbs / np.where(worst > 0, worst, 1.0), np.nan)
-
-
-def _num(value: float | np.floating[Any]) -> float | None:
-    v = float(value)
-    return v if math.isfinite(v) else None
