@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from pqpf.plot.colours import format_mm
 from pqpf.plot.figure import new_figure, save_png
+from pqpf.verify.bootstrap import reliability_sum_name
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -87,7 +88,7 @@ def _interval_bars(ax: Axes, threshold_mm: float, mean_fcst: NDArray[np.float64]
                    intervals: Mapping[str, Any], colour: str) -> None:
     """Vertical bars: the bootstrap intervals of the observed frequency per bin."""
     for b in np.flatnonzero(ok):
-        iv = intervals.get(f"observed_frequency@{threshold_mm:g}mm@b{b}") or {}
+        iv = intervals.get(reliability_sum_name("observed_frequency", threshold_mm, int(b))) or {}
         if iv.get("low") is not None and iv.get("high") is not None and iv["high"] > iv["low"]:
             ax.plot([mean_fcst[b]] * 2, [iv["low"], iv["high"]], color=colour, lw=1.0, alpha=0.7, zorder=2)
 

@@ -148,3 +148,18 @@ def test_reliability_refuses_an_empty_table(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         plot_reliability(tmp_path / "none.png", [], "")
     assert not any(tmp_path.iterdir())
+
+
+def test_interval_bars_span_each_bins_bootstrap_interval(tmp_path, keeping_figures):
+    """Bars at the model's mean forecast from low to high of observed_frequency@1mm@b{i};
+    none for a bin below min_count (6) or a degenerate interval (low == high, bin 1)."""
+    intervals = {f"observed_frequency@1mm@b{b}": {"low": 0.1 * b, "high": 0.1 * b + 0.05} for b in range(10)}
+    intervals["observed_frequency@1mm@b1"] = {"low": 0.12, "high": 0.12}
+    with keeping_figures() as kept:
+        plot_reliability(tmp_path / "rel.png", [ENTRY], "lead 6 h", intervals=intervals)
+    ax = _panel(kept[0], "1")
+    bars = sorted((ln.get_xdata()[0], *ln.get_ydata()) for ln in ax.get_lines()
+                  if ln.get_marker() in ("None", "", None) and len(ln.get_xdata()) == 2
+                  and ln.get_xdata()[0] == ln.get_xdata()[1] and to_rgb(ln.get_color()) == to_rgb(MODEL_COLOUR))
+    expected = [(MODEL["mean_forecast"][b], 0.1 * b, 0.1 * b + 0.05) for b in (0, 2, 4, 5, 7, 8, 9)]
+    np.testing.assert_allclose(np.array(bars, dtype=float), expected, rtol=1e-12)
