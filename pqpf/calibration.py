@@ -208,6 +208,13 @@ class CalibrationFit:
             for j, values in enumerate((ok_w, ok_w * pk, ok_w * o[k][ok])):
                 self.sums[k, j] += np.bincount(idx, weights=values, minlength=N_FINE_BINS)
 
+    def add(self, other: CalibrationFit) -> None:
+        """Pool ``other``'s sums (same thresholds) into these."""
+        if other.thresholds_mm != self.thresholds_mm:
+            raise ValueError(f"cannot pool calibration sums of thresholds {list(other.thresholds_mm)} into "
+                             f"{list(self.thresholds_mm)}")
+        self.sums += other.sums
+
     def fit(self) -> Calibration:
         xs, ys = [], []
         for w, wp, wo in self.sums:

@@ -96,6 +96,9 @@ class HParams:
     ema_halflife_samples: float
     #: Cap of the EMA half-life at ``ema_rampup * samples_seen``; 0: no ramp-up.
     ema_rampup: float
+    #: Calibration data: 0 = the validation split; K >= 2 = also the out-of-fold predictions
+    #: of K networks, each trained without one of K contiguous groups of training dates.
+    calibration_folds: int = 0
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, EDGE_WEIGHT_SCHEMES)
@@ -109,6 +112,8 @@ class HParams:
         check(self.ema_halflife_samples >= 0 and self.ema_rampup >= 0,
               f"need ema_halflife_samples >= 0 and ema_rampup >= 0, got {self.ema_halflife_samples}, "
               f"{self.ema_rampup}")
+        check(self.calibration_folds == 0 or self.calibration_folds >= 2,
+              f"calibration_folds must be 0 (validation split only) or >= 2, got {self.calibration_folds}")
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,7 @@ _NESTED: dict[str, type] = {"model": ModelHParams, "sampler": SamplerHParams}
 _LEGACY_MODEL = {"upsample": "transpose", "padding": "zeros"}
 #: Top-level U-Net keys of checkpoint records that predate them: no weight average (the
 #: ramp-up then has no effect; the shipped value keeps a resume with today's sets equal).
-_LEGACY_TRAINING = {"ema_halflife_samples": 0.0, "ema_rampup": 0.05}
+_LEGACY_TRAINING = {"ema_halflife_samples": 0.0, "ema_rampup": 0.05, "calibration_folds": 0}
 
 
 def default_hparams_file() -> Path:
@@ -241,7 +246,8 @@ def _build_dataclass(cls: type, values: Any, where: str) -> Any:
             kwargs[key] = _convert(hints[key], value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.{key}: bad value {value!r} ({exc})") from None
-    missing = [f for f in fields if f not in kwargs]
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING]
     if missing:
         raise ConfigError(f"{where}: missing key(s) {', '.join(missing)} (define them, or inherit a base "
                           "that does, e.g. `<<: *base`)")

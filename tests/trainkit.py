@@ -53,7 +53,9 @@ def _patches(n: int, p: int, rng: np.random.Generator, t0: int):
             np.array(valid, np.int64))
 
 
-def write_patch_files(config, n=(48, 16, 16), p: int = 16, seed: int = 0) -> None:
+def write_patch_files(config, n=(48, 16, 16), p: int = 16, seed: int = 0, spread_days: bool = False) -> None:
+    """Patch files of ``n`` train/validation/test patches; ``spread_days``: each block of
+    8 patches of a split comes from its own init date (else all from one day)."""
     rng = np.random.default_rng(seed)
     for split, count in zip(("train", "validation", "test"), n):
         header = {"split": split, "init": "2025120100", "lead_h": LEAD, "patch_px": p,
@@ -62,7 +64,8 @@ def write_patch_files(config, n=(48, 16, 16), p: int = 16, seed: int = 0) -> Non
         with PatchFileWriter(patch_file_path(config, split, INIT, LEAD), header) as w:
             for chunk in range(0, count, 8):
                 m = min(8, count - chunk)
-                f, mr, q, r, v = _patches(m, p, rng, to_epoch_seconds(INIT) - 86400 * 20)
+                day = chunk // 8 if spread_days else 0
+                f, mr, q, r, v = _patches(m, p, rng, to_epoch_seconds(INIT) - 86400 * (20 - day))
                 w.append({"features": f, "mrms": mr, "quality": q, "ref_prob": r,
                           "origins": np.zeros((m, 2), np.int32),
                           "weights": rng.uniform(1.0, 3.0, m).astype(np.float32),

@@ -31,6 +31,7 @@ deeper than 32 levels or holding themselves are refused (:mod:`pqpf.io.safe_pick
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 from collections.abc import Iterator, Sequence
@@ -315,6 +316,13 @@ class PatchSet:
     @property
     def patch_px(self) -> int:
         return int(self.header["patch_px"])
+
+    def take(self, index: Sequence[int] | NDArray[np.integer]) -> PatchSet:
+        """The patches at ``index`` (copies), with this set's names and header."""
+        idx = np.asarray(index, dtype=np.int64)
+        return dataclasses.replace(self, features=self.features[idx], mrms_mm=self.mrms_mm[idx],
+                                   quality=self.quality[idx], ref_prob=self.ref_prob[idx],
+                                   weights=self.weights[idx], valid_time=self.valid_time[idx])
 
 
 def load_patch_set(path: str | Path) -> PatchSet:

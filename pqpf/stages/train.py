@@ -28,6 +28,7 @@ from pqpf.io.patchfile import PatchSet, load_patch_set
 from pqpf.io.registry import Registry
 from pqpf.layout import PATCH_SPLITS, patch_file_path, registry_path, training_run_dir
 from pqpf.train.calibrate import calibrate_checkpoint
+from pqpf.train.crossfit import crossfit_calibration_data
 from pqpf.train.distributed import DistributedContext
 from pqpf.train.loop import FitResult, LoopSettings, fit
 from pqpf.train.resunet import ResUNetFamily
@@ -160,9 +161,15 @@ def train_resunet(config: Config, init: dt.datetime, lead_h: int, hp: HParams, d
         result = fit(family, train_set, sets["validation"], sets.get("test"), run, LoopSettings.from_hparams(hp),
                      dev, ctx, init=format_yyyymmddhh(init), lead_h=lead_h, resume=resume, warm_start=warm,
                      max_epochs=max_epochs)
+        out_of_fold = None
+        if hp.calibration_folds:
+            out_of_fold = crossfit_calibration_data(hp, train_set, sets["validation"], min_quality, run.path, dev,
+                                                    ctx, init=format_yyyymmddhh(init), lead_h=lead_h, resume=resume)
         if ctx.is_main:
-            # Monotone post-hoc calibration on the validation split, into best.pt.
-            calibrate_checkpoint(family, result.best_checkpoint, sets["validation"], dev, hp.batch_size)
+            # Monotone post-hoc calibration on the validation split (and the out-of-fold
+            # predictions), into best.pt.
+            calibrate_checkpoint(family, result.best_checkpoint, sets["validation"], dev, hp.batch_size,
+                                 out_of_fold)
         if ctx.is_main and register:
             _register(config, lead_h, init, hp, result)
         # Leave together: a rank tearing down its process group while another still

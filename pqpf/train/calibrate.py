@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from pqpf.train.resunet import ResUNetFamily
 
-__all__ = ["calibrate_checkpoint", "REPORT_THRESHOLDS_MM"]
+__all__ = ["calibrate_checkpoint", "accumulate_calibration", "REPORT_THRESHOLDS_MM"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ logger = logging.getLogger(__name__)
 REPORT_THRESHOLDS_MM = (0.25, 1.0, 2.5)
 
 
-def _accumulate(family: ResUNetFamily, net: torch.nn.Module, data: PatchSet, device: torch.device,
-                batch_size: int, thresholds: tuple[float, ...]) -> CalibrationFit:
+def accumulate_calibration(family: ResUNetFamily, net: torch.nn.Module, data: PatchSet, device: torch.device,
+                           batch_size: int, thresholds: tuple[float, ...]) -> CalibrationFit:
+    """The calibration sums of ``net``'s ``P(>= t)`` on ``data`` (sampling weight x quality mask)."""
     import torch
 
     fit = CalibrationFit(thresholds)
@@ -59,7 +60,7 @@ def _accumulate(family: ResUNetFamily, net: torch.nn.Module, data: PatchSet, dev
     return fit
 
 
-def _log_reliability(fit: CalibrationFit, calibration: Calibration) -> None:
+def _log_reliability(fit: CalibrationFit, calibration: Calibration, data: str) -> None:
     for t in REPORT_THRESHOLDS_MM:
         if t not in fit.thresholds_mm:
             continue
@@ -68,15 +69,17 @@ def _log_reliability(fit: CalibrationFit, calibration: Calibration) -> None:
             rows = reliability_rows(fit, k, cal)
             text = "  ".join(f"{p:.2f}->{o:.2f}" for p, o, _ in rows)
             worst = max((abs(p - o) for p, o, _ in rows), default=float("nan"))
-            logger.info("validation reliability >= %g mm %s calibration (forecast->observed per bin; worst "
-                        "%.3f): %s", t, label, worst, text)
+            logger.info("%s reliability >= %g mm %s calibration (forecast->observed per bin; worst "
+                        "%.3f): %s", data, t, label, worst, text)
 
 
 def calibrate_checkpoint(family: ResUNetFamily, checkpoint_path: Path, val_set: PatchSet, device: torch.device,
-                         batch_size: int) -> Calibration | None:
+                         batch_size: int, out_of_fold: CalibrationFit | None = None) -> Calibration | None:
     """Fit the calibration of ``checkpoint_path`` on ``val_set`` and store it in that file.
 
-    Returns the calibration, or None (nothing written) without validation patches.
+    ``out_of_fold``: sums of cross-fitted predictions on the training split
+    (:mod:`pqpf.train.crossfit`), pooled with the validation split's. Returns the
+    calibration, or None (nothing written) without validation patches.
     """
     if not len(val_set):
         logger.warning("no validation patches: the probabilities are not calibrated")
@@ -85,11 +88,21 @@ def calibrate_checkpoint(family: ResUNetFamily, checkpoint_path: Path, val_set: 
     net = family.build().to(device)
     net.load_state_dict(checkpoint.inference_weights())  # the weights inference applies
     family.restore(checkpoint)
-    fit = _accumulate(family, net, val_set, device, batch_size, tuple(family.edges[1:]))
+    fit = accumulate_calibration(family, net, val_set, device, batch_size, tuple(family.edges[1:]))
+    data = "validation"
+    if out_of_fold is not None:
+        for t in REPORT_THRESHOLDS_MM:  # the out-of-fold predictions on their own, before pooling
+            if t in out_of_fold.thresholds_mm:
+                rows = reliability_rows(out_of_fold, out_of_fold.thresholds_mm.index(t))
+                logger.info("out-of-fold reliability >= %g mm (forecast->observed per bin): %s", t,
+                            "  ".join(f"{p:.2f}->{o:.2f}" for p, o, _ in rows))
+        fit.add(out_of_fold)
+        data = "validation + out-of-fold"
     calibration = fit.fit()
-    _log_reliability(fit, calibration)
-    record = dataclasses.replace(checkpoint.model,
-                                 extra={**checkpoint.model.extra, "calibration": calibration.to_dict()})
+    _log_reliability(fit, calibration, data)
+    record = dataclasses.replace(checkpoint.model, extra={
+        **checkpoint.model.extra, "calibration": {**calibration.to_dict(), "fitted_on": data}})
     save_checkpoint(checkpoint_path, dataclasses.replace(checkpoint, model=record))
-    logger.info("isotonic calibration of %d thresholds stored in %s", len(fit.thresholds_mm), checkpoint_path)
+    logger.info("isotonic calibration of %d thresholds (fitted on %s predictions) stored in %s",
+                len(fit.thresholds_mm), data, checkpoint_path)
     return calibration

@@ -44,8 +44,9 @@ __all__ = ["LoopSettings", "FitResult", "fit", "differing_hparams"]
 
 logger = logging.getLogger(__name__)
 
-#: Hyper-parameters that do not change the numbers a run produces.
-RESULT_NEUTRAL_HPARAMS = frozenset({"name", "num_workers"})
+#: Hyper-parameters that do not change the network a run trains (``calibration_folds``
+#: changes only the calibration fitted after it, which every run refits).
+RESULT_NEUTRAL_HPARAMS = frozenset({"name", "num_workers", "calibration_folds"})
 
 
 @dataclass(frozen=True)

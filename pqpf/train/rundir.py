@@ -86,6 +86,11 @@ class RunDir:
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
 
+    @property
+    def crossfit(self) -> Path:
+        """The fold trainings of a cross-fitted calibration (:mod:`pqpf.train.crossfit`)."""
+        return self.path / "crossfit"
+
     def epoch(self, epoch: int) -> Path:
         return self.path / f"epoch_{epoch:03d}.pt"
 
@@ -96,7 +101,7 @@ class RunDir:
 
     def start(self, hparams: dict[str, Any], fresh: bool) -> None:
         """Create the folder and write ``hparams.yaml``; a fresh start deletes the previous
-        run's metrics and checkpoints."""
+        run's metrics and checkpoints (its cross-fit fold trainings too)."""
         import yaml
 
         self.path.mkdir(parents=True, exist_ok=True)
@@ -106,6 +111,7 @@ class RunDir:
             self.best.unlink(missing_ok=True)
             for old in self.path.glob("epoch_*.pt"):
                 old.unlink()
+            shutil.rmtree(self.crossfit, ignore_errors=True)
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.metrics, "a") as fh:

@@ -1,0 +1,117 @@
+"""Cross-fitted calibration data: out-of-fold predictions on the training split.
+
+The isotonic calibration (:mod:`pqpf.calibration`) is fitted on predictions the network
+did not train on. The validation split alone is often a handful of dates (the demo: 7
+inits on 4 dates), too few to pin a monotone map down (docs/calibration.md, sections 3
+and 7). With ``calibration_folds = K`` the training dates are cut into K contiguous
+groups; for each group a network with the same hyper-parameters is trained on the other
+groups' patches (early-stopped on the validation split, like the main network) and run
+over the group's own patches. Every training patch then has one out-of-fold prediction;
+their sums join those of the main network on the validation split, and the map fitted
+on the pool is applied to the main network, which saw all of the training dates
+(cross-fitting, as in stacking: the fold networks saw (K-1)/K of the data, so their
+predictions are slightly less sharp than the main network's).
+
+Groups are whole, contiguous init dates, so the two cycles of a day and neighbouring
+days, which share their weather, stay on one side of every fold boundary.
+
+The fold trainings live in ``{run}/crossfit/fold_{k}/`` (ordinary run folders:
+``--resume`` continues a fold that was interrupted and skips finished ones; a finished
+fold keeps only ``best.pt`` and its last epoch; a fresh main training deletes them,
+:meth:`pqpf.train.rundir.RunDir.start`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pqpf.calibration import CalibrationFit
+from pqpf.errors import PqpfError
+from pqpf.hparams import HParams
+from pqpf.io.checkpoint import load_checkpoint
+from pqpf.io.patchfile import PatchSet
+from pqpf.train.calibrate import accumulate_calibration
+from pqpf.train.distributed import DistributedContext
+from pqpf.train.loop import LoopSettings, fit
+from pqpf.train.resunet import ResUNetFamily
+from pqpf.train.rundir import RunDir
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["date_folds", "crossfit_calibration_data"]
+
+logger = logging.getLogger(__name__)
+
+def date_folds(valid_time: NDArray[np.int64], lead_h: int, n_folds: int) -> NDArray[np.int64]:
+    """Fold (0..K-1) of every patch: the place of its init date among K contiguous groups
+    of the sorted distinct init dates (as equal in number of dates as possible).
+
+    Raises
+    ------
+    PqpfError
+        Fewer distinct init dates than folds.
+    """
+    days = (np.asarray(valid_time, dtype=np.int64) - int(lead_h) * 3600) // 86400
+    distinct = np.unique(days)
+    if distinct.size < n_folds:
+        raise PqpfError(f"calibration_folds = {n_folds} needs at least {n_folds} training init dates, the "
+                        f"training split has {distinct.size}; lower calibration_folds or extract more inits")
+    group_of_day = np.empty(distinct.size, dtype=np.int64)
+    for k, members in enumerate(np.array_split(np.arange(distinct.size), n_folds)):
+        group_of_day[members] = k
+    return group_of_day[np.searchsorted(distinct, days)]
+
+
+def _fold_dates(data: PatchSet, lead_h: int) -> str:
+    days = np.unique((data.valid_time - int(lead_h) * 3600) // 86400)
+    as_text = np.datetime_as_string((days * 86400).astype("datetime64[s]"), unit="D")
+    return f"{as_text[0]}..{as_text[-1]}" if len(as_text) else "-"
+
+
+def _keep_last_epoch(run: RunDir) -> None:
+    """A finished fold needs only ``best.pt`` and its last epoch (which tells ``--resume``
+    that it is finished): K folds would otherwise keep K times the main run's checkpoints."""
+    last = run.latest_epoch()
+    for path in run.path.glob("epoch_*.pt"):
+        if path != last:
+            path.unlink()
+
+
+def crossfit_calibration_data(hp: HParams, train_set: PatchSet, val_set: PatchSet, min_quality: float,
+                              run_path: Path, device: torch.device, ctx: DistributedContext, *, init: str,
+                              lead_h: int, resume: bool) -> CalibrationFit | None:
+    """Out-of-fold calibration sums of the training split (``hp.calibration_folds`` folds).
+
+    Every rank trains the fold networks (as :func:`pqpf.train.loop.fit`); rank 0 returns
+    the sums of their predictions on their held-out groups (weighted as the calibration
+    fit weights the validation split), the other ranks None.
+    """
+    n_folds = hp.calibration_folds
+    folds = date_folds(train_set.valid_time, lead_h, n_folds)
+    root = RunDir(run_path).crossfit  # a fresh main training has emptied it (RunDir.start)
+    thresholds = tuple(hp.model.bin_edges_mm[1:])
+    sums = CalibrationFit(thresholds)
+    for k in range(n_folds):
+        held_out = train_set.take(np.flatnonzero(folds == k))
+        rest = train_set.take(np.flatnonzero(folds != k))
+        if ctx.is_main:
+            logger.info("cross-fit fold %d/%d: training on %d patches, predicting %d patches of %s", k + 1,
+                        n_folds, len(rest), len(held_out), _fold_dates(held_out, lead_h))
+        family = ResUNetFamily(hp, rest, min_quality)
+        run = RunDir(root / f"fold_{k + 1}")
+        result = fit(family, rest, val_set, None, run, LoopSettings.from_hparams(hp), device, ctx, init=init,
+                     lead_h=lead_h, resume=resume and run.latest_epoch() is not None)
+        if ctx.is_main:
+            _keep_last_epoch(run)
+            checkpoint = load_checkpoint(result.best_checkpoint, map_location=device)
+            net = family.build().to(device)
+            net.load_state_dict(checkpoint.inference_weights())
+            family.restore(checkpoint)
+            sums.add(accumulate_calibration(family, net, held_out, device, hp.batch_size, thresholds))
+    return sums if ctx.is_main else None

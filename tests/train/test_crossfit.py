@@ -1,0 +1,177 @@
+"""Cross-fitted calibration data (hparams ``calibration_folds``): folds by init date, the
+out-of-fold predictions pooled with the validation split, exact reuse on ``--resume``."""
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pytest
+import torch
+import trainkit
+
+from pqpf.calibration import Calibration, CalibrationFit
+from pqpf.dates import to_epoch_seconds
+from pqpf.errors import ConfigError, PqpfError
+from pqpf.hparams import load_hparams
+from pqpf.io.checkpoint import load_checkpoint
+from pqpf.normalisation import Normalisation
+from pqpf.stages.train import patch_sets
+from pqpf.stages.train import train_resunet as train
+from pqpf.train.calibrate import accumulate_calibration
+from pqpf.train.crossfit import date_folds
+from pqpf.train.resunet import ResUNetFamily
+
+TINY = load_hparams("tiny")
+
+
+def _valid_times(inits, lead_h):
+    return np.array([to_epoch_seconds(t) + 3600 * lead_h for t in inits], dtype=np.int64)
+
+
+def test_folds_are_contiguous_groups_of_init_dates_with_both_cycles_together():
+    day = dt.datetime(2025, 6, 1)
+    # Five dates, two cycles each, in shuffled order; lead 18 h puts the 12 UTC cycle's
+    # valid time on the next day: the fold follows the init date, not the valid date.
+    inits = [day + dt.timedelta(days=d, hours=h) for d in (3, 0, 4, 1, 2) for h in (0, 12)]
+    folds = date_folds(_valid_times(inits, 18), 18, 2)
+    by_date = {}
+    for t, k in zip(inits, folds):
+        by_date.setdefault(t.date(), set()).add(int(k))
+    assert all(len(ks) == 1 for ks in by_date.values())  # a date never straddles two folds
+    ordered = [by_date[d].pop() for d in sorted(by_date)]
+    assert ordered == [0, 0, 0, 1, 1]  # contiguous, sizes as equal as possible (3 + 2 dates)
+    assert date_folds(_valid_times(inits, 18), 18, 5).tolist() == [
+        {3: 3, 0: 0, 4: 4, 1: 1, 2: 2}[d] for d in (3, 0, 4, 1, 2) for _ in (0, 12)]
+
+
+def test_more_folds_than_dates_is_refused_with_the_setting_named():
+    inits = [dt.datetime(2025, 6, 1, h) for h in (0, 12)] + [dt.datetime(2025, 6, 2, 0)]
+    with pytest.raises(PqpfError, match="calibration_folds = 3 needs at least 3 training init dates.*has 2"):
+        date_folds(_valid_times(inits, 6), 6, 3)
+
+
+def test_calibration_folds_setting_is_checked_and_optional_in_user_files(tmp_path):
+    with pytest.raises(ValueError, match="calibration_folds must be 0"):
+        dataclasses.replace(TINY, calibration_folds=1)
+    # a user's YAML written before the key existed still loads, with the validation split only
+    text = ("mine:\n  model: {base_width: 8, depth: 2, attention: false, norm: batch, dropout: 0.0,\n"
+            "    upsample: resize, padding: replicate, bin_edges_mm: [0.0, 0.25, 1.0, 2.5, 5.0, 10.0, 25.0, 40.0]}\n"
+            "  loss: rps\n  time_features: false\n  batch_size: 4\n  epochs: 1\n  learning_rate: 1.0e-3\n"
+            "  weight_decay: 0.0\n  patience: 1\n  min_improvement: 0.0\n  lr_schedule: plateau\n"
+            "  augment: false\n  use_sampling_weights: true\n  num_workers: 0\n  seed: 1\n"
+            "  ema_halflife_samples: 0\n  ema_rampup: 0.05\n")
+    (tmp_path / "h.yaml").write_text(text)
+    assert load_hparams("mine", tmp_path / "h.yaml").calibration_folds == 0
+    (tmp_path / "h.yaml").write_text(text + "  calibration_folds: 2.5\n")
+    with pytest.raises(ConfigError, match="calibration_folds"):
+        load_hparams("mine", tmp_path / "h.yaml")
+
+
+def test_pooled_sums_fit_as_one_data_set():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 1, (2, 500))
+    o = (rng.uniform(0, 1, (2, 500)) < p ** 1.5).astype(float)
+    w = rng.uniform(0.5, 2.0, 500)
+    whole, first, second = CalibrationFit((1.0, 5.0)), CalibrationFit((1.0, 5.0)), CalibrationFit((1.0, 5.0))
+    whole.update(p, o, w)
+    first.update(p[:, :200], o[:, :200], w[:200])
+    second.update(p[:, 200:], o[:, 200:], w[200:])
+    first.add(second)
+    np.testing.assert_allclose(first.sums, whole.sums, rtol=1e-12)
+    assert first.fit() == whole.fit()
+    with pytest.raises(ValueError, match="thresholds"):
+        first.add(CalibrationFit((1.0,)))
+
+
+def _expected_calibration(config, hp, run):
+    """The pooled fit recomputed from the saved fold and main networks."""
+    sets = patch_sets(config, trainkit.INIT, trainkit.LEAD)
+    train_set, q = sets["train"], float(config.mrms.min_quality)
+    thresholds = tuple(hp.model.bin_edges_mm[1:])
+    folds = date_folds(train_set.valid_time, trainkit.LEAD, hp.calibration_folds)
+    assert (np.bincount(folds) > 0).all()  # every fold holds patches
+    pooled = CalibrationFit(thresholds)
+    nets = []
+    for k in range(hp.calibration_folds):
+        rest = train_set.take(np.flatnonzero(folds != k))
+        family = ResUNetFamily(hp, rest, q)
+        checkpoint = load_checkpoint(run / "crossfit" / f"fold_{k + 1}" / "best.pt")
+        # the fold network's input statistics are those of the other folds alone: it never saw fold k
+        assert Normalisation.from_dict(checkpoint.model.normalisation) == family.normalisation
+        net = family.build()
+        net.load_state_dict(checkpoint.inference_weights())
+        family.restore(checkpoint)
+        nets.append(checkpoint.inference_weights())
+        pooled.add(accumulate_calibration(family, net, train_set.take(np.flatnonzero(folds == k)),
+                                          torch.device("cpu"), hp.batch_size, thresholds))
+    main = load_checkpoint(run / "best.pt")
+    family = ResUNetFamily(hp, train_set, q)
+    net = family.build()
+    net.load_state_dict(main.inference_weights())
+    family.restore(main)
+    validation = accumulate_calibration(family, net, sets["validation"], torch.device("cpu"), hp.batch_size,
+                                        thresholds)
+    validation.add(pooled)
+    return validation.fit(), nets, main.inference_weights()
+
+
+def _same(record, calibration):
+    got = Calibration.from_dict(record)
+    assert got.thresholds_mm == calibration.thresholds_mm
+    for a, b in zip(got.knots_x + got.knots_y, calibration.knots_x + calibration.knots_y):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
+def _stored(run):
+    return load_checkpoint(run / "best.pt").model.extra["calibration"]
+
+
+def _fold_files(run):
+    return {p.relative_to(run): p.stat().st_mtime_ns for p in (run / "crossfit").rglob("*.pt")}
+
+
+def test_crossfit_calibration_pools_out_of_fold_predictions_and_resume_reuses_the_folds(tmp_path):
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path, spread_days=True)
+    hp = dataclasses.replace(TINY, epochs=2, calibration_folds=2)
+    run = train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu").run_dir
+    record = _stored(run)
+    assert record["fitted_on"] == "validation + out-of-fold"
+    expected, fold_weights, main_weights = _expected_calibration(config, hp, run)
+    _same(record, expected)
+    # the fold networks are their own trainings, not copies of the main one
+    for weights in fold_weights:
+        assert any(not torch.equal(weights[k], main_weights[k]) for k in main_weights)
+    # without the out-of-fold data the fit differs (they changed the map)
+    assert Calibration.from_dict(record) != _validation_only(config, hp, run)
+    assert sorted(p.name for p in (run / "crossfit").iterdir()) == ["fold_1", "fold_2"]
+
+    # --resume after a finished training retrains nothing and refits the same map
+    before = _fold_files(run)
+    train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", resume=True)
+    assert _fold_files(run) == before
+    _same(_stored(run), expected)
+
+    # a fold lost (interrupted before its first epoch) is trained again, identically
+    for path in (run / "crossfit" / "fold_2").iterdir():
+        path.unlink()
+    train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", resume=True)
+    assert sorted(p.name for p in (run / "crossfit" / "fold_2").glob("*.pt")) == ["best.pt", "epoch_002.pt"]
+    _same(_stored(run), expected)
+
+    # a fresh training deletes the earlier training's fold networks
+    train(config, trainkit.INIT, trainkit.LEAD, dataclasses.replace(hp, calibration_folds=0), device="cpu",
+          overwrite=True)
+    assert _stored(run)["fitted_on"] == "validation" and not (run / "crossfit").exists()
+
+
+def _validation_only(config, hp, run):
+    sets = patch_sets(config, trainkit.INIT, trainkit.LEAD)
+    family = ResUNetFamily(hp, sets["train"], float(config.mrms.min_quality))
+    main = load_checkpoint(run / "best.pt")
+    net = family.build()
+    net.load_state_dict(main.inference_weights())
+    family.restore(main)
+    fit = accumulate_calibration(family, net, sets["validation"], torch.device("cpu"), hp.batch_size,
+                                 tuple(hp.model.bin_edges_mm[1:]))
+    return fit.fit()
