@@ -49,8 +49,9 @@ __all__ = ["date_folds", "crossfit_calibration_data"]
 logger = logging.getLogger(__name__)
 
 def date_folds(valid_time: NDArray[np.int64], lead_h: int, n_folds: int) -> NDArray[np.int64]:
-    """Fold (0..K-1) of every patch: the place of its init date among K contiguous groups
-    of the sorted distinct init dates (as equal in number of dates as possible).
+    """Fold (0..K-1) of every patch: K contiguous groups of the sorted distinct init dates,
+    cut where the groups' patch counts come closest to N/K each (dry dates give few
+    patches, so equal numbers of dates could leave one fold network little to train on).
 
     Raises
     ------
@@ -58,14 +59,21 @@ def date_folds(valid_time: NDArray[np.int64], lead_h: int, n_folds: int) -> NDAr
         Fewer distinct init dates than folds.
     """
     days = (np.asarray(valid_time, dtype=np.int64) - int(lead_h) * 3600) // 86400
-    distinct = np.unique(days)
-    if distinct.size < n_folds:
+    distinct, day_of_patch = np.unique(days, return_inverse=True)
+    n_dates = distinct.size
+    if n_dates < n_folds:
         raise PqpfError(f"calibration_folds = {n_folds} needs at least {n_folds} training init dates, the "
-                        f"training split has {distinct.size}; lower calibration_folds or extract more inits")
-    group_of_day = np.empty(distinct.size, dtype=np.int64)
-    for k, members in enumerate(np.array_split(np.arange(distinct.size), n_folds)):
-        group_of_day[members] = k
-    return group_of_day[np.searchsorted(distinct, days)]
+                        f"training split has {n_dates}; lower calibration_folds or extract more inits")
+    after = np.cumsum(np.bincount(day_of_patch, minlength=n_dates))  # patches up to and including each date
+    cuts: list[int] = []  # group k starts at date cuts[k-1]
+    start = 0
+    for k in range(1, n_folds):
+        lo, hi = start + 1, n_dates - (n_folds - k)  # every group keeps at least one date
+        target = k * after[-1] / n_folds
+        start = lo + int(np.argmin(np.abs(after[lo - 1:hi] - target)))
+        cuts.append(start)
+    group_of_day = np.searchsorted(np.asarray(cuts, dtype=np.int64), np.arange(n_dates), side="right")
+    return group_of_day[day_of_patch].astype(np.int64)
 
 
 def _fold_dates(data: PatchSet, lead_h: int) -> str:

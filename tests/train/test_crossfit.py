@@ -39,9 +39,23 @@ def test_folds_are_contiguous_groups_of_init_dates_with_both_cycles_together():
         by_date.setdefault(t.date(), set()).add(int(k))
     assert all(len(ks) == 1 for ks in by_date.values())  # a date never straddles two folds
     ordered = [by_date[d].pop() for d in sorted(by_date)]
-    assert ordered == [0, 0, 0, 1, 1]  # contiguous, sizes as equal as possible (3 + 2 dates)
+    assert ordered == [0, 0, 1, 1, 1]  # contiguous; 4 and 6 patches (5 each is not possible)
     assert date_folds(_valid_times(inits, 18), 18, 5).tolist() == [
         {3: 3, 0: 0, 4: 4, 1: 1, 2: 2}[d] for d in (3, 0, 4, 1, 2) for _ in (0, 12)]
+
+
+def test_folds_balance_patches_not_dates():
+    # 12 dates; the first three hold 30 patches each, the other nine 2 each (dry days):
+    # equal numbers of dates would put 90 of the 108 patches in the first of three folds.
+    day = dt.datetime(2025, 6, 1)
+    inits = [day + dt.timedelta(days=d) for d in range(12) for _ in range(30 if d < 3 else 2)]
+    folds = date_folds(_valid_times(inits, 6), 6, 3)
+    counts = np.bincount(folds)
+    assert counts.tolist() == [30, 30, 48]  # cuts after 30 and 60 patches, the nearest to 36 and 72
+    assert (np.diff(folds) >= 0).all()  # contiguous in time
+    # one date holding nearly everything still leaves every fold a date
+    inits = [day] * 100 + [day + dt.timedelta(days=1), day + dt.timedelta(days=2)]
+    assert np.bincount(date_folds(_valid_times(inits, 6), 6, 3)).tolist() == [100, 1, 1]
 
 
 def test_more_folds_than_dates_is_refused_with_the_setting_named():
