@@ -41,12 +41,19 @@ REPORT_THRESHOLDS_MM = (0.25, 1.0, 2.5)
 
 
 def accumulate_calibration(family: ResUNetFamily, net: torch.nn.Module, data: PatchSet, device: torch.device,
-                           batch_size: int, thresholds: tuple[float, ...]) -> CalibrationFit:
-    """The calibration sums of ``net``'s ``P(>= t)`` on ``data`` (sampling weight x quality mask)."""
+                           batch_size: int, thresholds: tuple[float, ...],
+                           population: PatchSet | None = None) -> CalibrationFit:
+    """The calibration sums of ``net``'s ``P(>= t)`` on ``data`` (sampling weight x quality mask).
+
+    The sampling weights are divided by the mean weight of ``population`` (default
+    ``data``): a subset of a split (one cross-fit fold) keeps its share of the split's
+    weight (a dry period's patches carry large weights 1/pi).
+    """
     import torch
 
     fit = CalibrationFit(thresholds)
-    source = BatchSource(data, plan_evaluation(len(data), batch_size, 0, 1), family.batch_spec(data))
+    spec = family.batch_spec(data if population is None else population)
+    source = BatchSource(data, plan_evaluation(len(data), batch_size, 0, 1), spec)
     net.eval()
     with torch.inference_mode():
         for k in range(len(source)):

@@ -121,5 +121,6 @@ def crossfit_calibration_data(hp: HParams, train_set: PatchSet, val_set: PatchSe
             net = family.build().to(device)
             net.load_state_dict(checkpoint.inference_weights())
             family.restore(checkpoint)
-            sums.add(accumulate_calibration(family, net, held_out, device, hp.batch_size, thresholds))
+            sums.add(accumulate_calibration(family, net, held_out, device, hp.batch_size, thresholds,
+                                            population=train_set))
     return sums if ctx.is_main else None

@@ -116,8 +116,9 @@ def _expected_calibration(config, hp, run):
         net.load_state_dict(checkpoint.inference_weights())
         family.restore(checkpoint)
         nets.append(checkpoint.inference_weights())
-        pooled.add(accumulate_calibration(family, net, train_set.take(np.flatnonzero(folds == k)),
-                                          torch.device("cpu"), hp.batch_size, thresholds))
+        held_out = train_set.take(np.flatnonzero(folds == k))
+        pooled.add(accumulate_calibration(family, net, held_out, torch.device("cpu"), hp.batch_size, thresholds,
+                                          population=train_set))
     main = load_checkpoint(run / "best.pt")
     family = ResUNetFamily(hp, train_set, q)
     net = family.build()
@@ -189,3 +190,30 @@ def _validation_only(config, hp, run):
     fit = accumulate_calibration(family, net, sets["validation"], torch.device("cpu"), hp.batch_size,
                                  tuple(hp.model.bin_edges_mm[1:]))
     return fit.fit()
+
+
+def test_fold_sums_keep_each_fold_share_of_the_training_weight(tmp_path):
+    # Dry periods give few patches with large weights 1/pi: the held-out groups' sums,
+    # pooled, must equal the sums of the whole split, not re-weight each group to mean 1.
+    torch.set_num_threads(1)
+    config = trainkit.make(tmp_path, spread_days=True)
+    sets = patch_sets(config, trainkit.INIT, trainkit.LEAD)
+    train_set = sets["train"]
+    train_set.weights[: len(train_set) // 3] *= 5.0  # one period much more heavily weighted
+    family = ResUNetFamily(TINY, train_set, float(config.mrms.min_quality))
+    torch.manual_seed(0)
+    net = family.build()
+    thresholds = tuple(TINY.model.bin_edges_mm[1:])
+    whole = accumulate_calibration(family, net, train_set, torch.device("cpu"), 16, thresholds)
+    folds = date_folds(train_set.valid_time, trainkit.LEAD, 3)
+    pooled = CalibrationFit(thresholds)
+    for k in range(3):
+        pooled.add(accumulate_calibration(family, net, train_set.take(np.flatnonzero(folds == k)),
+                                          torch.device("cpu"), 16, thresholds, population=train_set))
+    np.testing.assert_allclose(pooled.sums, whole.sums, rtol=1e-9, atol=1e-9)
+    # normalising each group by its own mean weight would not
+    own = CalibrationFit(thresholds)
+    for k in range(3):
+        own.add(accumulate_calibration(family, net, train_set.take(np.flatnonzero(folds == k)),
+                                       torch.device("cpu"), 16, thresholds))
+    assert not np.allclose(own.sums, whole.sums, rtol=1e-3)
