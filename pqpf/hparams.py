@@ -98,7 +98,7 @@ class HParams:
     ema_rampup: float
     #: Calibration data: 0 = the validation split; K >= 2 = also the out-of-fold predictions
     #: of K networks, each trained without one of K contiguous groups of training dates.
-    calibration_folds: int = 0
+    calibration_folds: int
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, EDGE_WEIGHT_SCHEMES)
@@ -246,8 +246,7 @@ def _build_dataclass(cls: type, values: Any, where: str) -> Any:
             kwargs[key] = _convert(hints[key], value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.{key}: bad value {value!r} ({exc})") from None
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
-               and f.default is dataclasses.MISSING]
+    missing = [f for f in fields if f not in kwargs]
     if missing:
         raise ConfigError(f"{where}: missing key(s) {', '.join(missing)} (define them, or inherit a base "
                           "that does, e.g. `<<: *base`)")

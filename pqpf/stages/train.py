@@ -28,7 +28,7 @@ from pqpf.io.patchfile import PatchSet, load_patch_set
 from pqpf.io.registry import Registry
 from pqpf.layout import PATCH_SPLITS, patch_file_path, registry_path, training_run_dir
 from pqpf.train.calibrate import calibrate_checkpoint
-from pqpf.train.crossfit import crossfit_calibration_data
+from pqpf.train.crossfit import crossfit_calibration_data, date_folds
 from pqpf.train.distributed import DistributedContext
 from pqpf.train.loop import FitResult, LoopSettings, fit
 from pqpf.train.resunet import ResUNetFamily
@@ -154,6 +154,8 @@ def train_resunet(config: Config, init: dt.datetime, lead_h: int, hp: HParams, d
         if abs(cut_with - min_quality) > 1e-9 and ctx.is_main:
             logger.warning("the patches were cut with [mrms] min_quality = %s, this config says %s: "
                            "patch rejection and the loss mask disagree", cut_with, min_quality)
+        if hp.calibration_folds:  # too few dates fail now, not after the main training
+            date_folds(train_set.valid_time, lead_h, hp.calibration_folds)
         family = ResUNetFamily(hp, train_set, min_quality)
         warm = _warm_start(config, init, lead_h, init_from, dev) if not resume else None
         if ctx.is_main and not resume:
@@ -164,7 +166,8 @@ def train_resunet(config: Config, init: dt.datetime, lead_h: int, hp: HParams, d
         out_of_fold = None
         if hp.calibration_folds:
             out_of_fold = crossfit_calibration_data(hp, train_set, sets["validation"], min_quality, run.path, dev,
-                                                    ctx, init=format_yyyymmddhh(init), lead_h=lead_h, resume=resume)
+                                                    ctx, init=format_yyyymmddhh(init), lead_h=lead_h, resume=resume,
+                                                    max_epochs=max_epochs)
         if ctx.is_main:
             # Monotone post-hoc calibration on the validation split (and the out-of-fold
             # predictions), into best.pt.

@@ -1,4 +1,5 @@
-"""Fit the isotonic calibration (:mod:`pqpf.calibration`) of a trained U-Net on the validation split.
+"""Fit the isotonic calibration (:mod:`pqpf.calibration`) of a trained U-Net on the validation split
+(and, with ``calibration_folds``, on out-of-fold predictions of the training split, :mod:`pqpf.train.crossfit`).
 
 The best checkpoint's network is run once over the validation patches; its ``P(>= e)`` at
 every interior bin edge (so that every probability inference writes gets a map and the

@@ -12,18 +12,23 @@ on the pool is applied to the main network, which saw all of the training dates
 (cross-fitting, as in stacking: the fold networks saw (K-1)/K of the data, so their
 predictions are slightly less sharp than the main network's).
 
-Groups are whole, contiguous init dates, so the two cycles of a day and neighbouring
-days, which share their weather, stay on one side of every fold boundary.
+Groups are whole, contiguous init dates, so the two cycles of a day, which share their
+weather, are never split, and only the days next to the K-1 boundaries have a neighbour
+on the other side.
 
 The fold trainings live in ``{run}/crossfit/fold_{k}/`` (ordinary run folders:
-``--resume`` continues a fold that was interrupted and skips finished ones; a finished
-fold keeps only ``best.pt`` and its last epoch; a fresh main training deletes them,
-:meth:`pqpf.train.rundir.RunDir.start`).
+``--resume`` continues a fold that was interrupted and skips finished ones, but only
+when its ``fold.txt`` (K, k and a digest of the split's patches and fold cut) matches:
+another K or other patch files retrain it, so no fold network has seen its held-out
+dates; a finished fold keeps only ``best.pt`` and its last epoch; a fresh main training
+deletes them, :meth:`pqpf.train.rundir.RunDir.start`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,30 +96,56 @@ def _keep_last_epoch(run: RunDir) -> None:
             path.unlink()
 
 
+def _fold_identity(n_folds: int, k: int, valid_time: NDArray[np.int64], folds: NDArray[np.int64]) -> str:
+    digest = hashlib.sha256(np.asarray(valid_time, dtype=np.int64).tobytes())
+    digest.update(np.asarray(folds, dtype=np.int64).tobytes())
+    return f"calibration_folds {n_folds}, fold {k}, patches {digest.hexdigest()}\n"
+
+
+def _prepare_fold(run: RunDir, identity: str, resume: bool) -> bool:
+    """Rank 0: empty the fold folder unless it holds this very fold; True to resume it."""
+    marker = run.path / "fold.txt"
+    same = marker.is_file() and marker.read_text() == identity
+    if not same and run.path.exists():
+        logger.info("%s was trained for another fold cut; training it again", run.path)
+        shutil.rmtree(run.path)
+    run.path.mkdir(parents=True, exist_ok=True)
+    marker.write_text(identity)
+    return resume and same and run.latest_epoch() is not None
+
+
 def crossfit_calibration_data(hp: HParams, train_set: PatchSet, val_set: PatchSet, min_quality: float,
                               run_path: Path, device: torch.device, ctx: DistributedContext, *, init: str,
-                              lead_h: int, resume: bool) -> CalibrationFit | None:
+                              lead_h: int, resume: bool, max_epochs: int | None = None) -> CalibrationFit | None:
     """Out-of-fold calibration sums of the training split (``hp.calibration_folds`` folds).
 
     Every rank trains the fold networks (as :func:`pqpf.train.loop.fit`); rank 0 returns
-    the sums of their predictions on their held-out groups (weighted as the calibration
-    fit weights the validation split), the other ranks None.
+    the sums of their predictions on their held-out groups (sampling weights divided by the
+    whole training split's mean, so each group keeps its share), the other ranks None.
     """
     n_folds = hp.calibration_folds
     folds = date_folds(train_set.valid_time, lead_h, n_folds)
     root = RunDir(run_path).crossfit  # a fresh main training has emptied it (RunDir.start)
     thresholds = tuple(hp.model.bin_edges_mm[1:])
     sums = CalibrationFit(thresholds)
+    if ctx.is_main and root.is_dir():  # folds of a larger K are not this calibration's
+        for stale in root.iterdir():
+            if stale.name.startswith("fold_") and stale.name[5:].isdigit() and int(stale.name[5:]) > n_folds:
+                shutil.rmtree(stale)
     for k in range(n_folds):
+        run = RunDir(root / f"fold_{k + 1}")
+        resume_fold = _prepare_fold(run, _fold_identity(n_folds, k, train_set.valid_time, folds), resume) \
+            if ctx.is_main else False
+        # rank 0 decides (other ranks may not see its disk); the others add zero
+        resume_fold = bool(ctx.all_reduce_sum(np.array([float(resume_fold)]))[0] > 0)
         held_out = train_set.take(np.flatnonzero(folds == k))
         rest = train_set.take(np.flatnonzero(folds != k))
         if ctx.is_main:
             logger.info("cross-fit fold %d/%d: training on %d patches, predicting %d patches of %s", k + 1,
                         n_folds, len(rest), len(held_out), _fold_dates(held_out, lead_h))
         family = ResUNetFamily(hp, rest, min_quality)
-        run = RunDir(root / f"fold_{k + 1}")
         result = fit(family, rest, val_set, None, run, LoopSettings.from_hparams(hp), device, ctx, init=init,
-                     lead_h=lead_h, resume=resume and run.latest_epoch() is not None)
+                     lead_h=lead_h, resume=resume_fold, max_epochs=max_epochs)
         if ctx.is_main:
             _keep_last_epoch(run)
             checkpoint = load_checkpoint(result.best_checkpoint, map_location=device)

@@ -64,10 +64,10 @@ def test_more_folds_than_dates_is_refused_with_the_setting_named():
         date_folds(_valid_times(inits, 6), 6, 3)
 
 
-def test_calibration_folds_setting_is_checked_and_optional_in_user_files(tmp_path):
+def test_calibration_folds_setting_is_checked_and_named_when_missing(tmp_path):
     with pytest.raises(ValueError, match="calibration_folds must be 0"):
         dataclasses.replace(TINY, calibration_folds=1)
-    # a user's YAML written before the key existed still loads, with the validation split only
+    # the YAML is the one place values live: a user's file without the key names it
     text = ("mine:\n  model: {base_width: 8, depth: 2, attention: false, norm: batch, dropout: 0.0,\n"
             "    upsample: resize, padding: replicate, bin_edges_mm: [0.0, 0.25, 1.0, 2.5, 5.0, 10.0, 25.0, 40.0]}\n"
             "  loss: rps\n  time_features: false\n  batch_size: 4\n  epochs: 1\n  learning_rate: 1.0e-3\n"
@@ -75,7 +75,10 @@ def test_calibration_folds_setting_is_checked_and_optional_in_user_files(tmp_pat
             "  augment: false\n  use_sampling_weights: true\n  num_workers: 0\n  seed: 1\n"
             "  ema_halflife_samples: 0\n  ema_rampup: 0.05\n")
     (tmp_path / "h.yaml").write_text(text)
-    assert load_hparams("mine", tmp_path / "h.yaml").calibration_folds == 0
+    with pytest.raises(ConfigError, match="missing key.*calibration_folds"):
+        load_hparams("mine", tmp_path / "h.yaml")
+    (tmp_path / "h.yaml").write_text(text + "  calibration_folds: 3\n")
+    assert load_hparams("mine", tmp_path / "h.yaml").calibration_folds == 3
     (tmp_path / "h.yaml").write_text(text + "  calibration_folds: 2.5\n")
     with pytest.raises(ConfigError, match="calibration_folds"):
         load_hparams("mine", tmp_path / "h.yaml")
@@ -173,6 +176,19 @@ def test_crossfit_calibration_pools_out_of_fold_predictions_and_resume_reuses_th
     train(config, trainkit.INIT, trainkit.LEAD, hp, device="cpu", resume=True)
     assert sorted(p.name for p in (run / "crossfit" / "fold_2").glob("*.pt")) == ["best.pt", "epoch_002.pt"]
     _same(_stored(run), expected)
+
+    # another K on --resume: no fold is reused (its held-out dates changed), none is left over
+    hp3 = dataclasses.replace(hp, calibration_folds=3)
+    train(config, trainkit.INIT, trainkit.LEAD, hp3, device="cpu", resume=True)
+    assert sorted(p.name for p in (run / "crossfit").iterdir()) == ["fold_1", "fold_2", "fold_3"]
+    assert all(v != before.get(k) for k, v in _fold_files(run).items())
+    assert (run / "crossfit" / "fold_1" / "fold.txt").read_text().startswith("calibration_folds 3, fold 0")
+    _same(_stored(run), _expected_calibration(config, hp3, run)[0])
+    # more folds than dates fail before any training
+    with pytest.raises(PqpfError, match="calibration_folds = 40 needs"):
+        train(config, trainkit.INIT, trainkit.LEAD, dataclasses.replace(hp, calibration_folds=40), device="cpu",
+              overwrite=True)
+    assert (run / "best.pt").is_file()
 
     # a fresh training deletes the earlier training's fold networks
     train(config, trainkit.INIT, trainkit.LEAD, dataclasses.replace(hp, calibration_folds=0), device="cpu",
