@@ -154,4 +154,6 @@ def crossfit_calibration_data(hp: HParams, train_set: PatchSet, val_set: PatchSe
             family.restore(checkpoint)
             sums.add(accumulate_calibration(family, net, held_out, device, hp.batch_size, thresholds,
                                             population=train_set))
+        # the fold's copies of the patches go before the next fold's are taken (peak 2x the split, not 3x)
+        del held_out, rest, family, result
     return sums if ctx.is_main else None

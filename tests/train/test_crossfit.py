@@ -3,16 +3,21 @@ out-of-fold predictions pooled with the validation split, exact reuse on ``--res
 
 import dataclasses
 import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import trainkit
+import yaml
 
 from pqpf.calibration import Calibration, CalibrationFit
 from pqpf.dates import to_epoch_seconds
 from pqpf.errors import ConfigError, PqpfError
-from pqpf.hparams import load_hparams
+from pqpf.hparams import hparams_to_dict, load_hparams
 from pqpf.io.checkpoint import load_checkpoint
 from pqpf.normalisation import Normalisation
 from pqpf.stages.train import patch_sets
@@ -22,6 +27,7 @@ from pqpf.train.crossfit import date_folds
 from pqpf.train.resunet import ResUNetFamily
 
 TINY = load_hparams("tiny")
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _valid_times(inits, lead_h):
@@ -233,3 +239,33 @@ def test_fold_sums_keep_each_fold_share_of_the_training_weight(tmp_path):
         own.add(accumulate_calibration(family, net, train_set.take(np.flatnonzero(folds == k)),
                                        torch.device("cpu"), 16, thresholds))
     assert not np.allclose(own.sums, whole.sums, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_crossfit_under_torchrun_fits_the_same_map_and_resume_reuses_the_folds(tmp_path):
+    # two gloo ranks train every fold; rank 0 alone predicts the held-out groups and
+    # decides whether a fold is reused; the stored map is the one recomputed in one process
+    config = trainkit.make(tmp_path, spread_days=True)
+    hp = dataclasses.replace(TINY, name="tiny_folds", epochs=1, calibration_folds=2)
+    sets = hparams_to_dict(hp)
+    sets.pop("name")
+    (tmp_path / "hparams.yaml").write_text(yaml.safe_dump({"tiny_folds": sets}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train_resunet.py"), "--config", str(tmp_path / "config.ini"),
+           trainkit.INIT.strftime("%Y%m%d%H"), str(trainkit.LEAD), "--hparams", str(tmp_path / "hparams.yaml"),
+           "--hparams-name", "tiny_folds", "--device", "cpu"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), PQPF_CONFIG="")
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = config.paths.trainings_dir / f"resunet_{trainkit.INIT:%Y%m%d%H}_{trainkit.LEAD}h"
+    assert res.stderr.count("cross-fit fold 1/2") == 1 and res.stderr.count("cross-fit fold 2/2") == 1
+    record = _stored(run)
+    assert record["fitted_on"] == "validation + out-of-fold"
+    _same(record, _expected_calibration(config, hp, run)[0])
+    before = _fold_files(run)
+    assert sorted(str(p) for p in before) == ["crossfit/fold_1/best.pt", "crossfit/fold_1/epoch_001.pt",
+                                              "crossfit/fold_2/best.pt", "crossfit/fold_2/epoch_001.pt"]
+    res = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _fold_files(run) == before
+    _same(_stored(run), _expected_calibration(config, hp, run)[0])
