@@ -44,6 +44,7 @@ __all__ = [
     "bin_index",
     "edge_widths_mm",
     "edge_weights",
+    "pointwise_quantiles",
     "probs_from_logits",
     "cdf_at_edges",
     "exceedance_matrix",
@@ -346,19 +347,63 @@ def quantiles(
     scale = float(edges[-1] - edges[-2]) if tail_scale_mm is None else float(tail_scale_mm)
     if not scale > 0:
         raise ValueError(f"tail_scale_mm must be positive, got {tail_scale_mm}")
-    n_bins = edges.size
     cdf_lower = np.concatenate([np.zeros(p.shape[:-1] + (1,)), np.cumsum(p, axis=-1)[..., :-1]], axis=-1)
-    widths = np.append(np.diff(edges), 0.0)
     out = np.empty(p.shape[:-1] + (levels.size,), dtype=np.float64)
     for i, level in enumerate(levels):
-        k = np.clip((cdf_lower <= level).sum(axis=-1) - 1, 0, n_bins - 1)
-        f_k = np.take_along_axis(cdf_lower, k[..., None], axis=-1)[..., 0]
-        p_k = np.take_along_axis(p, k[..., None], axis=-1)[..., 0]
-        safe_p = np.where(p_k > 0, p_k, 1.0)
-        frac = np.where(p_k > 0, np.clip((level - f_k) / safe_p, 0.0, 1.0), 0.0)
-        inner = edges[k] + frac * widths[k]
-        ratio = np.clip((1.0 - level) / safe_p, 1e-300, 1.0)
-        tail = edges[-1] - scale * np.log(ratio)
-        out[..., i] = np.where(k == n_bins - 1, np.where(p_k > 0, tail, edges[-1]), inner)
+        out[..., i] = _quantile(p, cdf_lower, edges, scale, level)
     out = np.moveaxis(out, -1, dim)
     return (np.take(out, 0, axis=dim) if scalar else out).astype(np.float32)
+
+
+def _quantile(p: NDArray[np.float64], cdf_lower: NDArray[np.float64], edges: NDArray[np.float64], scale: float,
+              level: float | NDArray[np.float64]) -> NDArray[np.float64]:
+    """Quantile at ``level`` (a number, or one per point: shape ``p.shape[:-1]``) of the
+    bins on the last axis of ``p`` (:func:`quantiles` documents the distribution)."""
+    n_bins = edges.size
+    widths = np.append(np.diff(edges), 0.0)
+    level = np.asarray(level, dtype=np.float64)
+    k = np.clip((cdf_lower <= level[..., None]).sum(axis=-1) - 1, 0, n_bins - 1)
+    f_k = np.take_along_axis(cdf_lower, k[..., None], axis=-1)[..., 0]
+    p_k = np.take_along_axis(p, k[..., None], axis=-1)[..., 0]
+    safe_p = np.where(p_k > 0, p_k, 1.0)
+    frac = np.where(p_k > 0, np.clip((level - f_k) / safe_p, 0.0, 1.0), 0.0)
+    inner = edges[k] + frac * widths[k]
+    ratio = np.clip((1.0 - level) / safe_p, 1e-300, 1.0)
+    tail = edges[-1] - scale * np.log(ratio)
+    out: NDArray[np.float64] = np.where(k == n_bins - 1, np.where(p_k > 0, tail, edges[-1]), inner)
+    return out
+
+
+def pointwise_quantiles(probs: Any, edges_mm: Sequence[float], levels: Any,
+                        tail_scale_mm: float | None = None) -> NDArray[np.float32]:
+    """Quantiles at levels that differ from point to point.
+
+    Parameters
+    ----------
+    probs : float array, shape (K, ...)
+        Bin probabilities, bins first.
+    edges_mm : sequence of float
+        Bin lower edges (length K).
+    levels : float array, shape (L, ...)
+        Probability levels in [0, 1), ``L`` of them at each point of ``probs.shape[1:]``.
+    tail_scale_mm : float, optional
+        As in :func:`quantiles`.
+
+    Returns
+    -------
+    float32 array, shape (L, ...)
+        Level ``l`` at point ``j``: the quantile :func:`quantiles` gives for that level there.
+    """
+    edges = validate_bin_edges(edges_mm)
+    p = np.moveaxis(np.asarray(probs, dtype=np.float64), 0, -1)
+    lv = np.asarray(levels, dtype=np.float64)
+    if p.shape[-1] != edges.size or lv.ndim < 1 or lv.shape[1:] != p.shape[:-1]:
+        raise ValueError(f"need probs (K={edges.size}, ...) and levels (L, ...) over the same points, "
+                         f"got {np.shape(probs)} and {lv.shape}")
+    if not ((lv >= 0) & (lv < 1)).all():
+        raise ValueError("quantile levels must be in [0, 1)")
+    scale = float(edges[-1] - edges[-2]) if tail_scale_mm is None else float(tail_scale_mm)
+    if not scale > 0:
+        raise ValueError(f"tail_scale_mm must be positive, got {tail_scale_mm}")
+    cdf_lower = np.concatenate([np.zeros(p.shape[:-1] + (1,)), np.cumsum(p, axis=-1)[..., :-1]], axis=-1)
+    return np.stack([_quantile(p, cdf_lower, edges, scale, level) for level in lv]).astype(np.float32)

@@ -109,3 +109,21 @@ def test_every_torch_stage_takes_threads_from_the_flag_else_the_config(module, t
             parser.parse_args(["2025120100", "6", "--threads", "-1"])
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("text, value", [("0", 0.0), ("2.5", 2.5), ("40", 40.0), ("1e1", 10.0)])
+def test_non_negative_float_accepts_finite_amounts(text, value):
+    from pqpf.cli.common import non_negative_float
+
+    assert non_negative_float(text) == value
+
+
+@pytest.mark.parametrize("text", ["-0.1", "nan", "inf", "ten", ""])
+def test_non_negative_float_refuses_with_the_text(text):
+    import argparse
+    import re
+
+    from pqpf.cli.common import non_negative_float
+
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(text))):
+        non_negative_float(text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ __all__ = [
     "date_arg",
     "lead_arg",
     "positive_int",
+    "non_negative_int",
+    "non_negative_float",
     "setup_logging",
     "load_config_from_args",
     "check_lead",
@@ -94,6 +97,17 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """argparse type for a seed or offset that must be at least 0."""
     return _whole_number_at_least(text, 0)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type for a finite amount that must be at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 def build_parser(

@@ -13,6 +13,7 @@ from pqpf.cli.common import (
     apply_threads,
     check_lead,
     load_config_from_args,
+    non_negative_float,
     non_negative_int,
     positive_int,
     run_cli,
@@ -37,6 +38,7 @@ probabilities file if missing (verification compares the two). Writes
 examples:
   ensemble_inference.py 2025120412 12 --members 16 --seed 1
   ensemble_inference.py 2025120412 12 --no-ecc --netcdf
+  ensemble_inference.py 2025120412 12 --steps 32 --churn 10   # another sampler, same model
 """
 
 
@@ -48,6 +50,15 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--ecc", action=argparse.BooleanOptionalAction, default=True,
                         help="ensemble copula coupling onto the U-Net's quantiles (default: on; "
                         "docs/diffusion_ensemble.md has the scores that chose it)")
+    parser.add_argument("--ecc-levels", choices=("quantile", "stratified"), default="quantile",
+                        help="with ECC, each rank's level: the midpoint of its interval (quantile, ECC-Q; the "
+                        "default) or drawn inside it (stratified, ECC-S: every member a random draw from the "
+                        "U-Net's distribution, tails included)")
+    parser.add_argument("--steps", type=positive_int, default=None, metavar="N",
+                        help="Heun steps (default: the model's hyper-parameter set, sampler.n_steps)")
+    parser.add_argument("--churn", type=non_negative_float, default=None, metavar="S",
+                        help="stochastic churn S_churn (0: the deterministic ODE; default: the model's "
+                        "sampler.s_churn)")
     parser.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, mps, cuda, cuda:N")
     add_threads(parser)
     parser.add_argument("--netcdf", action="store_true", help="also write the store as netCDF")
@@ -64,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
     lead = check_lead(config, args.lead)
     result = run_ensemble_inference(config, args.init, lead, members=args.members, seed=args.seed, ecc=args.ecc,
                                     device=args.device, overwrite=args.overwrite, plot=not args.no_plot,
-                                    netcdf=args.netcdf)
+                                    netcdf=args.netcdf, steps=args.steps, churn=args.churn,
+                                    ecc_levels=args.ecc_levels)
     print(result.store)
     for path in (result.stamps_png, result.gif):
         if path:

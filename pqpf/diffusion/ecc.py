@@ -11,6 +11,13 @@ at every point (its calibrated per-pixel distribution, as far as M values can ca
 it) and exactly the members' ranks (their spatial, dependence structure): where member
 m is the wettest at one point and also at its neighbours, it stays the wettest there.
 
+``levels="stratified"`` ("ECC-S", stratified sampling, Hu et al. 2016) draws the level
+of rank ``r`` at each point uniformly inside its interval, ``q_r = (r - 1 + U)/M``, one
+``U ~ U(0, 1)`` per point and rank: the M values are then a stratified random sample of
+the U-Net's distribution, each member (its rank uniform over the points) a random draw
+from it, tails included, where the midpoints shrink the spread. The ranks are kept as
+with ECC-Q.
+
 Quantiles come from :func:`pqpf.model.quantiles` (uniform within closed bins, exponential
 in the open last bin). With ``dry_bin="point"`` (default, as the diffusion target,
 :mod:`pqpf.diffusion.target`) the first bin ``[0, e_1)`` is a point mass at 0 mm, so a
@@ -20,6 +27,9 @@ dry members) are broken at random so that no member is systematically favoured.
 
 References
 ----------
+Hu, Y., M. J. Schmeits, S. J. van Andel, J. S. Verkade, M. Xu, D. P. Solomatine and Z. Liang
+(2016). A stratified sampling approach for improved sampling from a calibrated ensemble
+forecast distribution. Journal of Hydrometeorology, 17, 2405-2417.
 Schefzik, R., T. L. Thorarinsdottir and T. Gneiting (2013). Uncertainty quantification
 in complex simulation models using ensemble copula coupling. Statistical Science, 28,
 616-640.
@@ -33,9 +43,13 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from pqpf.ordinal import quantiles, validate_bin_edges
+from pqpf.ordinal import pointwise_quantiles, quantiles, validate_bin_edges
 
-__all__ = ["ecc_levels", "member_ranks", "ensemble_copula_coupling"]
+__all__ = ["ECC_LEVELS", "ecc_levels", "member_ranks", "ensemble_copula_coupling"]
+
+#: How the level of each rank is chosen (module docstring): the interval midpoints
+#: (ECC-Q) or a uniform draw inside the interval (ECC-S).
+ECC_LEVELS = ("quantile", "stratified")
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +95,9 @@ def ensemble_copula_coupling(
     rng: np.random.Generator | int,
     tail_scale_mm: float | None = None,
     dry_bin: str = "point",
+    levels: str = "quantile",
 ) -> NDArray[np.float32]:
-    """Reorder the U-Net's quantiles by the members' ranks (ECC-Q, Schefzik et al. 2013).
+    """Reorder the U-Net's quantiles by the members' ranks (ECC-Q, Schefzik et al. 2013; or ECC-S).
 
     Parameters
     ----------
@@ -100,15 +115,19 @@ def ensemble_copula_coupling(
     dry_bin : {"point", "uniform"}
         The first bin as a point mass at 0 mm or uniform over ``[0, e_1)`` (module
         docstring).
+    levels : {"quantile", "stratified"}
+        Level of rank ``r``: ``(r - 1/2)/M`` (ECC-Q) or ``(r - 1 + U)/M`` (ECC-S).
 
     Returns
     -------
     float32 array, shape (M, ...)
-        At each point, member m holds the U-Net quantile at level ``(r_m - 1/2)/M``,
-        ``r_m`` its rank. NaN at points where a member or a probability is not finite.
+        At each point, member m holds the U-Net quantile at its rank's level (``r_m`` its
+        rank). NaN at points where a member or a probability is not finite.
     """
     if dry_bin not in ("point", "uniform"):
         raise ValueError(f"unknown dry_bin {dry_bin!r}; valid: point, uniform")
+    if levels not in ECC_LEVELS:
+        raise ValueError(f"unknown ECC levels {levels!r}; valid: {', '.join(ECC_LEVELS)}")
     edges = validate_bin_edges(edges_mm)
     x = np.asarray(members_mm, dtype=np.float64)
     p = np.asarray(prob_bins, dtype=np.float64)
@@ -125,11 +144,17 @@ def ensemble_copula_coupling(
         cols = slice(start, start + _CHUNK)
         xs, ps = x_flat[:, cols], p_flat[:, cols]
         ok = np.isfinite(xs).all(axis=0) & np.isfinite(ps).all(axis=0)
-        ranks = member_ranks(xs, generator)  # drawn for every point: chunking-invariant stream
-        q = quantiles(np.where(ok, ps, 1.0 / edges.size), edge_list, level_list, dim=0, tail_scale_mm=tail_scale_mm)
+        ranks = member_ranks(xs, generator)  # drawn for every point: masking-invariant stream
+        safe = np.where(ok, ps, 1.0 / edges.size)
+        if levels == "quantile":
+            q = quantiles(safe, edge_list, level_list, dim=0, tail_scale_mm=tail_scale_mm)
+        else:  # the level of rank r: (r + U) / M, one U per rank and point
+            strata = np.arange(n_members, dtype=np.float64)[:, None]
+            level = np.minimum((strata + generator.random(xs.shape)) / n_members, np.nextafter(1.0, 0.0))
+            q = pointwise_quantiles(safe, edge_list, level, tail_scale_mm=tail_scale_mm)
         if dry_bin == "point":
             q = np.where(q < edges[1], np.float32(0.0), q)
         coupled = np.take_along_axis(q, ranks, axis=0)
         out[:, cols] = np.where(ok, coupled, np.nan)
-    logger.debug("ECC: %d members at %d points", n_members, x_flat.shape[1])
+    logger.debug("ECC (%s levels): %d members at %d points", levels, n_members, x_flat.shape[1])
     return out.reshape((n_members, *space))

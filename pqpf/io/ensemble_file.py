@@ -107,6 +107,12 @@ class EnsembleProvenance:
     sampler: Mapping[str, int | float | str] = field(default_factory=dict)
     extra: Mapping[str, int | float | str] = field(default_factory=dict)
 
+    @property
+    def ecc_mode(self) -> str:
+        """``"off"``, or the ECC levels: ``"quantile"`` (ECC-Q; stores written before
+        ``ecc_levels`` existed) or ``"stratified"`` (ECC-S); :mod:`pqpf.diffusion.ecc`."""
+        return str(self.extra.get("ecc_levels", "quantile")) if self.ecc else "off"
+
     def to_attrs(self) -> dict[str, Any]:
         """Flat netCDF/zarr-compatible attributes (``ecc`` as ``"on"``/``"off"``)."""
         out: dict[str, Any] = {"unet_checkpoint": str(self.unet_checkpoint),

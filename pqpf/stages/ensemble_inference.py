@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ import numpy as np
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
 from pqpf.device import select_device
-from pqpf.diffusion.ecc import ensemble_copula_coupling
+from pqpf.diffusion.ecc import ECC_LEVELS, ensemble_copula_coupling
 from pqpf.diffusion.generate import LoadedDiffusion, load_diffusion, sample_members, unet_fields
+from pqpf.diffusion.sampler import SamplerConfig
 from pqpf.errors import InputFileError, PqpfError
 from pqpf.io.checkpoint import load_checkpoint
 from pqpf.io.ensemble_file import EnsembleForecast, EnsembleProvenance, make_ensemble, write_ensemble
@@ -89,7 +90,7 @@ def load_models_for_lead(config: Config, lead_h: int, device: Any) -> tuple[Load
 
 
 def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[LoadedModel, LoadedDiffusion],
-             members: int, seed: int, ecc: bool, device: Any) -> EnsembleForecast:
+             members: int, seed: int, ecc: str, device: Any, sampler: SamplerConfig) -> EnsembleForecast:
     """Sample the members of (INIT, LEAD) and build the product (nothing written)."""
     unet, diffusion = models
     terrain = read_terrain(config.paths.terrain_file)
@@ -110,16 +111,18 @@ def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[Loade
     window = min(window, *graf_mm.shape)
     stride = min(stride, window)
     amounts = sample_members(diffusion, fields.cond, fields.central, members, seed, window, stride,
-                             batch_size=windows_per_call(inf.batch_size, window), device=device)
-    if ecc:
-        amounts = ensemble_copula_coupling(amounts, fields.prob_bins, unet.bin_edges_mm, rng=seed)
+                             batch_size=windows_per_call(inf.batch_size, window), device=device, sampler=sampler)
+    if ecc != "off":
+        amounts = ensemble_copula_coupling(amounts, fields.prob_bins, unet.bin_edges_mm, rng=seed, levels=ecc)
     amounts[:, missing] = np.nan
-    s = diffusion.sampler
+    s = sampler
     provenance = EnsembleProvenance(
-        unet_checkpoint=str(unet.checkpoint), diffusion_checkpoint=str(diffusion.checkpoint), seed=seed, ecc=ecc,
+        unet_checkpoint=str(unet.checkpoint), diffusion_checkpoint=str(diffusion.checkpoint), seed=seed,
+        ecc=ecc != "off",
         sampler={"n_steps": s.n_steps, "sigma_min": s.sigma_min, "sigma_max": s.sigma_max, "rho": s.rho,
                  "s_churn": s.s_churn, "window_px": window, "stride_px": stride},
-        extra={"graf_file": str(graf_path), "diffusion_hparams": str(diffusion.record.hparams.get("name"))})
+        extra={"graf_file": str(graf_path), "diffusion_hparams": str(diffusion.record.hparams.get("name")),
+               **({} if ecc == "off" else {"ecc_levels": ecc})})
     mean_mm = np.where(missing, np.nan, unet_mean_amount(fields.prob_bins, unet.bin_edges_mm))
     return make_ensemble(graf.grid, amounts, init, lead_h, tuple(config.probability.thresholds_mm), provenance,
                          graf_mm=graf_mm, unet_mean_mm=mean_mm)
@@ -140,7 +143,8 @@ def _plots(config: Config, ens: EnsembleForecast, stamps: Path, gif: Path) -> No
 
 def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, members: int = 16, seed: int = 0,
                            ecc: bool = True, device: str = "auto", overwrite: bool = False, plot: bool = True,
-                           netcdf: bool = False) -> EnsembleResult:
+                           netcdf: bool = False, steps: int | None = None,
+                           churn: float | None = None, ecc_levels: str = "quantile") -> EnsembleResult:
     """The stage behind ``ensemble_inference.py INIT LEAD``.
 
     Parameters
@@ -152,8 +156,15 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     ecc : bool
         Replace the members' values by the U-Net's quantiles in their ranks (ECC-Q); the
         default, chosen by the scores in docs/diffusion_ensemble.md.
+    ecc_levels : {"quantile", "stratified"}
+        With ``ecc``: each rank's level at the midpoint of its interval (ECC-Q) or drawn
+        inside it (ECC-S), :mod:`pqpf.diffusion.ecc`.
     netcdf : bool
         Also write the store as netCDF beside it.
+    steps, churn : int, float, optional
+        Heun steps and ``S_churn`` instead of the diffusion model's hyper-parameter set
+        (``sampler.n_steps``, ``sampler.s_churn``); the store's attributes record the
+        sampler used.
 
     Raises
     ------
@@ -162,6 +173,11 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     """
     if members < 1 or seed < 0:
         raise PqpfError(f"--members must be >= 1 and --seed >= 0, got {members} and {seed}")
+    if (steps is not None and steps < 1) or (churn is not None and not churn >= 0):
+        raise PqpfError(f"--steps must be >= 1 and --churn >= 0, got {steps} and {churn}")
+    if ecc_levels not in ECC_LEVELS:
+        raise PqpfError(f"--ecc-levels must be one of {', '.join(ECC_LEVELS)}, got {ecc_levels!r}")
+    mode = ecc_levels if ecc else "off"
     store = ensemble_path(config, init, lead_h)
     stamps, gif = ensemble_stamps_png_path(config, init, lead_h), ensemble_gif_path(config, init, lead_h)
     nc = ensemble_netcdf_path(config, init, lead_h) if netcdf else None
@@ -171,10 +187,13 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     dev = select_device(device)
     models = load_models_for_lead(config, lead_h, dev)
     run_inference(config, init, lead_h, device=device, plot=plot)  # verification reads the U-Net file
-    ens = _members(config, init, lead_h, models, members, seed, ecc, dev)
+    base = models[1].sampler
+    sampler = replace(base, n_steps=base.n_steps if steps is None else steps,
+                      s_churn=base.s_churn if churn is None else churn)
+    ens = _members(config, init, lead_h, models, members, seed, mode, dev, sampler)
     write_ensemble(store, ens, netcdf_path=nc)
     if plot:
         _plots(config, ens, stamps, gif)
-    logger.info("%s +%d h: %d members (seed %d, ECC %s) -> %s", format_yyyymmddhh(init), lead_h, members, seed,
-                "on" if ecc else "off", store)
+    logger.info("%s +%d h: %d members (seed %d, ECC %s, %d Heun steps, churn %g) -> %s", format_yyyymmddhh(init),
+                lead_h, members, seed, mode, sampler.n_steps, sampler.s_churn, store)
     return EnsembleResult(store, stamps if plot else None, gif if plot else None)

@@ -60,7 +60,8 @@ from pqpf.verify.area import area_weights
 from pqpf.verify.ensemble_report import ensemble_csv_rows
 from pqpf.verify.ensemble_verifier import EnsembleCase, EnsembleSettings, EnsembleVerifier
 
-__all__ = ["CRPS_COMPARISON", "ECC_CAVEAT", "FIGURES", "EnsembleVerificationReport", "verify_ensemble_range"]
+__all__ = ["CRPS_COMPARISON", "ECC_CAVEAT", "ECC_S_CAVEAT", "FIGURES", "EnsembleVerificationReport",
+           "verify_ensemble_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,15 @@ ECC_CAVEAT = (
     "CRPS then looks better than the U-Net's by about E|X - X'|/(2M) (judge the plain CRPS skill), the spread "
     "is smaller than a random sample's, and a calibrated U-Net gives rank-histogram ends near (M+1)/(2M) of "
     "uniform; FSS and spectra are unaffected")
+ECC_S_CAVEAT = (
+    "ECC-S members are a stratified sample of the U-Net's distribution at every point (one level drawn inside "
+    "each of M equal intervals): each member is a random draw from it, tails included, but the M values are more "
+    "evenly spread than M independent draws, so the fair CRPS still looks better than the U-Net's by about "
+    "E|X - X'|/(2M) (judge the plain CRPS skill), a calibrated U-Net gives rank-histogram ends near (M+1)/(2M) "
+    "of uniform and a spread-skill ratio near sqrt((M+1)/(M-1)), and the draws, independent from point to point, "
+    "add point-scale noise to the spectra (see the octaves)")
+#: Caveats of the verified members by ECC mode (EnsembleProvenance.ecc_mode).
+_CAVEATS = {"quantile": ECC_CAVEAT, "stratified": ECC_S_CAVEAT}
 #: Figure files of a run, by what they show.
 FIGURES = {"rank_histogram": "rank_histogram.png", "spread_skill": "spread_skill.png", "fss": "fss.png",
            "spectra": "spectra.png", "reliability": "reliability_members.png"}
@@ -91,7 +101,7 @@ class EnsembleVerificationReport:
     skipped_no_unet: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     models: dict[str, int] = field(default_factory=dict)
-    ecc: set[bool] = field(default_factory=set)
+    ecc: set[str] = field(default_factory=set)
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
 
@@ -168,7 +178,7 @@ class _Run:
 
 def _model_key(ens: EnsembleForecast, unet_checkpoint: str) -> str:
     p = ens.provenance
-    return (f"diffusion {p.diffusion_checkpoint} on U-Net {p.unet_checkpoint}, ECC {'on' if p.ecc else 'off'}; "
+    return (f"diffusion {p.diffusion_checkpoint} on U-Net {p.unet_checkpoint}, ECC {p.ecc_mode}; "
             f"U-Net file from {unet_checkpoint}")
 
 
@@ -202,7 +212,7 @@ def _score_inits(config: Config, inits: list[dt.datetime], lead_h: int, report: 
                            inputs.ensemble.provenance.unet_checkpoint, inputs.unet_checkpoint)
         key = _model_key(inputs.ensemble, inputs.unet_checkpoint)
         report.models[key] = report.models.get(key, 0) + 1
-        report.ecc.add(inputs.ensemble.provenance.ecc)
+        report.ecc.add(inputs.ensemble.provenance.ecc_mode)
         run.add(inputs, f"{init:%Y%m%d}")
         report.used.append(name)
         progress.step()
@@ -287,8 +297,10 @@ def verify_ensemble_range(config: Config, begin: dt.datetime, end: dt.datetime, 
         logger.warning("the verified ensembles come from %d model set-ups: %s", len(report.models),
                        "; ".join(f"{k} x{v}" for k, v in report.models.items()))
     report.result, report.out_dir = verifier.result(), out_dir
-    report.result["ecc"] = "mixed" if len(report.ecc) > 1 else ("on" if True in report.ecc else "off")
-    report.result["caveats"] = [ECC_CAVEAT] if True in report.ecc else []
+    # "on" is ECC-Q (the name stores and scores had before ECC-S existed)
+    report.result["ecc"] = "mixed" if len(report.ecc) > 1 else \
+        {"off": "off", "quantile": "on", "stratified": "stratified"}[next(iter(report.ecc))]
+    report.result["caveats"] = [_CAVEATS[mode] for mode in sorted(report.ecc) if mode in _CAVEATS]
     meta = {"begin": format_yyyymmddhh(begin), "end": format_yyyymmddhh(end), "lead_h": int(lead_h),
             "inits_used": report.used, "inits_skipped_no_mrms": report.skipped_no_mrms,
             "inits_skipped_no_unet": report.skipped_no_unet,

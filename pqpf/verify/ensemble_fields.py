@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike, NDArray
 from pqpf.ordinal import quantiles, validate_bin_edges
 
 __all__ = [
+    "octave_bands_km",
     "DEFAULT_SPREAD_EDGES_MM",
     "unet_mean_amount",
     "unet_median_amount",
@@ -160,6 +161,18 @@ def spectral_band_ratio(wavelength_km: ArrayLike, power: ArrayLike, power_ref: A
             "min_ratio": float(np.nanmin(each)), "max_ratio": float(np.nanmax(each)),
             "within_factor_1_5": bool(np.all((each >= 1 / 1.5) & (each <= 1.5)))}
 
+
+
+def octave_bands_km(dx_km: float, longest_km: float) -> list[tuple[float, float]]:
+    """Octaves of wavelength from the grid's shortest resolved one (``2 dx``) up to
+    ``longest_km``: ``[(2dx, 4dx), (4dx, 8dx), ...]`` (at least one)."""
+    if not dx_km > 0 or not longest_km > 2 * dx_km:
+        raise ValueError(f"need dx_km > 0 and longest_km > 2 dx_km, got {dx_km}, {longest_km}")
+    bands, lo = [], 2.0 * dx_km
+    while lo * 2.0 <= longest_km * (1 + 1e-9):
+        bands.append((lo, lo * 2.0))
+        lo *= 2.0
+    return bands or [(2.0 * dx_km, float(longest_km))]
 
 def fair_brier_penalty(prob_members: ArrayLike, n_members: int) -> NDArray[np.float64]:
     """``p (1 - p) / (M - 1)``: subtracted from ``(p - o)^2`` it gives the fair Brier score.

@@ -106,6 +106,12 @@ def _spectra_lines(r: Mapping[str, Any]) -> list[str]:
         x = ratios[name]
         lines.append(f"  {label:<23} {_iv(r, f'psd_ratio_{name}_vs_mrms', '.3f')}   per annulus "
                      f"{_num(x['min_ratio'], '.2f')}..{_num(x['max_ratio'], '.2f')}")
+    octaves = s.get("octave_ratios_vs_mrms")  # scores written before it existed have none
+    if octaves:
+        heads = " ".join(f"{o['band_km'][0]:g}-{o['band_km'][1]:g}".rjust(7) for o in octaves["members"])
+        lines.append(f"  by octave (km)          {heads}")
+        for name, label in labels.items():
+            lines.append(f"  {label:<23} " + " ".join(_num(o["ratio"], ".2f").rjust(7) for o in octaves[name]))
     return lines
 
 

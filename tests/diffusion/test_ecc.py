@@ -61,3 +61,60 @@ def test_missing_members_or_probabilities_give_nan_and_bad_shapes_are_refused():
     assert np.isnan(out[:, 0, 0]).all() and np.isnan(out[:, 1, 1]).all() and np.isfinite(out[:, 0, 1]).all()
     with pytest.raises(ValueError, match=r"need members \(M, ...\) and prob_bins \(K=14, ...\)"):
         ensemble_copula_coupling(members, probs[:, :1], EDGES, rng=0)
+
+
+def test_pointwise_quantiles_equal_quantiles_at_the_same_levels():
+    from pqpf.ordinal import pointwise_quantiles
+
+    probs = _probs((7, 5), seed=4)
+    levels = [0.0, 0.05, 0.3, 0.5, 0.97, 0.999]
+    expected = quantiles(probs, EDGES, levels, dim=0)
+    per_point = np.broadcast_to(np.array(levels)[:, None, None], (len(levels), 7, 5))
+    np.testing.assert_array_equal(pointwise_quantiles(probs, EDGES, per_point), expected)
+    # a level that differs between points takes each point's own distribution
+    mixed = np.where(np.arange(5)[None, None, :] % 2 == 0, 0.3, 0.97) * np.ones((1, 7, 5))
+    got = pointwise_quantiles(probs, EDGES, mixed)[0]
+    np.testing.assert_array_equal(got[:, ::2], expected[2][:, ::2])
+    np.testing.assert_array_equal(got[:, 1::2], expected[4][:, 1::2])
+    with pytest.raises(ValueError, match="levels"):
+        pointwise_quantiles(probs, EDGES, np.ones((1, 7, 5)))
+    with pytest.raises(ValueError, match="same points"):
+        pointwise_quantiles(probs, EDGES, np.full((1, 5, 7), 0.5))
+
+
+def test_stratified_levels_keep_the_ranks_and_put_each_value_in_its_rank_interval():
+    rng = np.random.default_rng(6)
+    m = 6
+    members = rng.gamma(0.5, 2.0, size=(m, 40, 30))
+    probs = _probs((40, 30), seed=7)
+    out = ensemble_copula_coupling(members, probs, EDGES, rng=3, dry_bin="uniform", levels="stratified")
+    np.testing.assert_array_equal(np.argsort(out, axis=0, kind="stable"), np.argsort(members, axis=0))
+    bounds = quantiles(probs, EDGES, [r / m for r in range(m)] + [1 - 1e-12], dim=0)
+    ordered = np.sort(out, axis=0)
+    assert np.all((ordered >= bounds[:-1] - 1e-5) & (ordered <= bounds[1:] + 1e-5))
+    # not the midpoints: the values move inside their intervals, reproducibly by the rng
+    assert np.abs(ordered - quantiles(probs, EDGES, ecc_levels(m).tolist(), dim=0)).max() > 0.1
+    np.testing.assert_array_equal(
+        out, ensemble_copula_coupling(members, probs, EDGES, rng=3, dry_bin="uniform", levels="stratified"))
+    with pytest.raises(ValueError, match="unknown ECC levels"):
+        ensemble_copula_coupling(members, probs, EDGES, rng=3, levels="random")
+
+
+def test_stratified_members_are_random_draws_from_the_unet_distribution_the_midpoints_are_not():
+    # One U-Net distribution at 20 000 points, exchangeable members: every member's values
+    # must follow it (F(x) uniform), tails included; ECC-Q gives each member only M values.
+    m, n = 4, 20_000
+    probs = np.broadcast_to(_probs((), seed=8)[:, None], (len(EDGES), n))
+    members = np.random.default_rng(9).normal(size=(m, n))
+    levels = np.array([0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98])
+    q = quantiles(probs[:, :1], EDGES, levels.tolist(), dim=0)[:, 0]
+    tol = 4 * np.sqrt(levels * (1 - levels) / n)
+    for mode in ("stratified", "quantile"):
+        out = ensemble_copula_coupling(members, probs, EDGES, rng=1, dry_bin="uniform", levels=mode)
+        for member in out:
+            below = (member[None, :] <= q[:, None]).mean(axis=1)
+            if mode == "stratified":
+                assert np.all(np.abs(below - levels) < tol), below
+        if mode == "quantile":  # the lowest and highest 1/(2M) of the distribution never occur
+            assert out.min() >= quantiles(probs[:, :1], EDGES, [0.125], dim=0)[0, 0] - 1e-6
+            assert out.max() <= quantiles(probs[:, :1], EDGES, [0.875], dim=0)[0, 0] + 1e-6

@@ -67,17 +67,20 @@ def trained(tmp_path_factory):
     return config
 
 
-def _ens(config, init, seed=5, ecc=False, plot=False):
-    run_ensemble_inference(config, init, LEAD, members=M, seed=seed, ecc=ecc, device="cpu", overwrite=True, plot=plot)
+def _ens(config, init, seed=5, ecc=False, plot=False, **sampler):
+    run_ensemble_inference(config, init, LEAD, members=M, seed=seed, ecc=ecc, device="cpu", overwrite=True, plot=plot,
+                           **sampler)
     return read_ensemble(ensemble_path(config, init, LEAD))
 
 
 def test_ensemble_store_is_what_verify_ensemble_reads_and_members_are_deterministic(trained):
     torch.set_num_threads(1)
     config = trained
-    # the script once (its output paths), the stage in-process for the rest
+    # the script once (its output paths), the stage in-process for the rest; both on one
+    # thread (another thread count sums the convolutions in another order: the last bit
+    # differs and, rarely, a value rounds to the next 0.01 mm of the store's packing)
     res = run("ensemble_inference.py", HELD_OUT[0].strftime("%Y%m%d%H"), LEAD, "--members", M, "--seed", "5",
-              "--no-ecc",
+              "--no-ecc", "--threads", "1",
               "--config", str(config.source), "--device", "cpu", "-q")
     assert res.stdout.split() == [str(ensemble_path(config, HELD_OUT[0], LEAD)),
                                   str(ensemble_stamps_png_path(config, HELD_OUT[0], LEAD)),
@@ -120,6 +123,34 @@ def test_ecc_members_hold_the_unet_quantiles_at_every_point(trained):
     # sorted at each point, the stored members are the U-Net's quantiles (to the 0.01 mm
     # packing; the probabilities file holds float32 exceedances, ECC used the float64 ones)
     np.testing.assert_allclose(np.sort(ens.members_mm, axis=0), q, atol=0.02, rtol=1e-3)
+    assert ens.provenance.ecc_mode == "quantile"
+    # ECC-S: rank r's value lies in the U-Net's interval between the levels r/M and (r+1)/M
+    strat = _ens(config, init, ecc=True, ecc_levels="stratified")
+    assert strat.provenance.ecc_mode == "stratified"
+    bounds = quantiles(bins, list(edges), [r / M for r in range(M)] + [1 - 1e-9], dim=0)
+    bounds = np.where(bounds < edges[1], 0.0, bounds)
+    ordered = np.sort(strat.members_mm, axis=0)
+    slack = 0.02 + 1e-3 * bounds
+    assert np.all((ordered >= bounds[:-1] - slack[:-1]) & (ordered <= bounds[1:] + slack[1:]))
+    assert np.abs(ordered - q).max() > 0.1  # drawn inside the intervals, not at their midpoints
+
+
+def test_sampler_steps_and_churn_override_the_model_and_are_recorded(trained):
+    torch.set_num_threads(1)
+    config = trained
+    init = HELD_OUT[0]
+    default = _ens(config, init)
+    assert default.provenance.sampler["n_steps"] == 6 and default.provenance.sampler["s_churn"] == 0.0
+    steps = _ens(config, init, steps=3)
+    assert steps.provenance.sampler["n_steps"] == 3 and steps.provenance.sampler["s_churn"] == 0.0
+    churn = _ens(config, init, steps=3, churn=5.0)
+    assert churn.provenance.sampler["n_steps"] == 3 and churn.provenance.sampler["s_churn"] == 5.0
+    # each setting changes the members; the churn noise comes from the member's own generator
+    assert np.abs(steps.members_mm - default.members_mm).mean() > 1e-4
+    assert np.abs(churn.members_mm - steps.members_mm).mean() > 1e-4
+    np.testing.assert_array_equal(_ens(config, init, steps=3, churn=5.0).members_mm, churn.members_mm)
+    # the model's own settings given explicitly are the default
+    np.testing.assert_array_equal(_ens(config, init, steps=6, churn=0.0).members_mm, default.members_mm)
 
 
 def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_path):
@@ -129,4 +160,7 @@ def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_pat
     assert res.returncode != 0 and "diffusion" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     res = run("ensemble_inference.py", "2025070712", LEAD, "--seed", "-1", *cfg, check=False)
     assert res.returncode == 2 and "--seed" in res.stderr
+    for option, value in (("--churn", "-1"), ("--churn", "nan"), ("--steps", "0")):
+        res = run("ensemble_inference.py", "2025070712", LEAD, option, value, *cfg, check=False)
+        assert res.returncode == 2 and option in res.stderr, (option, value, res.stderr)
     assert list(Registry(registry_path(config)).read()["diffusion"]) == [LEAD]

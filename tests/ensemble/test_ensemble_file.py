@@ -203,3 +203,12 @@ def test_make_ensemble_refuses_bad_members_and_thresholds(grid):
     bad = EnsembleProvenance("u", "d", 1, False, sampler={"steps": [1, 2]})
     with pytest.raises(ValueError, match="attribute 'sampler_steps' must be an int, float or str, got list"):
         bad.to_attrs()
+
+
+def test_ecc_mode_reads_the_levels_and_old_stores_are_ecc_q():
+    assert PROV.ecc_mode == "quantile"  # ECC on, no ecc_levels: a store from before ECC-S
+    strat = EnsembleProvenance("a.pt", "b.pt", seed=1, ecc=True, extra={"ecc_levels": "stratified"})
+    assert strat.ecc_mode == "stratified"
+    back = EnsembleProvenance.from_attrs(strat.to_attrs())
+    assert back == strat and back.ecc_mode == "stratified"
+    assert EnsembleProvenance("a.pt", "b.pt", seed=1, ecc=False).ecc_mode == "off"

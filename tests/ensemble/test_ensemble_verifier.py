@@ -55,6 +55,16 @@ def test_spectral_band_ratio_sums_the_band_and_reports_the_annulus_extremes():
     assert math.isnan(spectral_band_ratio(lam, power, ref, band_km=(1.0, 2.0))["ratio"])
 
 
+def test_octaves_run_from_the_shortest_resolved_wavelength_to_the_band_top():
+    from pqpf.verify.ensemble_fields import octave_bands_km
+
+    assert octave_bands_km(4.0, 128.0) == [(8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, 128.0)]
+    assert octave_bands_km(3.0, 100.0) == [(6.0, 12.0), (12.0, 24.0), (24.0, 48.0), (48.0, 96.0)]
+    assert octave_bands_km(4.0, 10.0) == [(8.0, 10.0)]
+    with pytest.raises(ValueError):
+        octave_bands_km(4.0, 8.0)
+
+
 def test_fair_brier_score_is_unbiased_for_the_brier_score_of_the_true_probability():
     rng = np.random.default_rng(1)
     q, m, n = 0.3, 4, 400_000
@@ -135,6 +145,19 @@ def test_members_carry_the_observed_spatial_structure_and_the_unet_mean_does_not
     assert 0.5 < ratio["members"]["ratio"] < 1.5  # same copula as MRMS; 8 MRMS fields are noisy
     assert ratio["unet_mean"]["ratio"] < 0.1 and ratio["unet_mean"]["max_ratio"] < 0.1
     assert r["spectra"]["members"]["n_fields"] == 8 * 8 and r["spectra"]["mrms"]["n_fields"] == 8
+    # per octave: each is the band ratio over its own wavelengths; the U-Net mean (smooth)
+    # falls further short the shorter the wavelength
+    octaves = r["spectra"]["octave_ratios_vs_mrms"]
+    dx = r["spectra"]["dx_km"]
+    assert [o["band_km"] for o in octaves["members"]] == [[2 * dx * 2**k, 4 * dx * 2**k] for k in range(len(
+        octaves["members"]))]
+    lam = np.asarray(r["spectra"]["mrms"]["wavelength_km"])
+    for o in octaves["members"]:
+        again = spectral_band_ratio(lam, r["spectra"]["members"]["power"], r["spectra"]["mrms"]["power"],
+                                    tuple(o["band_km"]))
+        assert o["ratio"] == pytest.approx(again["ratio"], rel=1e-12)
+    mean_ratios = [o["ratio"] for o in octaves["unet_mean"]]
+    assert mean_ratios[0] < mean_ratios[-1] < 0.2
 
 
 def test_member_pair_fss_matches_the_members_fss_only_for_the_calibrated_ensemble(calibrated, under):

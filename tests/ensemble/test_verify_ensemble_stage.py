@@ -58,14 +58,15 @@ def _write_init(config, synth, rng, init, kind, *, mrms=True, unet=True, clean=F
             grid=GRID, thresholds_mm=tuple(synth.EDGES[1:]), prob=np.clip(exceed, 0, 1).astype(np.float32),
             prob_raw=raw, prob_smoothed=raw, graf_mm=graf.astype(np.float32), valid=valid, reference_sigma_px=2.0,
             attrs={"checkpoint": "resunet/best.pt", "checkpoint_lead_h": LEAD}))
+    levels = ecc if isinstance(ecc, str) else "quantile"  # ecc: False, True (ECC-Q) or the levels
     if ecc:
-        members = ensemble_copula_coupling(members, bins, synth.EDGES, rng)
-    provenance = EnsembleProvenance("resunet/best.pt", "diffusion/best.pt", seed=1, ecc=ecc,
-                                    sampler={"n_steps": 18})
+        members = ensemble_copula_coupling(members, bins, synth.EDGES, rng, levels=levels)
+    provenance = EnsembleProvenance("resunet/best.pt", "diffusion/best.pt", seed=1, ecc=bool(ecc),
+                                    sampler={"n_steps": 18}, extra={"ecc_levels": levels} if ecc else {})
     write_ensemble(ensemble_path(config, init, LEAD), make_ensemble(GRID, members, init, LEAD, (1.0,), provenance))
 
 
-def _archive(root: Path, synth, kind: str, extras: bool, ecc: bool = False):
+def _archive(root: Path, synth, kind: str, extras: bool, ecc: bool | str = False):
     config = _config(root)
     rng = np.random.default_rng(17)
     for init in INITS:
@@ -216,6 +217,29 @@ def test_ecc_members_are_scored_with_the_caveat_their_fair_crps_needs(tmp_path, 
     scores = json.loads((ensemble_verification_dir(config, START, INITS[-1], LEAD) / "ensemble_scores.json")
                         .read_text())
     assert scores["caveats"] == [stage.ECC_CAVEAT]
+
+
+def test_ecc_s_members_of_a_calibrated_unet_score_as_its_random_draws(tmp_path, synth):
+    """ECC-S members are a stratified sample of the (calibrated) U-Net: their plain CRPS is
+    the U-Net's within the spread inside the strata, their spread is a random sample's (not
+    the midpoints' smaller one); the scores name the mode and its caveat."""
+    reports = {}
+    for mode in ("quantile", "stratified"):
+        (tmp_path / mode).mkdir()
+        config = _archive(tmp_path / mode, synth, "calibrated", extras=False, ecc=mode)
+        reports[mode] = stage.verify_ensemble_range(config, START, INITS[-1], LEAD, plot=False,
+                                                    n_replicates=50).result
+    q, s = reports["quantile"], reports["stratified"]
+    assert s["ecc"] == "stratified" and s["caveats"] == [stage.ECC_S_CAVEAT] and q["ecc"] == "on"
+    # The ratio's (M+1)/M assumes independent members; a stratified sample's mean is nearly
+    # exact and its variance (M-1 divisor) M/(M-1) of the distribution's: expect
+    # sqrt((M+1)/(M-1)) = 1.134 at M = 8 for a calibrated U-Net. The midpoints' smaller
+    # spread gives less than 1.
+    assert abs(s["spread_skill"]["ratio"] - np.sqrt((M + 1) / (M - 1))) < 0.03
+    assert q["spread_skill"]["ratio"] < 0.95
+    print({m: (r["spread_skill"]["ratio"], r["crps"]["crpss_plain_vs_unet"], r["crps"]["crpss_fair_vs_unet"],
+               r["rank_histogram"]["min_over_uniform"], r["rank_histogram"]["max_over_uniform"])
+           for m, r in reports.items()})
 
 
 def test_cli_prints_the_table_and_exits_1_when_an_init_failed(calibrated, capsys):
