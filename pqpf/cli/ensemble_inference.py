@@ -19,6 +19,8 @@ from pqpf.cli.common import (
     run_cli,
 )
 from pqpf.cli.common import build_parser as _base_parser
+from pqpf.diffusion.ecc import ECC_LEVELS
+from pqpf.errors import UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -50,7 +52,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--ecc", action=argparse.BooleanOptionalAction, default=True,
                         help="ensemble copula coupling onto the U-Net's quantiles (default: on; "
                         "docs/diffusion_ensemble.md has the scores that chose it)")
-    parser.add_argument("--ecc-levels", choices=("quantile", "stratified"), default="quantile",
+    parser.add_argument("--ecc-levels", choices=ECC_LEVELS, default=None,
                         help="with ECC, each rank's level: the midpoint of its interval (quantile, ECC-Q; the "
                         "default) or drawn inside it (stratified, ECC-S: every member a random draw from the "
                         "U-Net's distribution, tails included)")
@@ -70,13 +72,15 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from pqpf.stages.ensemble_inference import run_ensemble_inference
 
+    if args.ecc_levels is not None and not args.ecc:
+        raise UsageError("--ecc-levels applies to ECC members; it cannot be combined with --no-ecc")
     config = load_config_from_args(args)
     apply_threads(args, config)
     lead = check_lead(config, args.lead)
     result = run_ensemble_inference(config, args.init, lead, members=args.members, seed=args.seed, ecc=args.ecc,
                                     device=args.device, overwrite=args.overwrite, plot=not args.no_plot,
                                     netcdf=args.netcdf, steps=args.steps, churn=args.churn,
-                                    ecc_levels=args.ecc_levels)
+                                    ecc_levels=args.ecc_levels or "quantile")
     print(result.store)
     for path in (result.stamps_png, result.gif):
         if path:

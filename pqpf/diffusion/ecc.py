@@ -140,17 +140,21 @@ def ensemble_copula_coupling(
     p_flat = p.reshape(edges.size, -1)
     edge_list, level_list = edges.tolist(), ecc_levels(n_members).tolist()
     out = np.full(x_flat.shape, np.nan, dtype=np.float32)
+    # ECC-S's uniforms from a child stream: the tie-breaking keys stay ECC-Q's; drawn point
+    # by point (M at a time), so the levels do not depend on the chunk size
+    level_rng = generator.spawn(1)[0] if levels == "stratified" else None
     for start in range(0, x_flat.shape[1], _CHUNK):
         cols = slice(start, start + _CHUNK)
         xs, ps = x_flat[:, cols], p_flat[:, cols]
         ok = np.isfinite(xs).all(axis=0) & np.isfinite(ps).all(axis=0)
         ranks = member_ranks(xs, generator)  # drawn for every point: masking-invariant stream
         safe = np.where(ok, ps, 1.0 / edges.size)
-        if levels == "quantile":
+        if level_rng is None:
             q = quantiles(safe, edge_list, level_list, dim=0, tail_scale_mm=tail_scale_mm)
         else:  # the level of rank r: (r + U) / M, one U per rank and point
             strata = np.arange(n_members, dtype=np.float64)[:, None]
-            level = np.minimum((strata + generator.random(xs.shape)) / n_members, np.nextafter(1.0, 0.0))
+            uniform = level_rng.random(xs.shape[::-1]).T
+            level = np.minimum((strata + uniform) / n_members, np.nextafter(1.0, 0.0))
             q = pointwise_quantiles(safe, edge_list, level, tail_scale_mm=tail_scale_mm)
         if dry_bin == "point":
             q = np.where(q < edges[1], np.float32(0.0), q)

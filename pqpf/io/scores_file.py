@@ -18,7 +18,7 @@ __all__ = ["SCORES_SCHEMA", "write_scores_json", "write_scores_csv", "read_score
 #: What the verification stages compute; part of their input digests, so stored scores
 #: made by an older version (without the scores added since) are recomputed, not reused.
 #: 2: reliability-bin intervals, member-pair FSS.
-SCORES_SCHEMA = 2
+SCORES_SCHEMA = 3
 
 
 def write_scores_json(path: Path, scores: dict[str, Any]) -> Path:

@@ -17,7 +17,8 @@ def kept(*outputs: Path, overwrite: bool) -> bool:
     existing file is complete), so a Slurm array can be resubmitted safely. Logs the
     skip once, naming the first output.
     """
-    if overwrite or not outputs or not all(p.is_file() for p in outputs):
+    # a file or a directory (a zarr store): both are written atomically, so present = complete
+    if overwrite or not outputs or not all(p.is_file() or p.is_dir() for p in outputs):
         return False
     logger.info("%s exists; use --overwrite to redo it", outputs[0])
     return True

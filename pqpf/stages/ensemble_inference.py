@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,8 @@ def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[Loade
         unet_checkpoint=str(unet.checkpoint), diffusion_checkpoint=str(diffusion.checkpoint), seed=seed,
         ecc=ecc != "off",
         sampler={"n_steps": s.n_steps, "sigma_min": s.sigma_min, "sigma_max": s.sigma_max, "rho": s.rho,
-                 "s_churn": s.s_churn, "window_px": window, "stride_px": stride},
+                 "s_churn": s.s_churn, "s_noise": s.s_noise, "s_min": s.s_min,
+                 "s_max": s.s_max if math.isfinite(s.s_max) else "inf", "window_px": window, "stride_px": stride},
         extra={"graf_file": str(graf_path), "diffusion_hparams": str(diffusion.record.hparams.get("name")),
                **({} if ecc == "off" else {"ecc_levels": ecc})})
     mean_mm = np.where(missing, np.nan, unet_mean_amount(fields.prob_bins, unet.bin_edges_mm))
@@ -173,7 +175,7 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     """
     if members < 1 or seed < 0:
         raise PqpfError(f"--members must be >= 1 and --seed >= 0, got {members} and {seed}")
-    if (steps is not None and steps < 1) or (churn is not None and not churn >= 0):
+    if (steps is not None and steps < 1) or (churn is not None and not (math.isfinite(churn) and churn >= 0)):
         raise PqpfError(f"--steps must be >= 1 and --churn >= 0, got {steps} and {churn}")
     if ecc_levels not in ECC_LEVELS:
         raise PqpfError(f"--ecc-levels must be one of {', '.join(ECC_LEVELS)}, got {ecc_levels!r}")

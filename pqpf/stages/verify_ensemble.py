@@ -178,7 +178,8 @@ class _Run:
 
 def _model_key(ens: EnsembleForecast, unet_checkpoint: str) -> str:
     p = ens.provenance
-    return (f"diffusion {p.diffusion_checkpoint} on U-Net {p.unet_checkpoint}, ECC {p.ecc_mode}; "
+    sampler = ", ".join(f"{k} {p.sampler[k]}" for k in ("n_steps", "s_churn") if k in p.sampler)
+    return (f"diffusion {p.diffusion_checkpoint} on U-Net {p.unet_checkpoint}, ECC {p.ecc_mode}, {sampler}; "
             f"U-Net file from {unet_checkpoint}")
 
 
@@ -298,8 +299,8 @@ def verify_ensemble_range(config: Config, begin: dt.datetime, end: dt.datetime, 
                        "; ".join(f"{k} x{v}" for k, v in report.models.items()))
     report.result, report.out_dir = verifier.result(), out_dir
     # "on" is ECC-Q (the name stores and scores had before ECC-S existed)
-    report.result["ecc"] = "mixed" if len(report.ecc) > 1 else \
-        {"off": "off", "quantile": "on", "stratified": "stratified"}[next(iter(report.ecc))]
+    mode = next(iter(report.ecc))
+    report.result["ecc"] = "mixed" if len(report.ecc) > 1 else {"off": "off", "quantile": "on"}.get(mode, mode)
     report.result["caveats"] = [_CAVEATS[mode] for mode in sorted(report.ecc) if mode in _CAVEATS]
     meta = {"begin": format_yyyymmddhh(begin), "end": format_yyyymmddhh(end), "lead_h": int(lead_h),
             "inits_used": report.used, "inits_skipped_no_mrms": report.skipped_no_mrms,

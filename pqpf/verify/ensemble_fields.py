@@ -39,6 +39,7 @@ from pqpf.ordinal import quantiles, validate_bin_edges
 
 __all__ = [
     "octave_bands_km",
+    "spectral_octave_ratios",
     "DEFAULT_SPREAD_EDGES_MM",
     "unet_mean_amount",
     "unet_median_amount",
@@ -165,14 +166,45 @@ def spectral_band_ratio(wavelength_km: ArrayLike, power: ArrayLike, power_ref: A
 
 def octave_bands_km(dx_km: float, longest_km: float) -> list[tuple[float, float]]:
     """Octaves of wavelength from the grid's shortest resolved one (``2 dx``) up to
-    ``longest_km``: ``[(2dx, 4dx), (4dx, 8dx), ...]`` (at least one)."""
-    if not dx_km > 0 or not longest_km > 2 * dx_km:
-        raise ValueError(f"need dx_km > 0 and longest_km > 2 dx_km, got {dx_km}, {longest_km}")
-    bands, lo = [], 2.0 * dx_km
-    while lo * 2.0 <= longest_km * (1 + 1e-9):
-        bands.append((lo, lo * 2.0))
+    ``longest_km``: ``[(2dx, 4dx), (4dx, 8dx), ...]``, the last one cut at ``longest_km``
+    (so the bands cover ``[2dx, longest_km]``); empty when ``longest_km <= 2 dx``."""
+    if not dx_km > 0:
+        raise ValueError(f"need dx_km > 0, got {dx_km}")
+    bands: list[tuple[float, float]] = []
+    lo = 2.0 * dx_km
+    while lo < longest_km * (1 - 1e-9):
+        bands.append((lo, min(2.0 * lo, float(longest_km))))
         lo *= 2.0
-    return bands or [(2.0 * dx_km, float(longest_km))]
+    return bands
+
+
+def spectral_octave_ratios(wavelength_km: ArrayLike, power: ArrayLike, power_ref: ArrayLike, dx_km: float,
+                           longest_km: float) -> list[dict[str, Any]]:
+    """:func:`spectral_band_ratio` in each of :func:`octave_bands_km`, every annulus in
+    exactly one octave: bands are ``[lo, hi)``, the last one ``[lo, hi]``, with a relative
+    tolerance of 1e-6 (computed wavelengths such as 5.999999999 km belong to the 6-km edge).
+
+    Returns
+    -------
+    list of dict
+        Per octave: ``band_km``, ``n_annuli`` and ``ratio`` (band-summed power over the
+        reference's; NaN without annuli or reference power).
+    """
+    lam = np.asarray(wavelength_km, dtype=np.float64)
+    a, b = np.asarray(power, dtype=np.float64), np.asarray(power_ref, dtype=np.float64)
+    if not lam.shape == a.shape == b.shape or lam.ndim != 1:
+        raise ValueError(f"wavelength_km, power and power_ref must be 1-D of one length, got "
+                         f"{lam.shape}, {a.shape}, {b.shape}")
+    bands = octave_bands_km(dx_km, longest_km)
+    tol = 1e-6
+    out = []
+    for n, (lo, hi) in enumerate(bands):
+        top = lam <= hi * (1 + tol) if n == len(bands) - 1 else lam < hi * (1 - tol)
+        sel = (lam >= lo * (1 - tol)) & top & np.isfinite(a) & np.isfinite(b)
+        ok = sel.any() and b[sel].sum() > 0
+        out.append({"band_km": [lo, hi], "n_annuli": int(sel.sum()),
+                    "ratio": float(a[sel].sum() / b[sel].sum()) if ok else math.nan})
+    return out
 
 def fair_brier_penalty(prob_members: ArrayLike, n_members: int) -> NDArray[np.float64]:
     """``p (1 - p) / (M - 1)``: subtracted from ``(p - o)^2`` it gives the fair Brier score.

@@ -107,7 +107,7 @@ def _spectra_lines(r: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {label:<23} {_iv(r, f'psd_ratio_{name}_vs_mrms', '.3f')}   per annulus "
                      f"{_num(x['min_ratio'], '.2f')}..{_num(x['max_ratio'], '.2f')}")
     octaves = s.get("octave_ratios_vs_mrms")  # scores written before it existed have none
-    if octaves:
+    if octaves and octaves.get("members"):
         heads = " ".join(f"{o['band_km'][0]:g}-{o['band_km'][1]:g}".rjust(7) for o in octaves["members"])
         lines.append(f"  by octave (km)          {heads}")
         for name, label in labels.items():
@@ -121,6 +121,10 @@ def format_ensemble_table(result: Mapping[str, Any]) -> str:
     some: Mapping[str, Any] = next(iter(result.get("intervals", {}).values()), {})
     head = (f"{result['n_members']} members, {result['n_cases']} inits on {len(result['days'])} dates, "
             f"{int(crps['n']):,} good-quality MRMS points (true-area weights)")
+    ecc = {"on": "on (quantile levels, ECC-Q)", "stratified": "on (stratified levels, ECC-S)"}.get(
+        str(result.get("ecc", "")), str(result.get("ecc", "")))
+    if ecc:
+        head += f"; ensemble copula coupling {ecc}"
     parts = [head, *_crps_lines(result), *_calibration_lines(result), *_brier_lines(result),
              format_fss_table(result["fss"], show_widths_px=_SHOW_WIDTHS)]
     parts += [line for t in result["fss"]["thresholds_mm"] for line in _fss_difference_lines(result, t)]

@@ -52,8 +52,8 @@ from pqpf.verify.ensemble import EnsembleCRPS, PowerSpectrum, RankHistogram, Spr
 from pqpf.verify.ensemble_fields import (
     BinnedSpreadSkill,
     fair_brier_penalty,
-    octave_bands_km,
     spectral_band_ratio,
+    spectral_octave_ratios,
     unet_mean_amount,
     unet_median_amount,
 )
@@ -399,10 +399,9 @@ class EnsembleVerifier:
             for name in ("members", "unet_mean", "graf")}
         # the band's one number can hide a wrong shape (too much power at the shortest
         # wavelengths, too little at the longest): the same ratio per octave
-        octaves = octave_bands_km(self.settings.dx_km, max(self.settings.band_km))
         out["octave_ratios_vs_mrms"] = {
-            name: [spectral_band_ratio(ref["wavelength_km"], out[name]["power"], ref["power"], band)
-                   for band in octaves]
+            name: spectral_octave_ratios(ref["wavelength_km"], out[name]["power"], ref["power"], self.settings.dx_km,
+                                         max(self.settings.band_km))
             for name in ("members", "unet_mean", "graf")}
         out["dx_km"] = self.settings.dx_km
         out["unet_mean"]["definition"] = ("mean amount (mm) of the U-Net's binned distribution: dry bin at "

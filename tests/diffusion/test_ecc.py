@@ -109,12 +109,29 @@ def test_stratified_members_are_random_draws_from_the_unet_distribution_the_midp
     levels = np.array([0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98])
     q = quantiles(probs[:, :1], EDGES, levels.tolist(), dim=0)[:, 0]
     tol = 4 * np.sqrt(levels * (1 - levels) / n)
-    for mode in ("stratified", "quantile"):
-        out = ensemble_copula_coupling(members, probs, EDGES, rng=1, dry_bin="uniform", levels=mode)
-        for member in out:
-            below = (member[None, :] <= q[:, None]).mean(axis=1)
-            if mode == "stratified":
-                assert np.all(np.abs(below - levels) < tol), below
-        if mode == "quantile":  # the lowest and highest 1/(2M) of the distribution never occur
-            assert out.min() >= quantiles(probs[:, :1], EDGES, [0.125], dim=0)[0, 0] - 1e-6
-            assert out.max() <= quantiles(probs[:, :1], EDGES, [0.875], dim=0)[0, 0] + 1e-6
+    out = ensemble_copula_coupling(members, probs, EDGES, rng=1, dry_bin="uniform", levels="stratified")
+    for member in out:
+        below = (member[None, :] <= q[:, None]).mean(axis=1)
+        assert np.all(np.abs(below - levels) < tol), below
+    # ECC-Q: the lowest and highest 1/(2M) of the distribution never occur
+    out = ensemble_copula_coupling(members, probs, EDGES, rng=1, dry_bin="uniform", levels="quantile")
+    assert out.min() >= quantiles(probs[:, :1], EDGES, [0.125], dim=0)[0, 0] - 1e-6
+    assert out.max() <= quantiles(probs[:, :1], EDGES, [0.875], dim=0)[0, 0] + 1e-6
+
+
+def test_stratified_levels_do_not_depend_on_the_chunk_size_and_share_ecc_q_tie_breaks(monkeypatch):
+    import pqpf.diffusion.ecc as ecc
+
+    rng = np.random.default_rng(4)
+    members = np.where(rng.random((5, 300)) < 0.6, 0.0, rng.gamma(0.7, 3.0, size=(5, 300)))  # many ties
+    probs = _probs((300,), seed=5)
+    kw = {"rng": 8, "dry_bin": "uniform"}  # no zeros made of draws below the first edge: no new ties
+    whole = ensemble_copula_coupling(members, probs, EDGES, levels="stratified", **kw)
+    quant = ensemble_copula_coupling(members, probs, EDGES, levels="quantile", **kw)
+    monkeypatch.setattr(ecc, "_CHUNK", 300)
+    np.testing.assert_array_equal(ensemble_copula_coupling(members, probs, EDGES, levels="stratified", **kw), whole)
+    # the same ranks as ECC-Q (ties broken by the same keys): the same order at every point
+    # where the quantiles differ
+    distinct = (np.diff(np.sort(quant, axis=0), axis=0) > 0).all(axis=0)
+    assert distinct.sum() > 50
+    np.testing.assert_array_equal(np.argsort(whole[:, distinct], axis=0), np.argsort(quant[:, distinct], axis=0))

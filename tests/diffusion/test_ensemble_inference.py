@@ -151,6 +151,11 @@ def test_sampler_steps_and_churn_override_the_model_and_are_recorded(trained):
     np.testing.assert_array_equal(_ens(config, init, steps=3, churn=5.0).members_mm, churn.members_mm)
     # the model's own settings given explicitly are the default
     np.testing.assert_array_equal(_ens(config, init, steps=6, churn=0.0).members_mm, default.members_mm)
+    # a rerun without --overwrite keeps the finished store (a directory, written atomically)
+    store = ensemble_path(config, init, LEAD)
+    before = (store / ".zattrs").stat().st_mtime_ns
+    again = run_ensemble_inference(config, init, LEAD, members=M, seed=9, device="cpu", plot=False)
+    assert again.skipped and (store / ".zattrs").stat().st_mtime_ns == before
 
 
 def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_path):
@@ -160,7 +165,9 @@ def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_pat
     assert res.returncode != 0 and "diffusion" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     res = run("ensemble_inference.py", "2025070712", LEAD, "--seed", "-1", *cfg, check=False)
     assert res.returncode == 2 and "--seed" in res.stderr
-    for option, value in (("--churn", "-1"), ("--churn", "nan"), ("--steps", "0")):
+    for option, value in (("--churn", "-1"), ("--churn", "nan"), ("--steps", "0"), ("--ecc-levels", "random")):
         res = run("ensemble_inference.py", "2025070712", LEAD, option, value, *cfg, check=False)
         assert res.returncode == 2 and option in res.stderr, (option, value, res.stderr)
+    res = run("ensemble_inference.py", "2025070712", LEAD, "--no-ecc", "--ecc-levels", "stratified", *cfg, check=False)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "--no-ecc" in res.stderr
     assert list(Registry(registry_path(config)).read()["diffusion"]) == [LEAD]

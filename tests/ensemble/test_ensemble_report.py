@@ -28,6 +28,11 @@ def test_table_reports_every_score_with_its_interval(result):
     text = format_ensemble_table(result)
     iv = result["intervals"]["crpss_fair_vs_unet"]
     assert text.splitlines()[0] == "5 members, 4 inits on 2 dates, 7,680 good-quality MRMS points (true-area weights)"
+    # the stage adds the ECC mode; the head line names it
+    for mode, shown in (("off", "off"), ("on", "on (quantile levels, ECC-Q)"),
+                        ("stratified", "on (stratified levels, ECC-S)")):
+        head = format_ensemble_table({**result, "ecc": mode}).splitlines()[0]
+        assert head.endswith(f"(true-area weights); ensemble copula coupling {shown}")
     assert f"skill of members vs U-Net  {iv['estimate']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]" in text
     assert f"members, fair (Ferro 2014)           {result['crps']['crps_fair']:.4f}" in text
     ss = result["intervals"]["spread_skill_ratio"]

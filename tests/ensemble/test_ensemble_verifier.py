@@ -59,10 +59,31 @@ def test_octaves_run_from_the_shortest_resolved_wavelength_to_the_band_top():
     from pqpf.verify.ensemble_fields import octave_bands_km
 
     assert octave_bands_km(4.0, 128.0) == [(8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, 128.0)]
-    assert octave_bands_km(3.0, 100.0) == [(6.0, 12.0), (12.0, 24.0), (24.0, 48.0), (48.0, 96.0)]
+    assert octave_bands_km(3.0, 128.0) == [(6.0, 12.0), (12.0, 24.0), (24.0, 48.0), (48.0, 96.0), (96.0, 128.0)]
     assert octave_bands_km(4.0, 10.0) == [(8.0, 10.0)]
-    with pytest.raises(ValueError):
-        octave_bands_km(4.0, 8.0)
+    assert octave_bands_km(4.0, 8.0) == []  # nothing resolved: no octave (and no failure)
+
+
+@pytest.mark.parametrize("shape, dx", [((64, 80), 4.0), ((100, 100), 3.0), ((96, 128), 4.0), ((37, 53), 2.5)])
+def test_octave_ratios_count_every_annulus_of_the_band_exactly_once(shape, dx):
+    from pqpf.verify.ensemble import PowerSpectrum
+    from pqpf.verify.ensemble_fields import spectral_octave_ratios
+
+    lam = PowerSpectrum(shape, dx).wavelength_km
+    rng = np.random.default_rng(0)
+    power, ref = rng.uniform(0.5, 2.0, lam.size), rng.uniform(0.5, 2.0, lam.size)
+    octaves = spectral_octave_ratios(lam, power, ref, dx, 128.0)
+    in_range = (lam >= 2 * dx * (1 - 1e-6)) & (lam <= 128.0 * (1 + 1e-6))
+    assert sum(o["n_annuli"] for o in octaves) == in_range.sum()
+    # the band-summed ratio over all octaves is the whole band's
+    assert all(np.isnan(o["ratio"]) == (o["n_annuli"] == 0) for o in octaves)  # an empty octave is NaN
+    total = sum(o["ratio"] * ref[_sel(lam, o["band_km"], o is octaves[-1])].sum() for o in octaves if o["n_annuli"])
+    assert total / ref[in_range].sum() == pytest.approx(power[in_range].sum() / ref[in_range].sum(), rel=1e-12)
+
+
+def _sel(lam, band, last):
+    lo, hi = band
+    return (lam >= lo * (1 - 1e-6)) & ((lam <= hi * (1 + 1e-6)) if last else (lam < hi * (1 - 1e-6)))
 
 
 def test_fair_brier_score_is_unbiased_for_the_brier_score_of_the_true_probability():
@@ -152,10 +173,7 @@ def test_members_carry_the_observed_spatial_structure_and_the_unet_mean_does_not
     assert [o["band_km"] for o in octaves["members"]] == [[2 * dx * 2**k, 4 * dx * 2**k] for k in range(len(
         octaves["members"]))]
     lam = np.asarray(r["spectra"]["mrms"]["wavelength_km"])
-    for o in octaves["members"]:
-        again = spectral_band_ratio(lam, r["spectra"]["members"]["power"], r["spectra"]["mrms"]["power"],
-                                    tuple(o["band_km"]))
-        assert o["ratio"] == pytest.approx(again["ratio"], rel=1e-12)
+    assert sum(o["n_annuli"] for o in octaves["members"]) == ((lam >= 2 * dx - 1e-9) & (lam <= 128 + 1e-9)).sum()
     mean_ratios = [o["ratio"] for o in octaves["unet_mean"]]
     assert mean_ratios[0] < mean_ratios[-1] < 0.2
 

@@ -115,8 +115,8 @@ def test_outputs_are_written_with_the_comparison_explained(calibrated):
     scores = json.loads((out / "ensemble_scores.json").read_text())
     assert scores["crps_comparison"] == stage.CRPS_COMPARISON and "same points" in scores["crps_comparison"]
     assert scores["weights"] == "true cell area on good-quality MRMS points"
-    assert scores["models"] == {"diffusion diffusion/best.pt on U-Net resunet/best.pt, ECC off; U-Net file from "
-                                "resunet/best.pt": 8}
+    assert scores["models"] == {"diffusion diffusion/best.pt on U-Net resunet/best.pt, ECC off, n_steps 18; "
+                                "U-Net file from resunet/best.pt": 8}
     assert scores["spectra"]["unet_mean"]["definition"].startswith("mean amount (mm)")
     header = (out / "ensemble_scores.csv").read_text().splitlines()[0]
     assert header == "metric,source,threshold_mm,width_px,rank,wavelength_km,value,ci_low,ci_high"
@@ -220,9 +220,10 @@ def test_ecc_members_are_scored_with_the_caveat_their_fair_crps_needs(tmp_path, 
 
 
 def test_ecc_s_members_of_a_calibrated_unet_score_as_its_random_draws(tmp_path, synth):
-    """ECC-S members are a stratified sample of the (calibrated) U-Net: their plain CRPS is
-    the U-Net's within the spread inside the strata, their spread is a random sample's (not
-    the midpoints' smaller one); the scores name the mode and its caveat."""
+    """ECC-S members are a stratified sample of the (calibrated) U-Net: each a random draw
+    from it, so a wider spread than the midpoints' (ECC-Q), rank-histogram ends near
+    (M+1)/(2M) of uniform for both, a fair CRPS that looks better than the U-Net's; the
+    scores name the mode and its caveat."""
     reports = {}
     for mode in ("quantile", "stratified"):
         (tmp_path / mode).mkdir()
@@ -234,12 +235,19 @@ def test_ecc_s_members_of_a_calibrated_unet_score_as_its_random_draws(tmp_path, 
     # The ratio's (M+1)/M assumes independent members; a stratified sample's mean is nearly
     # exact and its variance (M-1 divisor) M/(M-1) of the distribution's: expect
     # sqrt((M+1)/(M-1)) = 1.134 at M = 8 for a calibrated U-Net. The midpoints' smaller
-    # spread gives less than 1.
-    assert abs(s["spread_skill"]["ratio"] - np.sqrt((M + 1) / (M - 1))) < 0.03
+    # spread gives less than 1. (Two streams of the uniforms gave 1.126 and 1.168 here: the
+    # tolerance is that sampling noise.)
+    assert abs(s["spread_skill"]["ratio"] - np.sqrt((M + 1) / (M - 1))) < 0.06
     assert q["spread_skill"]["ratio"] < 0.95
-    print({m: (r["spread_skill"]["ratio"], r["crps"]["crpss_plain_vs_unet"], r["crps"]["crpss_fair_vs_unet"],
-               r["rank_histogram"]["min_over_uniform"], r["rank_histogram"]["max_over_uniform"])
-           for m, r in reports.items()})
+    for r in (q, s):
+        freq = np.asarray(r["rank_histogram"]["frequency"]) * (M + 1)
+        # the wet end (no ties there): near (M+1)/(2M); the dry end mixes in the dry
+        # points, whose ties are broken at random
+        assert abs(freq[-1] - (M + 1) / (2 * M)) < 0.12
+        assert r["crps"]["crpss_fair_vs_unet"] > 0.05  # over-credited, as the caveat says
+    # measured here: plain CRPS skill -0.013 (ECC-Q) and -0.035 (ECC-S: the spread inside
+    # the strata is error); both within a few per cent of the U-Net they copy
+    assert -0.06 < s["crps"]["crpss_plain_vs_unet"] < q["crps"]["crpss_plain_vs_unet"] < 0.0
 
 
 def test_cli_prints_the_table_and_exits_1_when_an_init_failed(calibrated, capsys):

@@ -245,6 +245,7 @@ def test_fold_sums_keep_each_fold_share_of_the_training_weight(tmp_path):
 def test_crossfit_under_torchrun_fits_the_same_map_and_resume_reuses_the_folds(tmp_path):
     # two gloo ranks train every fold; rank 0 alone predicts the held-out groups and
     # decides whether a fold is reused; the stored map is the one recomputed in one process
+    torch.set_num_threads(1)  # as the ranks (OMP_NUM_THREADS=1): the same summation order
     config = trainkit.make(tmp_path, spread_days=True)
     hp = dataclasses.replace(TINY, name="tiny_folds", epochs=1, calibration_folds=2)
     sets = hparams_to_dict(hp)
