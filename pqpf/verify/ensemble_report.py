@@ -200,4 +200,8 @@ def ensemble_csv_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
             rows.append(_row("power_spectrum", p, name, wavelength_km=lam))
     for name, x in spectra["band_ratio_vs_mrms"].items():
         rows.append(_row("power_ratio_vs_mrms_band", x["ratio"], name, iv.get(f"psd_ratio_{name}_vs_mrms")))
+    # one row per octave, wavelength_km its shortest wavelength (the next row's is its longest)
+    for name, octaves in spectra.get("octave_ratios_vs_mrms", {}).items():
+        for o in octaves:
+            rows.append(_row("power_ratio_vs_mrms_octave", o["ratio"], name, wavelength_km=o["band_km"][0]))
     return rows

@@ -55,6 +55,11 @@ def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
     diff = [r for r in rows if r["metric"] == "fss_members_minus_pairs"]
     first = result["intervals"]["fss_members_minus_pairs@1mm@1px"]
     assert len(diff) == 2 * 21 and (diff[0]["value"], diff[0]["ci_low"]) == (first["estimate"], first["low"])
+    octaves = [r for r in rows if r["metric"] == "power_ratio_vs_mrms_octave"]
+    stored = result["spectra"]["octave_ratios_vs_mrms"]
+    assert len(octaves) == 3 * len(stored["members"]) and len(stored["members"]) >= 2
+    assert [(r["value"], r["wavelength_km"]) for r in octaves if r["source"] == "members"] == [
+        (o["ratio"], o["band_km"][0]) for o in stored["members"]]
     pairs = [r for r in rows if r["metric"] == "fss_member_pairs"]
     assert len(pairs) == 2 * 21 and pairs[3]["value"] == result["fss"]["pairs"]["members"]["per_threshold"][0]["fss"][3]
     one = next(r for r in fss if r["source"] == "graf" and r["threshold_mm"] == 5.0 and r["width_px"] == 11)
