@@ -99,6 +99,10 @@ class HParams:
     #: Calibration data: 0 = the validation split; K >= 2 = also the out-of-fold predictions
     #: of K networks, each trained without one of K contiguous groups of training dates.
     calibration_folds: int
+    #: Dates on each side of a fold's group also left out of that fold network's training
+    #: (neighbouring days share their weather: without a gap the out-of-fold predictions at
+    #: the group's edges are a little in-sample).
+    calibration_fold_gap_days: int
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, EDGE_WEIGHT_SCHEMES)
@@ -114,6 +118,8 @@ class HParams:
               f"{self.ema_rampup}")
         check(self.calibration_folds == 0 or self.calibration_folds >= 2,
               f"calibration_folds must be 0 (validation split only) or >= 2, got {self.calibration_folds}")
+        check(self.calibration_fold_gap_days >= 0,
+              f"calibration_fold_gap_days must be >= 0, got {self.calibration_fold_gap_days}")
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,8 @@ _NESTED: dict[str, type] = {"model": ModelHParams, "sampler": SamplerHParams}
 _LEGACY_MODEL = {"upsample": "transpose", "padding": "zeros"}
 #: Top-level U-Net keys of checkpoint records that predate them: no weight average (the
 #: ramp-up then has no effect; the shipped value keeps a resume with today's sets equal).
-_LEGACY_TRAINING = {"ema_halflife_samples": 0.0, "ema_rampup": 0.05, "calibration_folds": 0}
+_LEGACY_TRAINING = {"ema_halflife_samples": 0.0, "ema_rampup": 0.05, "calibration_folds": 0,
+                    "calibration_fold_gap_days": 0}
 
 
 def default_hparams_file() -> Path:

@@ -28,7 +28,7 @@ from pqpf.io.patchfile import PatchSet, load_patch_set
 from pqpf.io.registry import Registry
 from pqpf.layout import PATCH_SPLITS, patch_file_path, registry_path, training_run_dir
 from pqpf.train.calibrate import calibrate_checkpoint
-from pqpf.train.crossfit import crossfit_calibration_data, date_folds
+from pqpf.train.crossfit import crossfit_calibration_data, fold_training_masks
 from pqpf.train.distributed import DistributedContext
 from pqpf.train.loop import FitResult, LoopSettings, fit
 from pqpf.train.resunet import ResUNetFamily
@@ -155,7 +155,7 @@ def train_resunet(config: Config, init: dt.datetime, lead_h: int, hp: HParams, d
             logger.warning("the patches were cut with [mrms] min_quality = %s, this config says %s: "
                            "patch rejection and the loss mask disagree", cut_with, min_quality)
         if hp.calibration_folds:  # too few dates fail now, not after the main training
-            date_folds(train_set.valid_time, lead_h, hp.calibration_folds)
+            fold_training_masks(train_set.valid_time, lead_h, hp.calibration_folds, hp.calibration_fold_gap_days)
         family = ResUNetFamily(hp, train_set, min_quality)
         warm = _warm_start(config, init, lead_h, init_from, dev) if not resume else None
         if ctx.is_main and not resume:

@@ -13,8 +13,9 @@ on the pool is applied to the main network, which saw all of the training dates
 predictions are slightly less sharp than the main network's).
 
 Groups are whole, contiguous init dates, so the two cycles of a day, which share their
-weather, are never split, and only the days next to the K-1 boundaries have a neighbour
-on the other side.
+weather, are never split; with ``calibration_fold_gap_days = G`` a fold network is also
+trained without the G dates on each side of its group, so no held-out date has a
+neighbour in its network's training data.
 
 The fold trainings live in ``{run}/crossfit/fold_{k}/`` (ordinary run folders:
 ``--resume`` continues a fold that was interrupted and skips finished ones, but only
@@ -49,9 +50,10 @@ from pqpf.train.rundir import RunDir
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["date_folds", "crossfit_calibration_data"]
+__all__ = ["date_folds", "fold_training_masks", "crossfit_calibration_data"]
 
 logger = logging.getLogger(__name__)
+
 
 def date_folds(valid_time: NDArray[np.int64], lead_h: int, n_folds: int) -> NDArray[np.int64]:
     """Fold (0..K-1) of every patch: K contiguous groups of the sorted distinct init dates,
@@ -81,6 +83,30 @@ def date_folds(valid_time: NDArray[np.int64], lead_h: int, n_folds: int) -> NDAr
     return group_of_day[day_of_patch].astype(np.int64)
 
 
+def fold_training_masks(valid_time: NDArray[np.int64], lead_h: int, n_folds: int,
+                        gap_days: int) -> tuple[NDArray[np.int64], list[NDArray[np.bool_]]]:
+    """The folds (:func:`date_folds`) and, per fold, which patches its network trains on:
+    every patch outside the group and more than ``gap_days`` init dates from it.
+
+    Raises
+    ------
+    PqpfError
+        Too few dates for the folds, or a gap that leaves a fold network nothing to train on.
+    """
+    folds = date_folds(valid_time, lead_h, n_folds)
+    days = (np.asarray(valid_time, dtype=np.int64) - int(lead_h) * 3600) // 86400
+    masks = []
+    for k in range(n_folds):
+        held = days[folds == k]
+        mask = (days < held.min() - gap_days) | (days > held.max() + gap_days)
+        if not mask.any():
+            raise PqpfError(f"calibration_fold_gap_days = {gap_days} leaves fold {k + 1} of {n_folds} no training "
+                            f"dates ({np.unique(days).size} in the training split); lower it or "
+                            f"calibration_folds, or extract more inits")
+        masks.append(mask)
+    return folds, masks
+
+
 def _fold_dates(data: PatchSet, lead_h: int) -> str:
     days = np.unique((data.valid_time - int(lead_h) * 3600) // 86400)
     as_text = np.datetime_as_string((days * 86400).astype("datetime64[s]"), unit="D")
@@ -96,9 +122,11 @@ def _keep_last_epoch(run: RunDir) -> None:
             path.unlink()
 
 
-def _fold_identity(n_folds: int, k: int, valid_time: NDArray[np.int64], folds: NDArray[np.int64]) -> str:
+def _fold_identity(n_folds: int, k: int, valid_time: NDArray[np.int64], folds: NDArray[np.int64],
+                   trained_on: NDArray[np.bool_]) -> str:
     digest = hashlib.sha256(np.asarray(valid_time, dtype=np.int64).tobytes())
     digest.update(np.asarray(folds, dtype=np.int64).tobytes())
+    digest.update(np.asarray(trained_on, dtype=np.bool_).tobytes())
     return f"calibration_folds {n_folds}, fold {k}, patches {digest.hexdigest()}\n"
 
 
@@ -124,7 +152,7 @@ def crossfit_calibration_data(hp: HParams, train_set: PatchSet, val_set: PatchSe
     whole training split's mean, so each group keeps its share), the other ranks None.
     """
     n_folds = hp.calibration_folds
-    folds = date_folds(train_set.valid_time, lead_h, n_folds)
+    folds, trains_on = fold_training_masks(train_set.valid_time, lead_h, n_folds, hp.calibration_fold_gap_days)
     root = RunDir(run_path).crossfit  # a fresh main training has emptied it (RunDir.start)
     thresholds = tuple(hp.model.bin_edges_mm[1:])
     sums = CalibrationFit(thresholds)
@@ -134,12 +162,12 @@ def crossfit_calibration_data(hp: HParams, train_set: PatchSet, val_set: PatchSe
                 shutil.rmtree(stale)
     for k in range(n_folds):
         run = RunDir(root / f"fold_{k + 1}")
-        resume_fold = _prepare_fold(run, _fold_identity(n_folds, k, train_set.valid_time, folds), resume) \
-            if ctx.is_main else False
+        identity = _fold_identity(n_folds, k, train_set.valid_time, folds, trains_on[k])
+        resume_fold = _prepare_fold(run, identity, resume) if ctx.is_main else False
         # rank 0 decides (other ranks may not see its disk); the others add zero
         resume_fold = bool(ctx.all_reduce_sum(np.array([float(resume_fold)]))[0] > 0)
         held_out = train_set.take(np.flatnonzero(folds == k))
-        rest = train_set.take(np.flatnonzero(folds != k))
+        rest = train_set.take(np.flatnonzero(trains_on[k]))
         if ctx.is_main:
             logger.info("cross-fit fold %d/%d: training on %d patches, predicting %d patches of %s", k + 1,
                         n_folds, len(rest), len(held_out), _fold_dates(held_out, lead_h))

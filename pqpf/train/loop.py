@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 #: Hyper-parameters that do not change the network a run trains (``calibration_folds``
 #: changes only the calibration fitted after it, which every run refits).
-RESULT_NEUTRAL_HPARAMS = frozenset({"name", "num_workers", "calibration_folds"})
+RESULT_NEUTRAL_HPARAMS = frozenset({"name", "num_workers", "calibration_folds", "calibration_fold_gap_days"})
 
 
 @dataclass(frozen=True)

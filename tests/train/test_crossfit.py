@@ -23,7 +23,7 @@ from pqpf.normalisation import Normalisation
 from pqpf.stages.train import patch_sets
 from pqpf.stages.train import train_resunet as train
 from pqpf.train.calibrate import accumulate_calibration
-from pqpf.train.crossfit import date_folds
+from pqpf.train.crossfit import date_folds, fold_training_masks
 from pqpf.train.resunet import ResUNetFamily
 
 TINY = load_hparams("tiny")
@@ -64,6 +64,20 @@ def test_folds_balance_patches_not_dates():
     assert np.bincount(date_folds(_valid_times(inits, 6), 6, 3)).tolist() == [100, 1, 1]
 
 
+def test_fold_networks_skip_the_gap_days_next_to_their_group():
+    day = dt.datetime(2025, 6, 1)
+    inits = [day + dt.timedelta(days=d, hours=h) for d in range(9) for h in (0, 12)]
+    vt = _valid_times(inits, 6)
+    folds, masks = fold_training_masks(vt, 6, 3, 1)
+    assert folds.tolist() == [k for k in (0, 1, 2) for _ in range(6)]  # dates 0-2, 3-5, 6-8
+    trained_dates = [sorted({inits[i].day - 1 for i in np.flatnonzero(m)}) for m in masks]
+    assert trained_dates == [[4, 5, 6, 7, 8], [0, 1, 7, 8], [0, 1, 2, 3, 4]]
+    _, no_gap = fold_training_masks(vt, 6, 3, 0)
+    assert all(np.array_equal(m, folds != k) for k, m in enumerate(no_gap))
+    with pytest.raises(PqpfError, match="calibration_fold_gap_days = 3 leaves fold 2 of 3 no training dates"):
+        fold_training_masks(vt, 6, 3, 3)
+
+
 def test_more_folds_than_dates_is_refused_with_the_setting_named():
     inits = [dt.datetime(2025, 6, 1, h) for h in (0, 12)] + [dt.datetime(2025, 6, 2, 0)]
     with pytest.raises(PqpfError, match="calibration_folds = 3 needs at least 3 training init dates.*has 2"):
@@ -83,8 +97,13 @@ def test_calibration_folds_setting_is_checked_and_named_when_missing(tmp_path):
     (tmp_path / "h.yaml").write_text(text)
     with pytest.raises(ConfigError, match="missing key.*calibration_folds"):
         load_hparams("mine", tmp_path / "h.yaml")
+    with pytest.raises(ConfigError, match="missing key.*calibration_fold_gap_days"):
+        load_hparams("mine", tmp_path / "h.yaml")
+    text += "  calibration_fold_gap_days: 1\n"
     (tmp_path / "h.yaml").write_text(text + "  calibration_folds: 3\n")
     assert load_hparams("mine", tmp_path / "h.yaml").calibration_folds == 3
+    with pytest.raises(ValueError, match="calibration_fold_gap_days must be >= 0"):
+        dataclasses.replace(TINY, calibration_fold_gap_days=-1)
     (tmp_path / "h.yaml").write_text(text + "  calibration_folds: 2.5\n")
     with pytest.raises(ConfigError, match="calibration_folds"):
         load_hparams("mine", tmp_path / "h.yaml")
@@ -113,10 +132,14 @@ def _expected_calibration(config, hp, run):
     thresholds = tuple(hp.model.bin_edges_mm[1:])
     folds = date_folds(train_set.valid_time, trainkit.LEAD, hp.calibration_folds)
     assert (np.bincount(folds) > 0).all()  # every fold holds patches
+    days = (train_set.valid_time - 3600 * trainkit.LEAD) // 86400
     pooled = CalibrationFit(thresholds)
     nets = []
     for k in range(hp.calibration_folds):
-        rest = train_set.take(np.flatnonzero(folds != k))
+        # the other folds' dates, less the calibration_fold_gap_days next to fold k's group
+        lo, hi = days[folds == k].min(), days[folds == k].max()
+        gap = hp.calibration_fold_gap_days
+        rest = train_set.take(np.flatnonzero((days < lo - gap) | (days > hi + gap)))
         family = ResUNetFamily(hp, rest, q)
         checkpoint = load_checkpoint(run / "crossfit" / f"fold_{k + 1}" / "best.pt")
         # the fold network's input statistics are those of the other folds alone: it never saw fold k
