@@ -334,25 +334,33 @@ def quantiles(
     float32 array
         The bin axis replaced by one axis of len(q) (dropped when ``q`` is a scalar).
     """
+    scalar = np.ndim(q) == 0
+    levels = np.atleast_1d(np.asarray(q, dtype=np.float64))
+    if levels.ndim != 1 or not ((levels >= 0) & (levels < 1)).all():
+        raise ValueError(f"quantile levels must be in [0, 1), got {q!r}")
+    p, cdf_lower, edges, scale = _binned_cdf(probs, edges_mm, dim, tail_scale_mm)
+    out = np.empty(p.shape[:-1] + (levels.size,), dtype=np.float64)
+    for i, level in enumerate(levels):
+        out[..., i] = _quantile(p, cdf_lower, edges, scale, level)
+    out = np.moveaxis(out, -1, dim)
+    return (np.take(out, 0, axis=dim) if scalar else out).astype(np.float32)
+
+
+def _binned_cdf(probs: Any, edges_mm: Sequence[float], dim: int, tail_scale_mm: float | None
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float]:
+    """Bins moved to the last axis, the CDF at each bin's lower edge, the edges and the
+    tail scale, for :func:`_quantile` (shared by :func:`quantiles` and :func:`pointwise_quantiles`)."""
     edges = validate_bin_edges(edges_mm)
     if _is_torch(probs):
         probs = probs.detach().cpu().numpy()
     p = np.moveaxis(np.asarray(probs, dtype=np.float64), dim, -1)
     if p.shape[-1] != edges.size:
         raise ValueError(f"probs have {p.shape[-1]} bins along dim {dim}, edges give {edges.size}")
-    scalar = np.ndim(q) == 0
-    levels = np.atleast_1d(np.asarray(q, dtype=np.float64))
-    if levels.ndim != 1 or not ((levels >= 0) & (levels < 1)).all():
-        raise ValueError(f"quantile levels must be in [0, 1), got {q!r}")
     scale = float(edges[-1] - edges[-2]) if tail_scale_mm is None else float(tail_scale_mm)
     if not scale > 0:
         raise ValueError(f"tail_scale_mm must be positive, got {tail_scale_mm}")
     cdf_lower = np.concatenate([np.zeros(p.shape[:-1] + (1,)), np.cumsum(p, axis=-1)[..., :-1]], axis=-1)
-    out = np.empty(p.shape[:-1] + (levels.size,), dtype=np.float64)
-    for i, level in enumerate(levels):
-        out[..., i] = _quantile(p, cdf_lower, edges, scale, level)
-    out = np.moveaxis(out, -1, dim)
-    return (np.take(out, 0, axis=dim) if scalar else out).astype(np.float32)
+    return p, cdf_lower, edges, scale
 
 
 def _quantile(p: NDArray[np.float64], cdf_lower: NDArray[np.float64], edges: NDArray[np.float64], scale: float,
@@ -394,16 +402,11 @@ def pointwise_quantiles(probs: Any, edges_mm: Sequence[float], levels: Any,
     float32 array, shape (L, ...)
         Level ``l`` at point ``j``: the quantile :func:`quantiles` gives for that level there.
     """
-    edges = validate_bin_edges(edges_mm)
-    p = np.moveaxis(np.asarray(probs, dtype=np.float64), 0, -1)
+    p, cdf_lower, edges, scale = _binned_cdf(probs, edges_mm, 0, tail_scale_mm)
     lv = np.asarray(levels, dtype=np.float64)
-    if p.shape[-1] != edges.size or lv.ndim < 1 or lv.shape[1:] != p.shape[:-1]:
+    if lv.ndim < 1 or lv.shape[1:] != p.shape[:-1]:
         raise ValueError(f"need probs (K={edges.size}, ...) and levels (L, ...) over the same points, "
                          f"got {np.shape(probs)} and {lv.shape}")
     if not ((lv >= 0) & (lv < 1)).all():
         raise ValueError("quantile levels must be in [0, 1)")
-    scale = float(edges[-1] - edges[-2]) if tail_scale_mm is None else float(tail_scale_mm)
-    if not scale > 0:
-        raise ValueError(f"tail_scale_mm must be positive, got {tail_scale_mm}")
-    cdf_lower = np.concatenate([np.zeros(p.shape[:-1] + (1,)), np.cumsum(p, axis=-1)[..., :-1]], axis=-1)
     return np.stack([_quantile(p, cdf_lower, edges, scale, level) for level in lv]).astype(np.float32)
