@@ -55,6 +55,12 @@ __all__ = ["date_folds", "fold_training_masks", "crossfit_calibration_data"]
 logger = logging.getLogger(__name__)
 
 
+def _init_days(valid_time: NDArray[np.int64], lead_h: int) -> NDArray[np.int64]:
+    """Init date of every patch, as whole days since 1970 (UTC)."""
+    days: NDArray[np.int64] = (np.asarray(valid_time, dtype=np.int64) - int(lead_h) * 3600) // 86400
+    return days
+
+
 def date_folds(valid_time: NDArray[np.int64], lead_h: int, n_folds: int) -> NDArray[np.int64]:
     """Fold (0..K-1) of every patch: K contiguous groups of the sorted distinct init dates,
     cut where the groups' patch counts come closest to N/K each (dry dates give few
@@ -65,7 +71,7 @@ def date_folds(valid_time: NDArray[np.int64], lead_h: int, n_folds: int) -> NDAr
     PqpfError
         Fewer distinct init dates than folds.
     """
-    days = (np.asarray(valid_time, dtype=np.int64) - int(lead_h) * 3600) // 86400
+    days = _init_days(valid_time, lead_h)
     distinct, day_of_patch = np.unique(days, return_inverse=True)
     n_dates = distinct.size
     if n_dates < n_folds:
@@ -94,7 +100,7 @@ def fold_training_masks(valid_time: NDArray[np.int64], lead_h: int, n_folds: int
         Too few dates for the folds, or a gap that leaves a fold network nothing to train on.
     """
     folds = date_folds(valid_time, lead_h, n_folds)
-    days = (np.asarray(valid_time, dtype=np.int64) - int(lead_h) * 3600) // 86400
+    days = _init_days(valid_time, lead_h)
     masks = []
     for k in range(n_folds):
         held = days[folds == k]
@@ -108,7 +114,7 @@ def fold_training_masks(valid_time: NDArray[np.int64], lead_h: int, n_folds: int
 
 
 def _fold_dates(data: PatchSet, lead_h: int) -> str:
-    days = np.unique((data.valid_time - int(lead_h) * 3600) // 86400)
+    days = np.unique(_init_days(data.valid_time, lead_h))
     as_text = np.datetime_as_string((days * 86400).astype("datetime64[s]"), unit="D")
     return f"{as_text[0]}..{as_text[-1]}" if len(as_text) else "-"
 
