@@ -13,8 +13,10 @@ from pqpf.ordinal import (
     cdf_at_edges,
     exceedance_matrix,
     exceedance_probs,
+    pointwise_quantiles,
     probs_from_logits,
     quantiles,
+    stratum_means,
     validate_bin_edges,
 )
 
@@ -232,6 +234,42 @@ def test_quantile_at_edge_cdf_is_the_edge():
     p = np.array([0.5, 0.25, 0.25])
     q = quantiles(p, (0.0, 1.0, 5.0), [0.5, 0.75, 0.875], dim=0)
     np.testing.assert_allclose(q, [1.0, 5.0, 5.0 + 4.0 * np.log(2.0)], rtol=1e-6)
+
+
+def test_stratum_means_by_hand():
+    p = np.array([0.5, 0.25, 0.25])  # uniform [0, 1), uniform [1, 5), exponential above 5 (scale 4: mean 9)
+    np.testing.assert_allclose(stratum_means(p, (0.0, 1.0, 5.0), 2, dim=0), [0.5, 6.0], rtol=1e-6)
+    np.testing.assert_allclose(stratum_means(p, (0.0, 1.0, 5.0), 4, dim=0), [0.25, 0.75, 3.0, 9.0], rtol=1e-6)
+    np.testing.assert_allclose(stratum_means(p, (0.0, 1.0, 5.0), 4, dim=0, zero_first_bin=True),
+                               [0.0, 0.0, 3.0, 9.0], rtol=1e-6)
+    np.testing.assert_allclose(stratum_means(p, (0.0, 1.0, 5.0), 1, dim=0), [0.25 + 0.75 + 2.25], rtol=1e-6)
+    with pytest.raises(ValueError, match=">= 1"):
+        stratum_means(p, (0.0, 1.0, 5.0), 0, dim=0)
+
+
+def test_stratum_means_integrate_the_quantile_function_and_keep_the_mean():
+    rng = np.random.default_rng(5)
+    p = _random_probs(rng, (6,))  # (6 points, K bins)
+    p[0, 4:] = 0.0  # zero-probability bins, renormalised
+    p[0] /= p[0].sum()
+    n, fine = 8, 4000
+    means = stratum_means(p, EDGES, n, dim=1)
+    assert means.shape == (6, n) and (np.diff(means, axis=1) >= 0).all()
+    # the midpoint rule over 4000 levels per interval (the tail's log singularity at 1 is integrable)
+    levels = (np.arange(n * fine) + 0.5) / (n * fine)
+    q = pointwise_quantiles(p.T, EDGES, np.broadcast_to(levels[:, None], (levels.size, 6)))
+    numeric = q.reshape(n, fine, 6).astype(np.float64).mean(axis=1).T
+    np.testing.assert_allclose(means, numeric, rtol=2e-3, atol=1e-5)
+    # each mean lies between the quantiles at its interval's ends
+    ends = quantiles(p, EDGES, (np.arange(n + 1)[:-1] / n).tolist(), dim=1)
+    assert (means >= ends - 1e-5).all() and (means[:, :-1] <= ends[:, 1:] + 1e-5).all()
+    # their average is the distribution's mean: bin centres, the tail at e_K-1 + its scale
+    widths = np.diff(EDGES)
+    centres = np.append(np.asarray(EDGES[:-1]) + widths / 2, EDGES[-1] + widths[-1])
+    np.testing.assert_allclose(means.mean(axis=1), p @ centres, rtol=1e-5)
+    centres[0] = 0.0  # the first bin a point mass at 0 mm
+    np.testing.assert_allclose(stratum_means(p, EDGES, n, dim=1, zero_first_bin=True).mean(axis=1), p @ centres,
+                               rtol=1e-5)
 
 
 def _batchnorm_net_with_statistics(norm: str = "batch") -> ResUNet:

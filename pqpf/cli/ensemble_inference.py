@@ -53,9 +53,10 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
                         help="ensemble copula coupling onto the U-Net's quantiles (default: on; "
                         "docs/diffusion_ensemble.md has the scores that chose it)")
     parser.add_argument("--ecc-levels", choices=ECC_LEVELS, default=None,
-                        help="with ECC, each rank's level: the midpoint of its interval (quantile, ECC-Q; the "
-                        "default) or drawn inside it (stratified, ECC-S: every member a random draw from the "
-                        "U-Net's distribution, tails included)")
+                        help="with ECC, each rank's value: the quantile at the midpoint of its probability "
+                        "interval (quantile, ECC-Q; the default), at a level drawn inside it (stratified, ECC-S: "
+                        "every member a random draw from the U-Net's distribution, tails included) or the "
+                        "interval's mean (mean, ECC-M: the members average to the U-Net's mean amount)")
     parser.add_argument("--steps", type=positive_int, default=None, metavar="N",
                         help="Heun steps (default: the model's hyper-parameter set, sampler.n_steps)")
     parser.add_argument("--churn", type=non_negative_float, default=None, metavar="S",

@@ -18,6 +18,15 @@ the U-Net's distribution, each member (its rank uniform over the points) a rando
 from it, tails included, where the midpoints shrink the spread. The ranks are kept as
 with ECC-Q.
 
+``levels="mean"`` ("ECC-M") gives rank ``r`` the mean of the U-Net's distribution over
+its interval, ``M * integral q(u) du`` over ``[(r-1)/M, r/M]``
+(:func:`pqpf.ordinal.stratum_means`), deterministically. The M values are the equal-weight
+M-point distribution closest to the U-Net's in the 2-Wasserstein distance (the midpoints
+of ECC-Q are the closest in the 1-Wasserstein distance), so the members' average is the
+U-Net's mean amount exactly at every point, where ECC-Q's falls short by the skewed upper
+tail that the top midpoint cuts off; there is no point noise as in ECC-S. A mean over an
+interval that straddles the dry point mass is a small positive amount, not 0.
+
 Quantiles come from :func:`pqpf.model.quantiles` (uniform within closed bins, exponential
 in the open last bin). With ``dry_bin="point"`` (default, as the diffusion target,
 :mod:`pqpf.diffusion.target`) the first bin ``[0, e_1)`` is a point mass at 0 mm, so a
@@ -43,13 +52,13 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from pqpf.ordinal import pointwise_quantiles, quantiles, validate_bin_edges
+from pqpf.ordinal import pointwise_quantiles, quantiles, stratum_means, validate_bin_edges
 
 __all__ = ["ECC_LEVELS", "ecc_levels", "member_ranks", "ensemble_copula_coupling"]
 
-#: How the level of each rank is chosen (module docstring): the interval midpoints
-#: (ECC-Q) or a uniform draw inside the interval (ECC-S).
-ECC_LEVELS = ("quantile", "stratified")
+#: The value each rank takes (module docstring): the quantile at the interval midpoint
+#: (ECC-Q), at a uniform draw inside the interval (ECC-S), or the interval's mean (ECC-M).
+ECC_LEVELS = ("quantile", "stratified", "mean")
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +106,7 @@ def ensemble_copula_coupling(
     dry_bin: str = "point",
     levels: str = "quantile",
 ) -> NDArray[np.float32]:
-    """Reorder the U-Net's quantiles by the members' ranks (ECC-Q, Schefzik et al. 2013; or ECC-S).
+    """Reorder the U-Net's quantiles by the members' ranks (ECC-Q, Schefzik et al. 2013; or ECC-S, ECC-M).
 
     Parameters
     ----------
@@ -115,8 +124,9 @@ def ensemble_copula_coupling(
     dry_bin : {"point", "uniform"}
         The first bin as a point mass at 0 mm or uniform over ``[0, e_1)`` (module
         docstring).
-    levels : {"quantile", "stratified"}
-        Level of rank ``r``: ``(r - 1/2)/M`` (ECC-Q) or ``(r - 1 + U)/M`` (ECC-S).
+    levels : {"quantile", "stratified", "mean"}
+        Value of rank ``r``: the quantile at ``(r - 1/2)/M`` (ECC-Q) or ``(r - 1 + U)/M``
+        (ECC-S), or the mean over ``[(r-1)/M, r/M]`` (ECC-M).
 
     Returns
     -------
@@ -149,14 +159,17 @@ def ensemble_copula_coupling(
         ok = np.isfinite(xs).all(axis=0) & np.isfinite(ps).all(axis=0)
         ranks = member_ranks(xs, generator)  # drawn for every point: masking-invariant stream
         safe = np.where(ok, ps, 1.0 / edges.size)
-        if level_rng is None:
+        if levels == "mean":  # exact interval means: nothing to round to the dry point mass
+            q = stratum_means(safe, edge_list, n_members, dim=0, tail_scale_mm=tail_scale_mm,
+                              zero_first_bin=dry_bin == "point")
+        elif level_rng is None:
             q = quantiles(safe, edge_list, level_list, dim=0, tail_scale_mm=tail_scale_mm)
         else:  # the level of rank r: (r + U) / M, one U per rank and point
             strata = np.arange(n_members, dtype=np.float64)[:, None]
             uniform = level_rng.random(xs.shape[::-1]).T
             level = np.minimum((strata + uniform) / n_members, np.nextafter(1.0, 0.0))
             q = pointwise_quantiles(safe, edge_list, level, tail_scale_mm=tail_scale_mm)
-        if dry_bin == "point":
+        if dry_bin == "point" and levels != "mean":
             q = np.where(q < edges[1], np.float32(0.0), q)
         coupled = np.take_along_axis(q, ranks, axis=0)
         out[:, cols] = np.where(ok, coupled, np.nan)

@@ -110,7 +110,7 @@ class EnsembleProvenance:
     @property
     def ecc_mode(self) -> str:
         """``"off"``, or the ECC levels: ``"quantile"`` (ECC-Q; stores written before
-        ``ecc_levels`` existed) or ``"stratified"`` (ECC-S); :mod:`pqpf.diffusion.ecc`."""
+        ``ecc_levels`` existed), ``"stratified"`` (ECC-S) or ``"mean"`` (ECC-M); :mod:`pqpf.diffusion.ecc`."""
         return str(self.extra.get("ecc_levels", "quantile")) if self.ecc else "off"
 
     def to_attrs(self) -> dict[str, Any]:

@@ -158,9 +158,10 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     ecc : bool
         Replace the members' values by the U-Net's quantiles in their ranks (ECC-Q); the
         default, chosen by the scores in docs/diffusion_ensemble.md.
-    ecc_levels : {"quantile", "stratified"}
-        With ``ecc``: each rank's level at the midpoint of its interval (ECC-Q) or drawn
-        inside it (ECC-S), :mod:`pqpf.diffusion.ecc`.
+    ecc_levels : {"quantile", "stratified", "mean"}
+        With ``ecc``: each rank's value the quantile at the midpoint of its interval (ECC-Q)
+        or at a level drawn inside it (ECC-S), or the interval's mean (ECC-M),
+        :mod:`pqpf.diffusion.ecc`.
     netcdf : bool
         Also write the store as netCDF beside it.
     steps, churn : int, float, optional

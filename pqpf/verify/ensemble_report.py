@@ -121,7 +121,8 @@ def format_ensemble_table(result: Mapping[str, Any]) -> str:
     some: Mapping[str, Any] = next(iter(result.get("intervals", {}).values()), {})
     head = (f"{result['n_members']} members, {result['n_cases']} inits on {len(result['days'])} dates, "
             f"{int(crps['n']):,} good-quality MRMS points (true-area weights)")
-    ecc = {"on": "on (quantile levels, ECC-Q)", "stratified": "on (stratified levels, ECC-S)"}.get(
+    ecc = {"on": "on (quantile levels, ECC-Q)", "stratified": "on (stratified levels, ECC-S)",
+           "mean": "on (interval means, ECC-M)"}.get(
         str(result.get("ecc", "")), str(result.get("ecc", "")))
     if ecc:
         head += f"; ensemble copula coupling {ecc}"

@@ -135,3 +135,28 @@ def test_stratified_levels_do_not_depend_on_the_chunk_size_and_share_ecc_q_tie_b
     distinct = (np.diff(np.sort(quant, axis=0), axis=0) > 0).all(axis=0)
     assert distinct.sum() > 50
     np.testing.assert_array_equal(np.argsort(whole[:, distinct], axis=0), np.argsort(quant[:, distinct], axis=0))
+
+
+def test_interval_means_keep_the_unet_mean_at_every_point_and_the_members_ranks():
+    from pqpf.ordinal import stratum_means
+    from pqpf.verify.ensemble_fields import unet_mean_amount
+
+    rng = np.random.default_rng(6)
+    members = np.where(rng.random((8, 20, 25)) < 0.4, 0.0, rng.gamma(0.7, 3.0, size=(8, 20, 25)))  # ties
+    probs = _probs((20, 25), seed=7)
+    out = ensemble_copula_coupling(members, probs, EDGES, rng=2, levels="mean")
+    # the values: the interval means of the U-Net's distribution (first bin a point mass at 0 mm)
+    np.testing.assert_array_equal(np.sort(out, axis=0),
+                                  stratum_means(probs, EDGES, 8, dim=0, zero_first_bin=True))
+    # their average: the U-Net's mean amount, at every point (ECC-Q's falls short of it)
+    mean = unet_mean_amount(probs, EDGES)
+    np.testing.assert_allclose(out.mean(axis=0), mean, rtol=1e-5)
+    q_out = ensemble_copula_coupling(members, probs, EDGES, rng=2, levels="quantile")
+    assert (q_out.mean(axis=0) < mean - 1e-3).mean() > 0.9
+    # the members' order, with the same tie-breaks as ECC-Q
+    below = members[:, None] < members[None, :]
+    assert np.all(out[:, None] <= out[None, :], where=below) and below.sum() > 5000
+    distinct = (np.diff(np.sort(q_out, axis=0), axis=0) > 0).all(axis=0)
+    assert distinct.sum() > 50
+    np.testing.assert_array_equal(np.argsort(out[:, distinct], axis=0), np.argsort(q_out[:, distinct], axis=0))
+    np.testing.assert_array_equal(out, ensemble_copula_coupling(members, probs, EDGES, rng=2, levels="mean"))

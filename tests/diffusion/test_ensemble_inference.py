@@ -24,7 +24,7 @@ from pqpf.layout import (
     probs_path,
     registry_path,
 )
-from pqpf.ordinal import bin_probs_from_exceedance, quantiles
+from pqpf.ordinal import bin_probs_from_exceedance, quantiles, stratum_means
 from pqpf.stages.ensemble_inference import run_ensemble_inference
 
 pytestmark = pytest.mark.slow  # one shared archive and two small models: ~1 min for the module
@@ -133,6 +133,12 @@ def test_ecc_members_hold_the_unet_quantiles_at_every_point(trained):
     slack = 0.02 + 1e-3 * bounds
     assert np.all((ordered >= bounds[:-1] - slack[:-1]) & (ordered <= bounds[1:] + slack[1:]))
     assert np.abs(ordered - q).max() > 0.1  # drawn inside the intervals, not at their midpoints
+    # ECC-M: the interval means, which average to the U-Net's mean amount the store holds
+    means = _ens(config, init, ecc=True, ecc_levels="mean")
+    assert means.provenance.ecc_mode == "mean"
+    np.testing.assert_allclose(np.sort(means.members_mm, axis=0),
+                               stratum_means(bins, list(edges), M, dim=0, zero_first_bin=True), atol=0.02, rtol=1e-3)
+    np.testing.assert_allclose(means.members_mm.mean(axis=0), means.unet_mean_mm, atol=0.02, rtol=1e-3)
 
 
 def test_sampler_steps_and_churn_override_the_model_and_are_recorded(trained):
@@ -171,3 +177,4 @@ def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_pat
     res = run("ensemble_inference.py", "2025070712", LEAD, "--no-ecc", "--ecc-levels", "stratified", *cfg, check=False)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "--no-ecc" in res.stderr
     assert list(Registry(registry_path(config)).read()["diffusion"]) == [LEAD]
+

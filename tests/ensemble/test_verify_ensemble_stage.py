@@ -219,18 +219,18 @@ def test_ecc_members_are_scored_with_the_caveat_their_fair_crps_needs(tmp_path, 
     assert scores["caveats"] == [stage.ECC_CAVEAT]
 
 
-def test_ecc_s_members_of_a_calibrated_unet_score_as_its_random_draws(tmp_path, synth):
+def test_ecc_s_and_ecc_m_members_of_a_calibrated_unet_score_as_their_construction_says(tmp_path, synth):
     """ECC-S members are a stratified sample of the (calibrated) U-Net: each a random draw
     from it, so a wider spread than the midpoints' (ECC-Q), rank-histogram ends near
-    (M+1)/(2M) of uniform for both, a fair CRPS that looks better than the U-Net's; the
-    scores name the mode and its caveat."""
+    (M+1)/(2M) of uniform for both, a fair CRPS that looks better than the U-Net's; ECC-M's
+    interval means spread between the two; the scores name the mode and its caveat."""
     reports = {}
-    for mode in ("quantile", "stratified"):
+    for mode in ("quantile", "stratified", "mean"):
         (tmp_path / mode).mkdir()
         config = _archive(tmp_path / mode, synth, "calibrated", extras=False, ecc=mode)
         reports[mode] = stage.verify_ensemble_range(config, START, INITS[-1], LEAD, plot=False,
                                                     n_replicates=50).result
-    q, s = reports["quantile"], reports["stratified"]
+    q, s, m = reports["quantile"], reports["stratified"], reports["mean"]
     assert s["ecc"] == "stratified" and s["caveats"] == [stage.ECC_S_CAVEAT] and q["ecc"] == "on"
     # The ratio's (M+1)/M assumes independent members; a stratified sample's mean is nearly
     # exact and its variance (M-1 divisor) M/(M-1) of the distribution's: expect
@@ -248,6 +248,16 @@ def test_ecc_s_members_of_a_calibrated_unet_score_as_its_random_draws(tmp_path, 
     # measured here: plain CRPS skill -0.013 (ECC-Q) and -0.035 (ECC-S: the spread inside
     # the strata is error); both within a few per cent of the U-Net they copy
     assert -0.06 < s["crps"]["crpss_plain_vs_unet"] < q["crps"]["crpss_plain_vs_unet"] < 0.0
+    # ECC-M (interval means): the variance between the intervals is kept, the variance inside
+    # them dropped, so its spread lies between the midpoints' and the stratified draws'
+    # (measured 0.910 < 1.051 < 1.168); the top interval's mean lies above its midpoint
+    # quantile, so MRMS exceeds every member less often than with ECC-Q (measured 0.35 and
+    # 0.52 of uniform): a property of the construction, which its caveat names
+    assert m["ecc"] == "mean" and m["caveats"] == [stage.ECC_M_CAVEAT]
+    assert q["spread_skill"]["ratio"] + 0.08 < m["spread_skill"]["ratio"] < s["spread_skill"]["ratio"] - 0.08
+    top = {k: r["rank_histogram"]["frequency"][-1] * (M + 1) for k, r in (("q", q), ("m", m))}
+    assert top["m"] < 0.45 < top["q"]
+    assert -0.03 < m["crps"]["crpss_plain_vs_unet"] < 0.0 and m["crps"]["crpss_fair_vs_unet"] > 0.05
 
 
 def test_cli_prints_the_table_and_exits_1_when_an_init_failed(calibrated, capsys):
