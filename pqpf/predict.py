@@ -43,6 +43,8 @@ class LoadedModel:
     normalisation: Normalisation
     record: ModelRecord
     checkpoint: Path
+    #: :meth:`pqpf.io.checkpoint.Checkpoint.weights_digest` of the weights loaded.
+    weights_sha256: str = ""
 
     @property
     def channel_names(self) -> tuple[str, ...]:
@@ -127,7 +129,8 @@ def load_resunet(checkpoint: Checkpoint, path: Path, device: torch.device) -> Lo
     except RuntimeError as exc:
         raise InputFileError(path, f"weights do not fit the network ({str(exc).splitlines()[0]})") from None
     net.to(device).eval()
-    loaded = LoadedModel(net, Normalisation.from_dict(record.normalisation, path), record, path)
+    loaded = LoadedModel(net, Normalisation.from_dict(record.normalisation, path), record, path,
+                         checkpoint.weights_digest())
     try:
         loaded.calibration  # noqa: B018 - checked here so a bad record fails at load, not mid-run
     except ValueError as exc:

@@ -17,6 +17,8 @@ Checkpoints of format 1 (pqpf 0.x, a flat dict) are read too.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -152,6 +154,23 @@ class Checkpoint:
 
     def inference_weights(self) -> dict[str, Any]:
         return self.ema if self.ema is not None else self.net
+
+    def weights_digest(self) -> str:
+        """SHA-256 of what the network computes: the inference weights (names, dtypes,
+        shapes, bytes) and the input normalisation. It names the network wherever its
+        file lives and changes when it is retrained in place."""
+        import torch  # deferred: reading a record needs no torch
+
+        h = hashlib.sha256(json.dumps(self.model.normalisation, sort_keys=True, default=str).encode())
+        for name, value in sorted(self.inference_weights().items()):
+            h.update(name.encode())
+            if isinstance(value, torch.Tensor):
+                t = value.detach().cpu().contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            else:
+                h.update(repr(value).encode())
+        return h.hexdigest()
 
     def to_state(self) -> dict[str, Any]:
         return {

@@ -83,10 +83,18 @@ def load_models_for_lead(config: Config, lead_h: int, device: Any) -> tuple[Load
     diffusion = load_diffusion(load_checkpoint(diff_path, map_location=device), diff_path, device)
     unet_path = registry.checkpoint("resunet", lead_h)
     trained_on = Path(str(diffusion.record.extra.get("unet_checkpoint", "")))
-    if unet_path is None or trained_on.resolve() != unet_path.resolve():
-        raise PqpfError(f"{diff_path} was trained against the U-Net {trained_on}, but the registry's U-Net for "
-                        f"lead {lead_h} h is {unet_path}; retrain the diffusion model (train_diffusion.py)")
+    if unet_path is None:
+        raise PqpfError(f"no U-Net registered for lead {lead_h} h in {registry.path}; {diff_path} was trained "
+                        f"against {trained_on}")
     unet = load_resunet(load_checkpoint(unet_path, map_location=device), unet_path, device)
+    digest = str(diffusion.record.extra.get("unet_weights_sha256", ""))
+    # the U-Net is named by its weights (a trainings directory copied to another machine
+    # keeps them); a diffusion checkpoint from before the digest, by the U-Net's path
+    same = unet.weights_sha256 == digest if digest else trained_on.resolve() == unet_path.resolve()
+    if not same:
+        what = "other weights" if digest else "another file"
+        raise PqpfError(f"{diff_path} was trained against the U-Net {trained_on}, but the registry's U-Net for "
+                        f"lead {lead_h} h ({unet_path}) has {what}; retrain the diffusion model (train_diffusion.py)")
     return unet, diffusion
 
 

@@ -234,6 +234,7 @@ class DiffusionFamily:
             terrain_smoothing_sigma_px=unet.terrain_smoothing_sigma_px, min_quality=unet.min_quality,
             extra={"sigma_data": self.sigma_data, "cond_names": list(self.cond_names),
                    "unet_checkpoint": str(self.unet.checkpoint), "unet_init": unet.init,
+                   "unet_weights_sha256": self.unet.weights_sha256,
                    "ema_samples_seen": 0 if self.ema is None else self.ema.samples_seen},
         )
 

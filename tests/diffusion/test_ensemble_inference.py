@@ -178,3 +178,53 @@ def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_pat
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "--no-ecc" in res.stderr
     assert list(Registry(registry_path(config)).read()["diffusion"]) == [LEAD]
 
+
+def test_the_unet_is_matched_by_its_weights_not_its_path(trained):
+    """A trainings directory copied elsewhere (HPC to laptop) still samples, and the same
+    members; a U-Net retrained in place is refused; a diffusion checkpoint from before the
+    weights digest falls back to the U-Net's path."""
+    import dataclasses
+    import shutil
+
+    from pqpf.errors import PqpfError
+    from pqpf.io.checkpoint import load_checkpoint, save_checkpoint
+    from pqpf.stages.ensemble_inference import load_models_for_lead
+
+    torch.set_num_threads(1)
+    config = trained
+    root = config.source.parent
+    moved = root / "trainings_moved"
+    shutil.rmtree(moved, ignore_errors=True)
+    shutil.copytree(config.paths.trainings_dir, moved)
+    source = root / "config_moved.ini"
+    source.write_text(config.source.read_text().replace("trainings_dir = trainings\n",
+                                                        "trainings_dir = trainings_moved\n"))
+    other = load_config(source)
+    assert other.paths.trainings_dir == moved
+    here = _ens(config, HELD_OUT[0], seed=2)
+    there = _ens(other, HELD_OUT[0], seed=2)
+    np.testing.assert_array_equal(there.members_mm, here.members_mm)
+    assert Path(there.provenance.unet_checkpoint).parent.parent == moved
+
+    registry = Registry(registry_path(other))
+    unet_path, diff_path = registry.checkpoint("resunet", LEAD), registry.checkpoint("diffusion", LEAD)
+    original = load_checkpoint(unet_path)
+    # the U-Net retrained at the same path: other weights
+    weights = {k: v.clone() for k, v in original.inference_weights().items()}
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] += 0.01
+    save_checkpoint(unet_path, dataclasses.replace(original, net=weights, ema=None))
+    with pytest.raises(PqpfError, match="has other weights; retrain the diffusion model"):
+        load_models_for_lead(other, LEAD, "cpu")
+    save_checkpoint(unet_path, original)
+    load_models_for_lead(other, LEAD, "cpu")  # the same weights again: accepted
+    # a diffusion checkpoint without the digest: matched by the path it recorded (the original)
+    diffusion = load_checkpoint(diff_path)
+    assert diffusion.model.extra["unet_weights_sha256"] == original.weights_digest()
+    extra = {k: v for k, v in diffusion.model.extra.items() if k != "unet_weights_sha256"}
+    save_checkpoint(diff_path, dataclasses.replace(diffusion, model=dataclasses.replace(diffusion.model, extra=extra)))
+    with pytest.raises(PqpfError, match="has another file; retrain the diffusion model"):
+        load_models_for_lead(other, LEAD, "cpu")
+    load_models_for_lead(config, LEAD, "cpu")  # the original place: accepted
+    shutil.rmtree(moved)
+    source.unlink()
