@@ -19,7 +19,7 @@ from pqpf.cli.common import (
     run_cli,
 )
 from pqpf.cli.common import build_parser as _base_parser
-from pqpf.diffusion.ecc import ECC_LEVELS
+from pqpf.diffusion.ecc import DEFAULT_ECC_LEVELS, ECC_LEVELS
 from pqpf.errors import UsageError
 
 __all__ = ["build_parser", "main"]
@@ -31,8 +31,9 @@ Sample an ensemble of 1-h amounts for INIT + LEAD: the lead's U-Net (registry ki
 "resunet") gives the conditioning and the central estimate, the lead's diffusion model
 (kind "diffusion", trained against that U-Net) samples the residual over the full grid
 (Heun EDM sampler, denoiser on tent-blended windows, EMA weights). By default (--ecc)
-the members take the U-Net's calibrated per-pixel quantiles in their own ranks (ensemble
-copula coupling); --no-ecc keeps the raw diffusion members. Also writes the U-Net
+the members take the U-Net's calibrated per-pixel distribution in their own ranks
+(ensemble copula coupling; rank r the mean of the U-Net's distribution over
+[(r-1)/M, r/M], --ecc-levels); --no-ecc keeps the raw diffusion members. Also writes the U-Net
 probabilities file if missing (verification compares the two). Writes
   {probs_dir}/{INIT}_{LEAD}h_ensemble.zarr   (member, y, x; member probabilities; CF)
   {plots_dir}/{INIT}_{LEAD}h_ensemble_stamps.png and ..._members.gif
@@ -54,9 +55,9 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
                         "docs/diffusion_ensemble.md has the scores that chose it)")
     parser.add_argument("--ecc-levels", choices=ECC_LEVELS, default=None,
                         help="with ECC, each rank's value: the quantile at the midpoint of its probability "
-                        "interval (quantile, ECC-Q; the default), at a level drawn inside it (stratified, ECC-S: "
-                        "every member a random draw from the U-Net's distribution, tails included) or the "
-                        "interval's mean (mean, ECC-M: the members average to the U-Net's mean amount)")
+                        "interval (quantile, ECC-Q), at a level drawn inside it (stratified, ECC-S: every member "
+                        "a random draw from the U-Net's distribution, tails included) or the interval's mean "
+                        f"(mean, ECC-M: the members average to the U-Net's mean amount); default {DEFAULT_ECC_LEVELS}")
     parser.add_argument("--steps", type=positive_int, default=None, metavar="N",
                         help="Heun steps (default: the model's hyper-parameter set, sampler.n_steps)")
     parser.add_argument("--churn", type=non_negative_float, default=None, metavar="S",
@@ -81,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     result = run_ensemble_inference(config, args.init, lead, members=args.members, seed=args.seed, ecc=args.ecc,
                                     device=args.device, overwrite=args.overwrite, plot=not args.no_plot,
                                     netcdf=args.netcdf, steps=args.steps, churn=args.churn,
-                                    ecc_levels=args.ecc_levels or "quantile")
+                                    ecc_levels=args.ecc_levels or DEFAULT_ECC_LEVELS)
     print(result.store)
     for path in (result.stamps_png, result.gif):
         if path:

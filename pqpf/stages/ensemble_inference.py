@@ -26,7 +26,7 @@ import numpy as np
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
 from pqpf.device import select_device
-from pqpf.diffusion.ecc import ECC_LEVELS, ensemble_copula_coupling
+from pqpf.diffusion.ecc import DEFAULT_ECC_LEVELS, ECC_LEVELS, ensemble_copula_coupling
 from pqpf.diffusion.generate import LoadedDiffusion, load_diffusion, sample_members, unet_fields
 from pqpf.diffusion.sampler import SamplerConfig
 from pqpf.errors import InputFileError, PqpfError
@@ -154,7 +154,7 @@ def _plots(config: Config, ens: EnsembleForecast, stamps: Path, gif: Path) -> No
 def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, members: int = 16, seed: int = 0,
                            ecc: bool = True, device: str = "auto", overwrite: bool = False, plot: bool = True,
                            netcdf: bool = False, steps: int | None = None,
-                           churn: float | None = None, ecc_levels: str = "quantile") -> EnsembleResult:
+                           churn: float | None = None, ecc_levels: str = DEFAULT_ECC_LEVELS) -> EnsembleResult:
     """The stage behind ``ensemble_inference.py INIT LEAD``.
 
     Parameters
@@ -164,12 +164,12 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     seed : int
         Sampler seed, >= 0: the same seed gives the same members.
     ecc : bool
-        Replace the members' values by the U-Net's quantiles in their ranks (ECC-Q); the
-        default, chosen by the scores in docs/diffusion_ensemble.md.
+        Give the members the U-Net's marginals in their own ranks (ensemble copula
+        coupling); the default, chosen by the scores in docs/diffusion_ensemble.md.
     ecc_levels : {"quantile", "stratified", "mean"}
         With ``ecc``: each rank's value the quantile at the midpoint of its interval (ECC-Q)
-        or at a level drawn inside it (ECC-S), or the interval's mean (ECC-M),
-        :mod:`pqpf.diffusion.ecc`.
+        or at a level drawn inside it (ECC-S), or the interval's mean (ECC-M, the default,
+        also by those scores), :mod:`pqpf.diffusion.ecc`.
     netcdf : bool
         Also write the store as netCDF beside it.
     steps, churn : int, float, optional

@@ -68,10 +68,21 @@ def _calibration_lines(r: Mapping[str, Any]) -> list[str]:
     return [
         f"spread-skill ratio {_iv(r, 'spread_skill_ratio', '.3f')}   (spread {_num(ss['spread'], '.3f')} mm, "
         f"RMSE of the ensemble mean {_num(ss['rmse'], '.3f')} mm; 1 = calibrated)",
+        *_amount_lines(r),
         f"rank histogram / uniform: {rel}",
         f"  lowest {_num(rank['min_over_uniform'], '.2f')}x, highest {_num(rank['max_over_uniform'], '.2f')}x "
         "uniform (ties among equal amounts broken at random)",
     ]
+
+
+def _amount_lines(r: Mapping[str, Any]) -> list[str]:
+    amounts = r.get("amounts")  # absent from scores of schema < 4
+    if not amounts:
+        return []
+    parts = [f"{label} {_iv(r, f'amount_ratio_{name}_vs_mrms', '.2f')}"
+             for name, label in (("members", "members"), ("unet_mean", "U-Net mean"), ("graf", "raw GRAF"))]
+    return [f"mean amount / MRMS's (areal totals): {', '.join(parts)}   "
+            f"(MRMS {_num(amounts['mean_mm'].get('mrms'), '.3f')} mm)"]
 
 
 def _brier_lines(r: Mapping[str, Any]) -> list[str]:
@@ -160,6 +171,10 @@ def _scalar_rows(r: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows += [_row("spread_skill_ratio", ss["ratio"], interval=iv.get("spread_skill_ratio")),
              _row("spread", ss["spread"]), _row("rmse_ensemble_mean", ss["rmse"])]
     rows += [_row("rank_frequency", f, rank=k) for k, f in enumerate(r["rank_histogram"]["frequency"])]
+    amounts = r.get("amounts") or {"mean_mm": {}, "ratio_vs_mrms": {}}
+    rows += [_row("mean_amount_mm", v, name) for name, v in amounts["mean_mm"].items()]
+    rows += [_row("amount_ratio_vs_mrms", v, name, iv.get(f"amount_ratio_{name}_vs_mrms"))
+             for name, v in amounts["ratio_vs_mrms"].items()]
     return rows
 
 

@@ -26,6 +26,10 @@ Scores (conventions and references in :mod:`pqpf.verify.ensemble`,
 * Radially averaged power spectra of the members, the U-Net's conditional mean amount
   (:func:`pqpf.verify.ensemble_fields.unet_mean_amount`), MRMS and GRAF, and their
   power relative to MRMS in a band (16-128 km by default).
+* Mean amounts of MRMS, the members (their average), the U-Net's conditional mean and
+  GRAF over the scored points, and each one's ratio to MRMS's: the multiplicative bias,
+  as of areal totals (ECC-Q members fall short of the U-Net's mean by construction,
+  :mod:`pqpf.diffusion.ecc`).
 """
 
 from __future__ import annotations
@@ -184,6 +188,7 @@ class EnsembleVerifier:
         self.spectra = {name: PowerSpectrum(s.shape, s.dx_km, min_valid_fraction=s.spectrum_min_valid_fraction)
                         for name in SPECTRUM_SOURCES}
         self.extra = np.zeros(1 + len(s.thresholds_mm))  # sum w |graf - y|, fair Brier penalties
+        self.amounts = np.zeros(len(SPECTRUM_SOURCES))  # sum w x: MRMS, members' mean, U-Net mean, GRAF
         self.daily: DailySums | None = None
         self.n_cases = 0
 
@@ -225,7 +230,9 @@ class EnsembleVerifier:
         penalty = fair_brier_penalty(np.nan_to_num(p_members), s.n_members)
         self.extra += np.concatenate([[np.abs(graf - obs)[scored] @ weight[scored]],
                                       penalty[:, scored] @ weight[scored]])
-        self._update_fields(members, obs, bins, graf, use, weight)
+        unet_mean = unet_mean_amount(bins, s.edges_mm, dry_bin=s.dry_bin).astype(np.float64)
+        self.amounts += [x[scored] @ weight[scored] for x in (obs, members.mean(axis=0), unet_mean, graf)]
+        self._update_fields(members, obs, bins, graf, unet_mean, use, weight)
         after = self._named_sums()
         if self.daily is None:
             self.daily = DailySums(list(after))
@@ -234,7 +241,8 @@ class EnsembleVerifier:
         return int(scored.sum())
 
     def _update_fields(self, members: NDArray[np.float64], obs: NDArray[np.float64], bins: NDArray[np.float64],
-                       graf: NDArray[np.float64], use: NDArray[np.bool_], weight: NDArray[np.float64]) -> None:
+                       graf: NDArray[np.float64], unet_mean: NDArray[np.float64], use: NDArray[np.bool_],
+                       weight: NDArray[np.float64]) -> None:
         """FSS and spectra: scores of whole fields."""
         s = self.settings
         forecasts = {
@@ -244,8 +252,7 @@ class EnsembleVerifier:
         }
         self.fss.update(forecasts, obs, valid=use, weight=weight)
         fields: dict[str, NDArray[np.floating]] = {
-            "mrms": obs, "members": members, "unet_mean": unet_mean_amount(bins, s.edges_mm, dry_bin=s.dry_bin),
-            "graf": graf}
+            "mrms": obs, "members": members, "unet_mean": unet_mean, "graf": graf}
         for name in SPECTRUM_SOURCES:
             self.spectra[name].update(fields[name], mask=use)
 
@@ -262,6 +269,7 @@ class EnsembleVerifier:
         _, w, fair, plain, unet = self.crps.sums
         out = {"crps_w": w, "crps_fair": fair, "crps_plain": plain, "crps_unet": unet, "mae_graf": self.extra[0],
                "ss_var": self.spread.sums[2], "ss_sq": self.spread.sums[3]}
+        out.update({_name("amount", name): v for name, v in zip(SPECTRUM_SOURCES, self.amounts, strict=True)})
         for k, t in enumerate(s.thresholds_mm):
             _, wt, wo, sse_m, sse_u, sse_g = self.brier.sums[:, k]
             out.update({_name("weight", "", t): wt, _name("sum_wo", "", t): wo,
@@ -316,7 +324,14 @@ class EnsembleVerifier:
                     t, width, "member_pairs")))
         for name in ("members", "unet_mean", "graf"):
             skills.append(FunctionSkill(_name("psd_ratio", f"{name}_vs_mrms"), self._psd_ratio(name)))
+            skills.append(FunctionSkill(_name("amount_ratio", f"{name}_vs_mrms"), self._amount_ratio(name)))
         return skills
+
+    @staticmethod
+    def _amount_ratio(name: str) -> Any:
+        def ratio(x: Sums) -> NDArray[np.float64]:
+            return _ratio(x[_name("amount", name)], x[_name("amount", "mrms")])
+        return ratio
 
     @staticmethod
     def _fair_bss(sse_members: str, sse_unet: str, penalty: str) -> Any:
@@ -369,7 +384,7 @@ class EnsembleVerifier:
             "bin_edges_mm": list(s.edges_mm), "crps": crps,
             "spread_skill": {**self.spread.result(), "binned": self.spread_binned.result()},
             "rank_histogram": rank, "brier": self._brier_result(), "fss": self.fss.result(),
-            "spectra": self._spectra_result(), "days": list(self.daily.days),
+            "spectra": self._spectra_result(), "amounts": self._amounts_result(), "days": list(self.daily.days),
             "intervals": {k: v.as_dict() for k, v in intervals.items()},
         }
 
@@ -390,6 +405,16 @@ class EnsembleVerifier:
                 "reliability_curve_unet": self.brier.rel_ref[k].as_dict(),
             })
         return rows
+
+    def _amounts_result(self) -> dict[str, Any]:
+        """Mean amounts over the scored points (true-area weights) and their ratio to MRMS's:
+        the multiplicative bias, e.g. of areal totals."""
+        w = self.crps.sums[1]
+        mean = {name: float(v / w) if w > 0 else math.nan for name, v in zip(SPECTRUM_SOURCES, self.amounts,
+                                                                             strict=True)}
+        ref = self.amounts[0]
+        return {"mean_mm": mean, "ratio_vs_mrms": {name: float(v / ref) if ref > 0 else math.nan for name, v in
+                                                   zip(SPECTRUM_SOURCES[1:], self.amounts[1:], strict=True)}}
 
     def _spectra_result(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: spec.result() for name, spec in self.spectra.items()}

@@ -24,7 +24,7 @@ def test_output_has_exactly_the_unet_quantiles_and_the_members_ranks():
     rng = np.random.default_rng(1)
     members = rng.gamma(0.5, 2.0, size=(10, 12, 9))  # distinct values: no ties
     probs = _probs((12, 9))
-    out = ensemble_copula_coupling(members, probs, EDGES, rng=0, dry_bin="uniform")
+    out = ensemble_copula_coupling(members, probs, EDGES, rng=0, dry_bin="uniform", levels="quantile")
     expected = quantiles(probs, EDGES, ecc_levels(10).tolist(), dim=0)
     np.testing.assert_array_equal(np.sort(out, axis=0), expected)
     np.testing.assert_array_equal(np.argsort(out, axis=0, kind="stable"), np.argsort(members, axis=0))
@@ -34,7 +34,7 @@ def test_point_dry_bin_gives_exact_zeros_below_the_first_edge_and_ranks_are_kept
     rng = np.random.default_rng(2)
     members = np.where(rng.random((8, 30, 30)) < 0.5, 0.0, rng.gamma(0.7, 3.0, size=(8, 30, 30)))
     probs = _probs((30, 30), seed=3)
-    out = ensemble_copula_coupling(members, probs, EDGES, rng=5)
+    out = ensemble_copula_coupling(members, probs, EDGES, rng=5, levels="quantile")
     q = quantiles(probs, EDGES, ecc_levels(8).tolist(), dim=0)
     np.testing.assert_array_equal(np.sort(out, axis=0), np.where(q < 0.1, 0.0, q).astype(np.float32))
     # every pair of members in strict order keeps it (tied members may go either way)

@@ -112,7 +112,7 @@ def test_ecc_members_hold_the_unet_quantiles_at_every_point(trained):
     torch.set_num_threads(1)
     config = trained
     init = HELD_OUT[1]
-    ens = _ens(config, init, ecc=True)
+    ens = _ens(config, init, ecc=True, ecc_levels="quantile")
     assert ens.provenance.ecc
     probs = read_probabilities(probs_path(config, init, LEAD))
     bins = bin_probs_from_exceedance(np.clip(probs.prob.astype(np.float64), 0, 1))
@@ -133,8 +133,8 @@ def test_ecc_members_hold_the_unet_quantiles_at_every_point(trained):
     slack = 0.02 + 1e-3 * bounds
     assert np.all((ordered >= bounds[:-1] - slack[:-1]) & (ordered <= bounds[1:] + slack[1:]))
     assert np.abs(ordered - q).max() > 0.1  # drawn inside the intervals, not at their midpoints
-    # ECC-M: the interval means, which average to the U-Net's mean amount the store holds
-    means = _ens(config, init, ecc=True, ecc_levels="mean")
+    # ECC-M (the default): the interval means, which average to the U-Net's mean amount the store holds
+    means = _ens(config, init, ecc=True)
     assert means.provenance.ecc_mode == "mean"
     np.testing.assert_allclose(np.sort(means.members_mm, axis=0),
                                stratum_means(bins, list(edges), M, dim=0, zero_first_bin=True), atol=0.02, rtol=1e-3)

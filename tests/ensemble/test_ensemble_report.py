@@ -30,13 +30,17 @@ def test_table_reports_every_score_with_its_interval(result):
     assert text.splitlines()[0] == "5 members, 4 inits on 2 dates, 7,680 good-quality MRMS points (true-area weights)"
     # the stage adds the ECC mode; the head line names it
     for mode, shown in (("off", "off"), ("on", "on (quantile levels, ECC-Q)"),
-                        ("stratified", "on (stratified levels, ECC-S)")):
+                        ("stratified", "on (stratified levels, ECC-S)"), ("mean", "on (interval means, ECC-M)")):
         head = format_ensemble_table({**result, "ecc": mode}).splitlines()[0]
         assert head.endswith(f"(true-area weights); ensemble copula coupling {shown}")
     assert f"skill of members vs U-Net  {iv['estimate']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]" in text
     assert f"members, fair (Ferro 2014)           {result['crps']['crps_fair']:.4f}" in text
     ss = result["intervals"]["spread_skill_ratio"]
     assert f"spread-skill ratio {ss['estimate']:.3f} [{ss['low']:.3f}, {ss['high']:.3f}]" in text
+    am = result["intervals"]["amount_ratio_members_vs_mrms"]
+    assert (f"mean amount / MRMS's (areal totals): members {am['estimate']:.2f} [{am['low']:.2f}, {am['high']:.2f}], "
+            "U-Net mean ") in text
+    assert f"(MRMS {result['amounts']['mean_mm']['mrms']:.3f} mm)" in text
     freq = " ".join(f"{f * 6:.2f}" for f in result["rank_histogram"]["frequency"])
     assert f"rank histogram / uniform: {freq}" in text
     assert "FSS members - raw GRAF at 1 mm: 1 px " in text and "useful from" in text
@@ -72,6 +76,11 @@ def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
                                            result["intervals"]["spread_skill_ratio"]["high"])
     spec = [r for r in rows if r["metric"] == "power_spectrum" and r["source"] == "members"]
     assert [r["wavelength_km"] for r in spec] == result["spectra"]["members"]["wavelength_km"]
+    amounts = {r["source"]: r for r in rows if r["metric"] == "amount_ratio_vs_mrms"}
+    assert sorted(amounts) == ["graf", "members", "unet_mean"]
+    assert (amounts["members"]["value"], amounts["members"]["ci_low"]) == (
+        result["amounts"]["ratio_vs_mrms"]["members"], result["intervals"]["amount_ratio_members_vs_mrms"]["low"])
+    assert {r["source"] for r in rows if r["metric"] == "mean_amount_mm"} == {"mrms", "members", "unet_mean", "graf"}
 
 
 def test_absurd_interval_ends_of_rare_events_are_bounded_in_print_not_in_json(result):
