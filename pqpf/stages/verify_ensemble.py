@@ -89,7 +89,7 @@ ECC_M_CAVEAT = (
     "sample's (the variance inside each interval is dropped), the fair CRPS looks better than the U-Net's by "
     "about E|X - X'|/(2M) (judge the plain CRPS skill), and the wettest member, the mean of the top interval, "
     "lies above that interval's median, so even a calibrated U-Net gives a top rank-histogram bin well below "
-    "uniform (0.35 of it for M = 8 on a test archive); FSS and spectra are unaffected")
+    "uniform: (M+1)/(e M) of it for an exponential tail (0.41 at M = 8); FSS and spectra are unaffected")
 #: Caveats of the verified members by ECC mode (EnsembleProvenance.ecc_mode).
 _CAVEATS = {"quantile": ECC_CAVEAT, "stratified": ECC_S_CAVEAT, "mean": ECC_M_CAVEAT}
 #: Figure files of a run, by what they show.

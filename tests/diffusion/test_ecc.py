@@ -160,3 +160,17 @@ def test_interval_means_keep_the_unet_mean_at_every_point_and_the_members_ranks(
     assert distinct.sum() > 50
     np.testing.assert_array_equal(np.argsort(out[:, distinct], axis=0), np.argsort(q_out[:, distinct], axis=0))
     np.testing.assert_array_equal(out, ensemble_copula_coupling(members, probs, EDGES, rng=2, levels="mean"))
+
+
+def test_the_top_interval_mean_is_exceeded_with_probability_one_over_e_m_for_an_exponential_tail():
+    """Why ECC-M's top rank bin is (M+1)/(e M) of uniform even for a calibrated forecast:
+    an exponential variable exceeds its mean above any threshold with probability 1/e."""
+    from pqpf.ordinal import stratum_means
+
+    edges, m = (0.0, 0.1, 0.25), 8
+    probs = np.array([0.0, 0.0, 1.0])  # all mass in the open bin: exponential above 0.25 mm, scale 0.15 mm
+    top = float(stratum_means(probs, edges, m, dim=0)[-1])
+    draws = 0.25 + np.random.default_rng(0).exponential(0.15, size=400_000)
+    frac = (draws > top).mean()
+    assert frac == pytest.approx(np.exp(-1) / m, abs=4 * np.sqrt(frac / draws.size))
+    assert frac * (m + 1) < 0.5 < (m + 1) / (2 * m)  # ECC-M's top bin vs ECC-Q's
