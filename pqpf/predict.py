@@ -106,6 +106,13 @@ class LoadedModel:
         data = self.record.extra.get("calibration")
         return None if data is None else Calibration.from_dict(data)
 
+    @property
+    def calibration_fitted_on(self) -> str | None:
+        """What the calibration was fitted on ("validation", "validation + out-of-fold");
+        None without a calibration."""
+        data = self.record.extra.get("calibration")
+        return None if data is None else str(data.get("fitted_on", "validation"))
+
 
 def load_resunet(checkpoint: Checkpoint, path: Path, device: torch.device) -> LoadedModel:
     """Rebuild the U-Net of a checkpoint, in eval mode on ``device``.

@@ -146,6 +146,7 @@ def test_thresholds_that_are_not_bin_edges_fail_when_the_hparams_are_loaded():
     ("inference", "stride_px = -1", "stride_px must be >= 0"),
     ("inference", "batch_size = -2", "batch_size must be >= 0"),
     ("inference", "pad_mode = mirror", "pad_mode must be one of none, reflect, replicate"),
+    ("inference", "calibrate = maybe", "calibrate must be one of auto, true, false"),
     ("patches", "cycles = 0, 24", "cycles must be hours 0..23"),
     ("patches", "split_fractions = 0, 0.5, 0.5", "split_fractions must be three shares"),
     ("mrms", "min_quality = 1.5", "min_quality must be in [0, 1]"),
@@ -162,6 +163,25 @@ def test_bad_values_fail_at_load_time_naming_file_and_section(tmp_path, monkeypa
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert str(err.value).startswith(f"{path}: [{section}]") and message in str(err.value)
+
+
+@pytest.mark.parametrize("line, setting", [("", "auto"), ("calibrate = auto", "auto"), ("calibrate = yes", "true"),
+                                           ("calibrate = True", "true"), ("calibrate = off", "false"),
+                                           ("calibrate = 0", "false")])
+def test_calibrate_setting_applies_a_cross_fitted_map_by_default(tmp_path, monkeypatch, line, setting):
+    monkeypatch.setenv("PQPF_TEST_MRMS", "/x")
+    inf = load_config(write(tmp_path, PATHS + f"[inference]\n{line}\n")).inference
+    assert inf.calibrate == setting
+    applies = {fitted_on: inf.applies_calibration(fitted_on)
+               for fitted_on in (None, "validation", "validation + out-of-fold")}
+    assert applies == {"auto": {None: False, "validation": False, "validation + out-of-fold": True},
+                       "true": {None: False, "validation": True, "validation + out-of-fold": True},
+                       "false": {None: False, "validation": False, "validation + out-of-fold": False}}[setting]
+
+
+def test_shipped_sets_for_real_archives_cross_fit_their_calibration():
+    assert load_hparams("default").calibration_folds == 3 and load_hparams("laptop").calibration_folds == 3
+    assert load_hparams("demo").calibration_folds == 0 and load_hparams("tiny").calibration_folds == 0
 
 
 def test_bad_hyper_parameter_values_are_config_errors(tmp_path):

@@ -451,3 +451,46 @@ def test_a_model_from_another_grid_is_refused_unless_allowed_with_a_warning_nami
         check_provenance(model, other, trained.paths.terrain_file, allow_other_grid=True)
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert other.grid.describe() in warned and terrain.grid.describe() in warned
+
+
+def test_inference_applies_a_calibration_by_the_setting_and_what_it_was_fitted_on(trained, tmp_path, caplog):
+    """[inference] calibrate: "auto" (default) applies a cross-fitted map only, "true" any
+    map, "false" none; the file records which, and the log says it once."""
+    import dataclasses
+    import logging
+
+    from pqpf.io.checkpoint import save_checkpoint
+    from pqpf.io.probs_file import read_probabilities
+    from pqpf.stages.inference import run_inference
+
+    trainings = tmp_path / "trainings"
+    shutil.copytree(trained.paths.trainings_dir, trainings)
+    init = dt.datetime(2025, 7, 7, 12)
+
+    def forecast(setting, name):
+        paths = dataclasses.replace(trained.paths, trainings_dir=trainings, probs_dir=tmp_path / name)
+        config = dataclasses.replace(trained, paths=paths,
+                                     inference=dataclasses.replace(trained.inference, calibrate=setting))
+        run_inference(config, init, LEAD, device="cpu", plot=False)
+        return read_probabilities(probs_path(config, init, LEAD))
+
+    assert trained.inference.calibrate == "auto"  # what the archive's config leaves to the default
+    ckpt_path = next(trainings.glob("resunet_*/best.pt"))
+    checkpoint = load_checkpoint(ckpt_path)
+    assert checkpoint.model.extra["calibration"]["fitted_on"] == "validation"
+    raw = forecast("false", "off")
+    with caplog.at_level(logging.INFO, logger="pqpf.stages.inference"):
+        auto = forecast("auto", "auto")
+    assert "isotonic calibration fitted on validation not applied ([inference] calibrate = auto)" in caplog.text
+    forced = forecast("true", "on")
+    assert (raw.attrs["calibrated"], auto.attrs["calibrated"], forced.attrs["calibrated"]) == (0, 0, 1)
+    np.testing.assert_array_equal(auto.prob, raw.prob)
+    assert np.nanmax(np.abs(forced.prob - raw.prob)) > 0.01
+    # the same map, cross-fitted: "auto" applies it
+    extra = {**checkpoint.model.extra,
+             "calibration": {**checkpoint.model.extra["calibration"], "fitted_on": "validation + out-of-fold"}}
+    save_checkpoint(ckpt_path, dataclasses.replace(checkpoint, model=dataclasses.replace(checkpoint.model,
+                                                                                          extra=extra)))
+    crossfit = forecast("auto", "auto_crossfit")
+    assert crossfit.attrs["calibrated"] == 1
+    np.testing.assert_array_equal(crossfit.prob, forced.prob)

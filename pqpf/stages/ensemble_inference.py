@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
@@ -45,6 +46,7 @@ from pqpf.layout import (
     registry_path,
     require_graf,
 )
+from pqpf.ordinal import bin_probs_from_exceedance, exceedance_probs
 from pqpf.plot.ensemble import plot_postage_stamps, write_member_gif
 from pqpf.plot.maps import forecast_title
 from pqpf.predict import LoadedModel, load_resunet
@@ -98,6 +100,20 @@ def load_models_for_lead(config: Config, lead_h: int, device: Any) -> tuple[Load
     return unet, diffusion
 
 
+def _marginals(config: Config, unet: LoadedModel, prob_bins: NDArray[np.float64]
+               ) -> tuple[NDArray[np.float64], bool]:
+    """The U-Net's bin probabilities the members take (ECC) and the store's U-Net mean
+    describes: calibrated when the probabilities file is (``[inference] calibrate``), so
+    members and file agree. The denoiser's conditioning stays the raw output it was
+    trained on."""
+    calibration = unet.calibration
+    if calibration is None or not config.inference.applies_calibration(unet.calibration_fitted_on):
+        return prob_bins, False
+    edges = unet.bin_edges_mm
+    exceed = exceedance_probs(prob_bins, edges, edges[1:], dim=0)
+    return bin_probs_from_exceedance(calibration.apply(exceed, edges[1:])), True
+
+
 def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[LoadedModel, LoadedDiffusion],
              members: int, seed: int, ecc: str, device: Any, sampler: SamplerConfig) -> EnsembleForecast:
     """Sample the members of (INIT, LEAD) and build the product (nothing written)."""
@@ -121,8 +137,9 @@ def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[Loade
     stride = min(stride, window)
     amounts = sample_members(diffusion, fields.cond, fields.central, members, seed, window, stride,
                              batch_size=windows_per_call(inf.batch_size, window), device=device, sampler=sampler)
+    bins, calibrated = _marginals(config, unet, fields.prob_bins)
     if ecc != "off":
-        amounts = ensemble_copula_coupling(amounts, fields.prob_bins, unet.bin_edges_mm, rng=seed, levels=ecc)
+        amounts = ensemble_copula_coupling(amounts, bins, unet.bin_edges_mm, rng=seed, levels=ecc)
     amounts[:, missing] = np.nan
     s = sampler
     provenance = EnsembleProvenance(
@@ -132,8 +149,8 @@ def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[Loade
                  "s_churn": s.s_churn, "s_noise": s.s_noise, "s_min": s.s_min,
                  "s_max": s.s_max if math.isfinite(s.s_max) else "inf", "window_px": window, "stride_px": stride},
         extra={"graf_file": str(graf_path), "diffusion_hparams": str(diffusion.record.hparams.get("name")),
-               **({} if ecc == "off" else {"ecc_levels": ecc})})
-    mean_mm = np.where(missing, np.nan, unet_mean_amount(fields.prob_bins, unet.bin_edges_mm))
+               "unet_calibrated": int(calibrated), **({} if ecc == "off" else {"ecc_levels": ecc})})
+    mean_mm = np.where(missing, np.nan, unet_mean_amount(bins, unet.bin_edges_mm))
     return make_ensemble(graf.grid, amounts, init, lead_h, tuple(config.probability.thresholds_mm), provenance,
                          graf_mm=graf_mm, unet_mean_mm=mean_mm)
 

@@ -149,11 +149,12 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
         logger.warning("%s: %d of %d GRAF points are missing; their probabilities are written as missing",
                        graf_path, int(missing.sum()), missing.size)
     inf = config.inference
+    calibrated = inf.applies_calibration(model.calibration_fitted_on)
     # The network sees 0 mm at missing points (NaN would spread over whole windows); the
     # probabilities there are then masked, and the references handle NaN themselves.
     prob, thresholds = predict_probabilities(
         model, np.where(missing, np.float32(0.0), graf_mm), terrain, graf.valid_time,
-        inf.window_px, inf.stride_px, inf.batch_size, device, pad_mode=inf.pad_mode, calibrate=inf.calibrate,
+        inf.window_px, inf.stride_px, inf.batch_size, device, pad_mode=inf.pad_mode, calibrate=calibrated,
     )
     prob[:, missing] = np.nan
     window, stride, _ = model.stitching(inf.window_px, inf.stride_px, graf_mm.shape, inf.pad_mode)
@@ -168,7 +169,7 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
             "checkpoint_init": str(model.record.init), "hparams": str(model.record.hparams.get("name")),
             "graf_file": str(graf_path), "verification_thresholds_mm": list(config.probability.thresholds_mm),
             "window_px": window, "stride_px": stride,
-            "pad_mode": str(inf.pad_mode), "calibrated": int(inf.calibrate and model.calibration is not None),
+            "pad_mode": str(inf.pad_mode), "calibrated": int(calibrated),
             "pqpf_version": __version__,
         },
     )
@@ -189,6 +190,11 @@ class InferenceSession:
         dev = select_device(device)
         model = load_model_for_lead(config, lead_h, dev)
         check_provenance(model, terrain, config.paths.terrain_file, allow_other_grid)
+        fitted_on = model.calibration_fitted_on
+        if fitted_on is not None:  # said once per run: which probabilities the files hold
+            applied = config.inference.applies_calibration(fitted_on)
+            logger.info("%s: isotonic calibration fitted on %s %s ([inference] calibrate = %s)", model.checkpoint,
+                        fitted_on, "applied" if applied else "not applied", config.inference.calibrate)
         return cls(terrain, dev, model)
 
 

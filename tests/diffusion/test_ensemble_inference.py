@@ -228,3 +228,44 @@ def test_the_unet_is_matched_by_its_weights_not_its_path(trained):
     load_models_for_lead(config, LEAD, "cpu")  # the original place: accepted
     shutil.rmtree(moved)
     source.unlink()
+
+
+def test_members_take_the_calibrated_marginals_when_the_probabilities_are_calibrated(trained, tmp_path):
+    """With [inference] calibrate applying the U-Net's map, ECC and the store's U-Net mean use
+    the calibrated bins the probabilities file holds; the denoiser's conditioning stays raw."""
+    import dataclasses
+
+    from pqpf.calibration import Calibration
+    from pqpf.io.checkpoint import load_checkpoint
+    from pqpf.ordinal import exceedance_probs
+    from pqpf.verify.ensemble_fields import unet_mean_amount
+
+    torch.set_num_threads(1)
+    init = HELD_OUT[0]
+
+    def ensemble(setting):
+        paths = dataclasses.replace(trained.paths, probs_dir=tmp_path / setting)
+        config = dataclasses.replace(trained, paths=paths,
+                                     inference=dataclasses.replace(trained.inference, calibrate=setting))
+        run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", overwrite=True, plot=False)
+        return read_ensemble(ensemble_path(config, init, LEAD)), read_probabilities(probs_path(config, init, LEAD))
+
+    raw, raw_probs = ensemble("false")
+    cal, cal_probs = ensemble("true")
+    assert (raw.provenance.extra["unet_calibrated"], cal.provenance.extra["unet_calibrated"]) == (0, 1)
+    assert (raw_probs.attrs["calibrated"], cal_probs.attrs["calibrated"]) == (0, 1)
+    unet_path = Registry(registry_path(trained)).checkpoint("resunet", LEAD)
+    record = load_checkpoint(unet_path).model
+    calibration = Calibration.from_dict(record.extra["calibration"])
+    edges = tuple(record.bin_edges_mm)
+    raw_bins = bin_probs_from_exceedance(np.clip(raw_probs.prob.astype(np.float64), 0, 1))
+    cal_bins = bin_probs_from_exceedance(calibration.apply(exceedance_probs(raw_bins, edges, edges[1:], dim=0),
+                                                           edges[1:]))
+    # the stored U-Net mean and the members (ECC-M: their average is it) follow the calibrated bins
+    np.testing.assert_allclose(cal.unet_mean_mm, unet_mean_amount(cal_bins, edges), atol=0.02, rtol=1e-3)
+    np.testing.assert_allclose(cal.members_mm.mean(axis=0), cal.unet_mean_mm, atol=0.02, rtol=1e-3)
+    assert np.nanmax(np.abs(cal.unet_mean_mm - raw.unet_mean_mm)) > 0.01  # a 1-epoch network: mostly dry
+    # the same diffusion members and tie-breaks underneath: the same ranks
+    below = cal.members_mm[:, None] < cal.members_mm[None, :] - 1e-3  # member i below member j
+    assert below.sum() > 1000
+    assert np.all(raw.members_mm[:, None] <= raw.members_mm[None, :] + 0.02, where=below)
