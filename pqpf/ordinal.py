@@ -452,7 +452,7 @@ def stratum_means(probs: Any, edges_mm: Sequence[float], n: int, dim: int = 1,
     Parameters
     ----------
     probs : float array or tensor, with K bins along ``dim``
-        Bin probabilities (summing to 1).
+        Bin probabilities (renormalised to sum to 1).
     edges_mm : sequence of float
         Bin lower edges.
     n : int
@@ -471,7 +471,11 @@ def stratum_means(probs: Any, edges_mm: Sequence[float], n: int, dim: int = 1,
     """
     if n < 1:
         raise ValueError(f"the number of intervals must be >= 1, got {n}")
-    p, cdf_lower, edges, scale = _binned_cdf(probs, edges_mm, dim, tail_scale_mm)
+    p, _, edges, scale = _binned_cdf(probs, edges_mm, dim, tail_scale_mm)
+    # renormalised: with a total short of 1 the tail's partial mean would fall, not rise
+    total = p.sum(axis=-1, keepdims=True)
+    p = p / np.where(total > 0, total, 1.0)
+    cdf_lower = np.concatenate([np.zeros(p.shape[:-1] + (1,)), np.cumsum(p, axis=-1)[..., :-1]], axis=-1)
     cumulative = [_partial_mean(p, cdf_lower, edges, scale, r / n, zero_first_bin) for r in range(n + 1)]
     out = np.stack([n * (cumulative[r + 1] - cumulative[r]) for r in range(n)], axis=-1)
     return np.moveaxis(np.maximum(out, 0.0), -1, dim).astype(np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from pqpf.calibration import Calibration
+from pqpf.calibration import FITTED_ON_VALIDATION, Calibration
 from pqpf.dates import to_epoch_seconds
 from pqpf.errors import InputFileError
 from pqpf.features import FEATURE_SCHEMA_VERSION, PAD_MODES, append_time_channels, build_features, pad_features
@@ -111,7 +111,7 @@ class LoadedModel:
         """What the calibration was fitted on ("validation", "validation + out-of-fold");
         None without a calibration."""
         data = self.record.extra.get("calibration")
-        return None if data is None else str(data.get("fitted_on", "validation"))
+        return None if data is None else str(data.get("fitted_on", FITTED_ON_VALIDATION))
 
 
 def load_resunet(checkpoint: Checkpoint, path: Path, device: torch.device) -> LoadedModel:

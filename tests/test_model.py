@@ -245,6 +245,12 @@ def test_stratum_means_by_hand():
     np.testing.assert_allclose(stratum_means(p, (0.0, 1.0, 5.0), 1, dim=0), [0.25 + 0.75 + 2.25], rtol=1e-6)
     with pytest.raises(ValueError, match=">= 1"):
         stratum_means(p, (0.0, 1.0, 5.0), 0, dim=0)
+    # a total short of 1 (e.g. rounded file values) is renormalised, so the means still rise
+    short = np.zeros(len(EDGES))
+    short[0], short[-1] = 0.5, 0.01
+    means = stratum_means(short, EDGES, 8, dim=0)
+    np.testing.assert_allclose(means, stratum_means(short / 0.51, EDGES, 8, dim=0), rtol=1e-6)
+    assert (np.diff(means) >= 0).all() and means[-1] > 1.0  # the tail
 
 
 def test_stratum_means_integrate_the_quantile_function_and_keep_the_mean():

@@ -51,7 +51,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--members", type=positive_int, default=16, metavar="N", help="ensemble size (default 16)")
     parser.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="sampler seed >= 0 (default 0)")
     parser.add_argument("--ecc", action=argparse.BooleanOptionalAction, default=True,
-                        help="ensemble copula coupling onto the U-Net's quantiles (default: on; "
+                        help="ensemble copula coupling onto the U-Net's per-pixel distributions (default: on; "
                         "docs/diffusion_ensemble.md has the scores that chose it)")
     parser.add_argument("--ecc-levels", choices=ECC_LEVELS, default=None,
                         help="with ECC, each rank's value: the quantile at the midpoint of its probability "

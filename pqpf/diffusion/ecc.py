@@ -1,15 +1,17 @@
 """Ensemble copula coupling: the U-Net's calibrated marginals with the members' spatial ranks.
 
 At each point, the M diffusion members are ranked (``r = 1..M``, ties broken at random
-with a seeded generator) and member ``m`` is replaced by the U-Net's quantile at level
+with a seeded generator) and the member of rank ``r`` is replaced by a value of the
+U-Net's distribution from the probability interval ``[(r-1)/M, r/M]``: the interval's
+mean (ECC-M, the default, below) or, in the ECC-Q of Schefzik et al. (2013), its quantile
+at the midpoint level
 
-    q_r = (r - 1/2) / M,
+    q_r = (r - 1/2) / M.
 
-the equidistant quantiles of Schefzik et al. (2013), "ECC-Q", the midpoints of M equal
-probability intervals. So the output keeps exactly the U-Net's quantiles at those levels
-at every point (its calibrated per-pixel distribution, as far as M values can carry
-it) and exactly the members' ranks (their spatial, dependence structure): where member
-m is the wettest at one point and also at its neighbours, it stays the wettest there.
+So the output keeps the U-Net's per-pixel distribution at every point (as far as M
+values can carry it) and exactly the members' ranks (their spatial, dependence
+structure): where member m is the wettest at one point and also at its neighbours, it
+stays the wettest there.
 
 ``levels="stratified"`` ("ECC-S", stratified sampling, Hu et al. 2016) draws the level
 of rank ``r`` at each point uniformly inside its interval, ``q_r = (r - 1 + U)/M``, one
@@ -109,7 +111,7 @@ def ensemble_copula_coupling(
     dry_bin: str = "point",
     levels: str = DEFAULT_ECC_LEVELS,
 ) -> NDArray[np.float32]:
-    """Reorder the U-Net's quantiles by the members' ranks (ECC-Q, Schefzik et al. 2013; or ECC-S, ECC-M).
+    """Give the members the U-Net's marginals in their own ranks (ECC-M, ECC-Q or ECC-S).
 
     Parameters
     ----------
@@ -134,8 +136,8 @@ def ensemble_copula_coupling(
     Returns
     -------
     float32 array, shape (M, ...)
-        At each point, member m holds the U-Net quantile at its rank's level (``r_m`` its
-        rank). NaN at points where a member or a probability is not finite.
+        At each point, member m holds the value of its rank ``r_m`` (``levels``). NaN at
+        points where a member or a probability is not finite.
     """
     if dry_bin not in ("point", "uniform"):
         raise ValueError(f"unknown dry_bin {dry_bin!r}; valid: point, uniform")

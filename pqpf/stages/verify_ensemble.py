@@ -85,11 +85,13 @@ ECC_S_CAVEAT = (
     "add point-scale noise to the spectra (see the octaves)")
 ECC_M_CAVEAT = (
     "ECC-M members are the means of the U-Net's distribution over M equal probability intervals at every point, "
-    "not random draws: their average is the U-Net's mean amount, but the spread is smaller than a random "
-    "sample's (the variance inside each interval is dropped), the fair CRPS looks better than the U-Net's by "
-    "about E|X - X'|/(2M) (judge the plain CRPS skill), and the wettest member, the mean of the top interval, "
-    "lies above that interval's median, so even a calibrated U-Net gives a top rank-histogram bin well below "
-    "uniform: (M+1)/(e M) of it for an exponential tail (0.41 at M = 8); FSS and spectra are unaffected")
+    "not random draws: their average is the U-Net's mean amount; the fair CRPS and fair Brier scores look better "
+    "than the U-Net's by about E|X - X'|/(2M), which grows with the members' spread (judge the plain scores); the "
+    "spread-skill ratio is not read against 1 (1.05 for a calibrated U-Net on a test archive); and on a skewed "
+    "tail the wettest member, the mean of the top interval, lies well above that interval's median, so even a "
+    "calibrated U-Net gives a top rank-histogram bin below uniform ((M+1)/(e M) = 0.41 at M = 8 when the interval "
+    "lies in an exponential tail, 0.35 on a test archive); FSS and spectra measure the members' structure, to "
+    "which the jumps between interval means add power at the shortest wavelengths")
 #: Caveats of the verified members by ECC mode (EnsembleProvenance.ecc_mode).
 _CAVEATS = {"quantile": ECC_CAVEAT, "stratified": ECC_S_CAVEAT, "mean": ECC_M_CAVEAT}
 #: Figure files of a run, by what they show.

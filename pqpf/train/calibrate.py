@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pqpf.calibration import Calibration, CalibrationFit, reliability_rows
+from pqpf.calibration import FITTED_ON_CROSSFIT, FITTED_ON_VALIDATION, Calibration, CalibrationFit, reliability_rows
 from pqpf.io.checkpoint import load_checkpoint, save_checkpoint
 from pqpf.io.patchfile import PatchSet
 from pqpf.ordinal import exceedance_probs, probs_from_logits, reaches
@@ -97,7 +97,7 @@ def calibrate_checkpoint(family: ResUNetFamily, checkpoint_path: Path, val_set: 
     net.load_state_dict(checkpoint.inference_weights())  # the weights inference applies
     family.restore(checkpoint)
     fit = accumulate_calibration(family, net, val_set, device, batch_size, tuple(family.edges[1:]))
-    data = "validation"
+    data = FITTED_ON_VALIDATION
     if out_of_fold is not None:
         for t in REPORT_THRESHOLDS_MM:  # the out-of-fold predictions on their own, before pooling
             if t in out_of_fold.thresholds_mm:
@@ -105,7 +105,7 @@ def calibrate_checkpoint(family: ResUNetFamily, checkpoint_path: Path, val_set: 
                 logger.info("out-of-fold reliability >= %g mm (forecast->observed per bin): %s", t,
                             "  ".join(f"{p:.2f}->{o:.2f}" for p, o, _ in rows))
         fit.add(out_of_fold)
-        data = "validation + out-of-fold"
+        data = FITTED_ON_CROSSFIT
     calibration = fit.fit()
     _log_reliability(fit, calibration, data)
     record = dataclasses.replace(checkpoint.model, extra={

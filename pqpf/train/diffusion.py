@@ -164,6 +164,10 @@ class DiffusionFamily:
         if self._net is None or checkpoint.ema is None:
             raise PqpfError("cannot restore a diffusion training without its network and EMA weights")
         extra = checkpoint.model.extra
+        trained_on = str(extra.get("unet_weights_sha256", ""))
+        if trained_on and trained_on != self.unet.weights_sha256:  # the U-Net retrained since
+            raise PqpfError(f"--resume: the diffusion training so far was conditioned on a U-Net with other weights "
+                            f"than {self.unet.checkpoint}; start again with --overwrite")
         self.sigma_data = float(extra.get("sigma_data", self.sigma_data))
         if isinstance(self._net, EDMDenoiser):
             self._net.sigma_data = self.sigma_data

@@ -64,7 +64,7 @@ from pqpf.verify.ensemble_fields import (
 from pqpf.verify.fss import DEFAULT_WIDTHS_PX, FssAccumulator
 from pqpf.verify.verifier import Verifier
 
-__all__ = ["FSS_SOURCES", "SPECTRUM_SOURCES", "EnsembleCase", "EnsembleSettings", "EnsembleVerifier"]
+__all__ = ["AMOUNT_SOURCES", "FSS_SOURCES", "SPECTRUM_SOURCES", "EnsembleCase", "EnsembleSettings", "EnsembleVerifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ FSS_SOURCES: dict[str, str] = {"members": "amount", "ens_prob": "prob", "unet_pr
                                "unet_p50": "amount", "graf": "amount"}
 #: Power spectra kept, in the order of the figures.
 SPECTRUM_SOURCES: tuple[str, ...] = ("mrms", "members", "unet_mean", "graf")
+#: Mean amounts kept, the observation first (the ratios are to it).
+AMOUNT_SOURCES: tuple[str, ...] = ("mrms", "members", "unet_mean", "graf")
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,7 +190,7 @@ class EnsembleVerifier:
         self.spectra = {name: PowerSpectrum(s.shape, s.dx_km, min_valid_fraction=s.spectrum_min_valid_fraction)
                         for name in SPECTRUM_SOURCES}
         self.extra = np.zeros(1 + len(s.thresholds_mm))  # sum w |graf - y|, fair Brier penalties
-        self.amounts = np.zeros(len(SPECTRUM_SOURCES))  # sum w x: MRMS, members' mean, U-Net mean, GRAF
+        self.amounts = np.zeros(len(AMOUNT_SOURCES))  # sum w x, in the order of AMOUNT_SOURCES
         self.daily: DailySums | None = None
         self.n_cases = 0
 
@@ -231,7 +233,8 @@ class EnsembleVerifier:
         self.extra += np.concatenate([[np.abs(graf - obs)[scored] @ weight[scored]],
                                       penalty[:, scored] @ weight[scored]])
         unet_mean = unet_mean_amount(bins, s.edges_mm, dry_bin=s.dry_bin).astype(np.float64)
-        self.amounts += [x[scored] @ weight[scored] for x in (obs, members.mean(axis=0), unet_mean, graf)]
+        by_source = {"mrms": obs, "members": members.mean(axis=0), "unet_mean": unet_mean, "graf": graf}
+        self.amounts += [by_source[name][scored] @ weight[scored] for name in AMOUNT_SOURCES]
         self._update_fields(members, obs, bins, graf, unet_mean, use, weight)
         after = self._named_sums()
         if self.daily is None:
@@ -269,7 +272,7 @@ class EnsembleVerifier:
         _, w, fair, plain, unet = self.crps.sums
         out = {"crps_w": w, "crps_fair": fair, "crps_plain": plain, "crps_unet": unet, "mae_graf": self.extra[0],
                "ss_var": self.spread.sums[2], "ss_sq": self.spread.sums[3]}
-        out.update({_name("amount", name): v for name, v in zip(SPECTRUM_SOURCES, self.amounts, strict=True)})
+        out.update({_name("amount", name): v for name, v in zip(AMOUNT_SOURCES, self.amounts, strict=True)})
         for k, t in enumerate(s.thresholds_mm):
             _, wt, wo, sse_m, sse_u, sse_g = self.brier.sums[:, k]
             out.update({_name("weight", "", t): wt, _name("sum_wo", "", t): wo,
@@ -410,11 +413,11 @@ class EnsembleVerifier:
         """Mean amounts over the scored points (true-area weights) and their ratio to MRMS's:
         the multiplicative bias, e.g. of areal totals."""
         w = self.crps.sums[1]
-        mean = {name: float(v / w) if w > 0 else math.nan for name, v in zip(SPECTRUM_SOURCES, self.amounts,
+        mean = {name: float(v / w) if w > 0 else math.nan for name, v in zip(AMOUNT_SOURCES, self.amounts,
                                                                              strict=True)}
         ref = self.amounts[0]
         return {"mean_mm": mean, "ratio_vs_mrms": {name: float(v / ref) if ref > 0 else math.nan for name, v in
-                                                   zip(SPECTRUM_SOURCES[1:], self.amounts[1:], strict=True)}}
+                                                   zip(AMOUNT_SOURCES[1:], self.amounts[1:], strict=True)}}
 
     def _spectra_result(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: spec.result() for name, spec in self.spectra.items()}

@@ -163,8 +163,9 @@ def test_interval_means_keep_the_unet_mean_at_every_point_and_the_members_ranks(
 
 
 def test_the_top_interval_mean_is_exceeded_with_probability_one_over_e_m_for_an_exponential_tail():
-    """Why ECC-M's top rank bin is (M+1)/(e M) of uniform even for a calibrated forecast:
-    an exponential variable exceeds its mean above any threshold with probability 1/e."""
+    """Why ECC-M's top rank bin falls below uniform even for a calibrated forecast, in the
+    case of an exponential tail: an exponential variable exceeds its mean above any
+    threshold with probability 1/e, so the top bin is (M+1)/(e M) of uniform there."""
     from pqpf.ordinal import stratum_means
 
     edges, m = (0.0, 0.1, 0.25), 8
