@@ -76,3 +76,18 @@ def make(root: Path, **kw):
     config = load_config(write_config(root))
     write_patch_files(config, **kw)
     return config
+
+
+def retrain_in_place(checkpoint_path: Path):
+    """Write other weights into a checkpoint, as a retraining at the same path would; returns
+    the original :class:`pqpf.io.checkpoint.Checkpoint` (to put back)."""
+    import dataclasses
+
+    from pqpf.io.checkpoint import load_checkpoint, save_checkpoint
+
+    original = load_checkpoint(checkpoint_path)
+    weights = {k: v.clone() for k, v in original.inference_weights().items()}
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] += 0.01
+    save_checkpoint(checkpoint_path, dataclasses.replace(original, net=weights, ema=None))
+    return original

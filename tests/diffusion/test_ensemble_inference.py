@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import trainkit
 
 from pqpf.config import load_config
 from pqpf.io.ensemble_file import read_ensemble
@@ -208,12 +209,7 @@ def test_the_unet_is_matched_by_its_weights_not_its_path(trained):
 
     registry = Registry(registry_path(other))
     unet_path, diff_path = registry.checkpoint("resunet", LEAD), registry.checkpoint("diffusion", LEAD)
-    original = load_checkpoint(unet_path)
-    # the U-Net retrained at the same path: other weights
-    weights = {k: v.clone() for k, v in original.inference_weights().items()}
-    name = next(k for k, v in weights.items() if v.is_floating_point())
-    weights[name] += 0.01
-    save_checkpoint(unet_path, dataclasses.replace(original, net=weights, ema=None))
+    original = trainkit.retrain_in_place(unet_path)  # the U-Net retrained at the same path
     with pytest.raises(PqpfError, match="has other weights; retrain the diffusion model"):
         load_models_for_lead(other, LEAD, "cpu")
     save_checkpoint(unet_path, original)

@@ -148,18 +148,10 @@ def test_torchrun_two_gloo_processes_train_and_write_one_set(tmp_path):
 def test_resume_refuses_a_unet_retrained_since(tmp_path):
     """The digest of the U-Net's weights is checked on --resume too: epochs conditioned on
     another U-Net are not continued under the new one's name."""
-    import dataclasses
-
-    from pqpf.io.checkpoint import save_checkpoint
-
     config = _with_unet(tmp_path)
     train_diffusion(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=1)
     train_diffusion(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=2, resume=True)  # same U-Net
     unet_path = Registry(registry_path(config)).checkpoint("resunet", trainkit.LEAD)
-    unet = load_checkpoint(unet_path)
-    weights = {k: v.clone() for k, v in unet.inference_weights().items()}
-    name = next(k for k, v in weights.items() if v.is_floating_point())
-    weights[name] += 0.01
-    save_checkpoint(unet_path, dataclasses.replace(unet, net=weights, ema=None))
+    trainkit.retrain_in_place(unet_path)
     with pytest.raises(PqpfError, match="conditioned on a U-Net with other weights than .*again with --overwrite"):
         train_diffusion(config, trainkit.INIT, trainkit.LEAD, TINY, device="cpu", max_epochs=3, resume=True)
