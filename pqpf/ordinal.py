@@ -413,16 +413,21 @@ def pointwise_quantiles(probs: Any, edges_mm: Sequence[float], levels: Any,
     return np.stack([_quantile(p, cdf_lower, edges, scale, level) for level in lv]).astype(np.float32)
 
 
-def _partial_mean(p: NDArray[np.float64], cdf_lower: NDArray[np.float64], edges: NDArray[np.float64], scale: float,
-                  level: float, zero_first_bin: bool) -> NDArray[np.float64]:
-    """``G(u) = integral_0^u q(v) dv`` at ``u = level`` in [0, 1] (q the quantile function of
-    :func:`_quantile`'s distribution; the first bin a point mass at 0 when ``zero_first_bin``)."""
-    n_bins = edges.size
-    widths = np.append(np.diff(edges), 0.0)
-    centres = edges + 0.5 * widths
+def _bin_centres(edges: NDArray[np.float64], zero_first_bin: bool) -> NDArray[np.float64]:
+    """Mean of each closed bin (0 for the first one as a point mass); the open bin's is unused."""
+    centres = edges + 0.5 * np.append(np.diff(edges), 0.0)
     if zero_first_bin:
         centres[0] = 0.0
-    below = np.concatenate([np.zeros(p.shape[:-1] + (1,)), np.cumsum(p * centres, axis=-1)[..., :-1]], axis=-1)
+    return centres
+
+
+def _partial_mean(p: NDArray[np.float64], cdf_lower: NDArray[np.float64], below: NDArray[np.float64],
+                  edges: NDArray[np.float64], scale: float, level: float, zero_first_bin: bool) -> NDArray[np.float64]:
+    """``G(u) = integral_0^u q(v) dv`` at ``u = level`` in [0, 1] (q the quantile function of
+    :func:`_quantile`'s distribution; the first bin a point mass at 0 when ``zero_first_bin``);
+    ``below`` holds each bin's ``G`` at its lower edge."""
+    n_bins = edges.size
+    widths = np.append(np.diff(edges), 0.0)
     k = np.clip((cdf_lower <= level).sum(axis=-1) - 1, 0, n_bins - 1)
     f_k, p_k, full = (np.take_along_axis(a, k[..., None], axis=-1)[..., 0] for a in (cdf_lower, p, below))
     safe_p = np.where(p_k > 0, p_k, 1.0)
@@ -476,6 +481,8 @@ def stratum_means(probs: Any, edges_mm: Sequence[float], n: int, dim: int = 1,
     total = p.sum(axis=-1, keepdims=True)
     p = p / np.where(total > 0, total, 1.0)
     cdf_lower = np.concatenate([np.zeros(p.shape[:-1] + (1,)), np.cumsum(p, axis=-1)[..., :-1]], axis=-1)
-    cumulative = [_partial_mean(p, cdf_lower, edges, scale, r / n, zero_first_bin) for r in range(n + 1)]
+    partial = np.cumsum(p * _bin_centres(edges, zero_first_bin), axis=-1)[..., :-1]
+    below = np.concatenate([np.zeros(p.shape[:-1] + (1,)), partial], axis=-1)  # G at each bin's lower edge
+    cumulative = [_partial_mean(p, cdf_lower, below, edges, scale, r / n, zero_first_bin) for r in range(n + 1)]
     out = np.stack([n * (cumulative[r + 1] - cumulative[r]) for r in range(n)], axis=-1)
     return np.moveaxis(np.maximum(out, 0.0), -1, dim).astype(np.float32)
