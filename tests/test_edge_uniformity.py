@@ -126,3 +126,42 @@ def test_batch_norm_network_on_its_default_large_windows_matches_one_whole_field
         assert _model("replicate", 0, "batch").stitching(0, 0, shape, "none")[:2] == (100, 84)
         assert rms["batch", (0, 0)] < min(0.5 * rms["batch", (100, 100)], rms["batch", (64, 32)])
     assert rms["group", (0, 0)] > 100 * rms["batch", (0, 0)]
+
+
+def _real_hrrr_dry_points(real_data, radius_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The real HRRR 11-12 h field (1059 x 1799, 3 km), points with no rain within
+    ``radius_px``, and each point's distance to the domain edge."""
+    from scipy.ndimage import maximum_filter
+
+    from pqpf.io.grib import read_graf
+
+    from .conftest import HRRR_FULL
+
+    graf = np.nan_to_num(read_graf(real_data(HRRR_FULL), 12).values).astype(np.float32)
+    dry = maximum_filter(graf, size=2 * radius_px + 1, mode="nearest") == 0
+    rows, cols = np.indices(graf.shape)
+    edge = np.minimum.reduce([rows, cols, graf.shape[0] - 1 - rows, graf.shape[1] - 1 - cols])
+    return graf, dry, edge
+
+
+@pytest.mark.slow
+def test_real_hrrr_field_leaves_no_edge_bands_in_its_dry_areas(real_data):
+    """Issue 10's stripes were seen on a real archive. On a real 3-km NWP field (HRRR,
+    the closest public stand-in for GRAF) over its full grid, flat terrain, on the default
+    256-px windows: every dry point farther from rain than the network sees has one
+    probability, from the interior through the window seams to the outermost column; the
+    zero-padded network makes bands there."""
+    graf, dry, edge = _real_hrrr_dry_points(real_data, 40)
+    terrain = {k: np.zeros(graf.shape, np.float32) for k in ("height_local_difference", "slope_x", "slope_y")}
+    assert (dry & (edge < 5)).sum() > 5000 and (dry & (edge >= 100)).sum() > 100_000  # dry edges, dry interior
+    when = dt.datetime(2020, 12, 14, 12)
+    spread = {}
+    for padding, norm in (("replicate", "batch"), ("zeros", "group")):
+        prob, _ = predict_probabilities(_model(padding, 0, norm), graf, terrain, when, 0, 0, 0, "cpu", "reflect")
+        p = prob[0]  # P(>= 0.25 mm)
+        assert np.abs(p[graf > 1] - p[dry][0]).max() > 5e-3  # the rain is seen (1e-6 below)
+        spread[padding] = float(p[dry].max() - p[dry].min())
+        if padding == "replicate":
+            assert abs(p[dry & (edge < 5)].mean() - p[dry & (edge >= 100)].mean()) < 1e-6
+    assert spread["replicate"] < 1e-6
+    assert spread["zeros"] > 1e-3

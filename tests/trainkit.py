@@ -6,6 +6,7 @@ information); quality has a poor region. No synthetic archive is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -53,14 +54,18 @@ def _patches(n: int, p: int, rng: np.random.Generator, t0: int):
             np.array(valid, np.int64))
 
 
-def write_patch_files(config, n=(48, 16, 16), p: int = 16, seed: int = 0, spread_days: bool = False) -> None:
+def write_patch_files(config, n=(48, 16, 16), p: int = 16, seed: int = 0, spread_days: bool = False,
+                      grid=None) -> None:
     """Patch files of ``n`` train/validation/test patches; ``spread_days``: each block of
-    8 patches of a split comes from its own init date (else all from one day)."""
+    8 patches of a split comes from its own init date (else all from one day); ``grid``
+    (a :class:`pqpf.grid.Grid`): the grid the headers say the patches were cut from."""
     rng = np.random.default_rng(seed)
     for split, count in zip(("train", "validation", "test"), n):
         header = {"split": split, "init": "2025120100", "lead_h": LEAD, "patch_px": p,
                   "channel_names": list(channel_names(False)), "feature_schema_version": FEATURE_SCHEMA_VERSION,
                   "thresholds_mm": list(THRESHOLDS)}
+        if grid is not None:
+            header.update(grid=dataclasses.asdict(grid), grid_fingerprint=grid.fingerprint())
         with PatchFileWriter(patch_file_path(config, split, INIT, LEAD), header) as w:
             for chunk in range(0, count, 8):
                 m = min(8, count - chunk)
