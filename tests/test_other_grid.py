@@ -4,6 +4,7 @@ terrain_height.py and resunet_inference.py --allow-other-grid run on it."""
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -53,9 +54,14 @@ def test_a_model_runs_on_the_real_hrrr_grid_staged_as_graf(tmp_path, real_data, 
     assert _run(ROOT / "terrain_height.py", *cfg, "-q").returncode == 0
     refused = _run(ROOT / "resunet_inference.py", "2020121400", "12", *cfg, "--no-plot")
     assert refused.returncode == 1 and "--allow-other-grid" in refused.stderr.splitlines()[-1]
+    # what a killed earlier run left in the output folder goes (its writer's pid is gone)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    config.paths.probs_dir.mkdir(parents=True, exist_ok=True)
+    stale = config.paths.probs_dir / f".x_probs.nc.tmp-{socket.gethostname()}-{dead.stdout.strip()}-0a1b2c3d"
+    stale.write_bytes(b"half")
     res = _run(ROOT / "resunet_inference.py", "2020121400", "12", *cfg, "--no-plot", "--allow-other-grid")
     assert res.returncode == 0, res.stderr[-2000:]
-    assert f"nearest lead's ({trainkit.LEAD} h)" in res.stderr
+    assert f"nearest lead's ({trainkit.LEAD} h)" in res.stderr and not stale.exists()
     assert f"trained on {graf_like_grid('demo').describe()}, to another grid: {source.grid.describe()}" in res.stderr
     with xr.open_dataset(res.stdout.split()[0]) as ds:
         assert (ds.sizes["y"], ds.sizes["x"]) == source.grid.shape

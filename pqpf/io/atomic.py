@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pqpf.errors import OutputWriteError, PqpfError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries", "owner_tag",
-           "SPOOL_PREFIX"]
+__all__ = ["atomic_path", "atomic_directory", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries",
+           "owner_tag", "SPOOL_PREFIX"]
 
 _TMP_MARK = ".tmp-"
 #: Prefix of the spool folders of patch extraction (:mod:`pqpf.stages.patches`).
@@ -103,6 +103,44 @@ def atomic_write_text(final: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``final`` atomically."""
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary directory path beside ``final``; rename it to ``final`` on success.
+
+    An existing ``final`` is renamed aside first and removed after the rename, so a
+    reader sees the old store or the new one, never a mixture (and, for the instant
+    between the two renames, no store). On error the temporary directory is removed; a
+    killed writer's is found by :func:`remove_stale_temporaries` (its name holds
+    :func:`owner_tag`).
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{owner_tag()}-{uuid.uuid4().hex[:8]}"
+    tmp = final.parent / f".{final.name}{_TMP_MARK}{tag}"
+    try:
+        yield tmp
+        if not tmp.is_dir():
+            raise FileNotFoundError(f"{tmp}: the writer produced no directory")
+        for sub, _, files in os.walk(tmp):
+            for name in files:
+                fd = os.open(Path(sub) / name, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        old = final.parent / f".{final.name}.old-{tag}"
+        moved = final.exists() or final.is_symlink()
+        if moved:
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if moved and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        elif moved:
+            old.unlink()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def owner_tag() -> str:

@@ -1,11 +1,12 @@
-"""What every stage shares: the rule that finished outputs are kept."""
+"""What every stage shares: the rule that finished outputs are kept, and the clean-up of
+what killed runs left."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-__all__ = ["kept"]
+__all__ = ["kept", "clean_temporaries"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,3 +23,14 @@ def kept(*outputs: Path, overwrite: bool) -> bool:
         return False
     logger.info("%s exists; use --overwrite to redo it", outputs[0])
     return True
+
+
+def clean_temporaries(*folders: Path) -> None:
+    """Remove the temporaries killed writers left in ``folders`` (their own host's at once,
+    others' after an hour: :func:`pqpf.io.atomic.remove_stale_temporaries`), logging a count."""
+    from pqpf.io.atomic import remove_stale_temporaries
+
+    for folder in dict.fromkeys(folders):  # each once, in order
+        removed = remove_stale_temporaries(folder)
+        if removed:
+            logger.info("removed %d temporaries of killed runs from %s", removed, folder)

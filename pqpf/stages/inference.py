@@ -34,7 +34,7 @@ from pqpf.plot import plot_probability_maps
 from pqpf.predict import LoadedModel, load_resunet, predict_probabilities
 from pqpf.progress import Progress
 from pqpf.reference import exceedance, reference_sigma_px, smoothed_exceedance
-from pqpf.stages.common import kept
+from pqpf.stages.common import clean_temporaries, kept
 from pqpf.terrain import Terrain
 
 if TYPE_CHECKING:
@@ -220,6 +220,7 @@ def run_inference(config: Config, init: dt.datetime, lead_h: int, device: str = 
         return InferenceResult(out, png if png.is_file() else None, Path(""), skipped=True)
     if not overwrite and out.is_file():  # the netCDF survived, a map or GRIB2 copy did not
         return _complete(config, init, lead_h, out, png if plot else None, grib)
+    clean_temporaries(out.parent, png.parent)
     graf_path = require_graf(config, init, lead_h, prefer="laptop")
     if graf_path != graf_laptop_path(config, init, lead_h):
         logger.info("using the archive copy %s", graf_path)

@@ -33,6 +33,7 @@ from pqpf.layout import mrms_raw_path, mrms_remapped_path, remap_weights_dir
 from pqpf.progress import Progress
 from pqpf.remap_methods import METHODS
 from pqpf.remapping import RegridWeights, cached_weights
+from pqpf.stages.common import clean_temporaries
 from pqpf.stages.download import download_hour
 
 __all__ = ["HourResult", "RangeReport", "WeightsProvider", "remap_hour", "remap_range"]
@@ -243,8 +244,12 @@ def remap_range(
     if not has_quality(config):
         logger.info("[mrms] quality_product is empty: every cell with a %s value counts (quality 1), "
                     "cells without data are missing", config.mrms.qpe_product)
+    cleaned: set[Path] = set()
     for valid in hours:
         out = mrms_remapped_path(config, valid)
+        if out.parent not in cleaned:
+            clean_temporaries(out.parent)
+            cleaned.add(out.parent)
         reason = ""
         if not overwrite and out.is_file():  # the one skip check: outputs are complete (atomic)
             result = HourResult(valid, SKIPPED, out)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pqpf.errors import PqpfError
-from pqpf.io.atomic import atomic_path, atomic_write_text
+from pqpf.io.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from pqpf.io.checkpoint import load_checkpoint
 from pqpf.io.jsonio import to_plain
 
@@ -55,6 +55,10 @@ class RunLock:
         started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}\n")
         self._fh.flush()
+        # with the run held, what a killed training of it left (half checkpoints) can go
+        removed = remove_stale_temporaries(run)
+        if removed:
+            logger.info("removed %d temporaries of killed runs from %s", removed, run)
 
     def release(self) -> None:
         """Drop the lock (closing the file releases it)."""
