@@ -19,7 +19,7 @@ from pqpf.cli.common import (
     run_cli,
 )
 from pqpf.cli.common import build_parser as _base_parser
-from pqpf.diffusion.ecc import DEFAULT_ECC_LEVELS, ECC_LEVELS
+from pqpf.diffusion.ecc import DEFAULT_ECC_LEVELS, DEFAULT_ECC_SMOOTHING_PX, ECC_LEVELS
 from pqpf.errors import UsageError
 
 __all__ = ["build_parser", "main"]
@@ -58,6 +58,10 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
                         "interval (quantile, ECC-Q), at a level drawn inside it (stratified, ECC-S: every member "
                         "a random draw from the U-Net's distribution, tails included) or the interval's mean "
                         f"(mean, ECC-M: the members average to the U-Net's mean amount); default {DEFAULT_ECC_LEVELS}")
+    parser.add_argument("--ecc-smoothing", type=non_negative_float, default=None, metavar="PX",
+                        help="with ECC, rank the members by their log1p amount before clipping at 0, Gaussian-"
+                        "smoothed over PX grid points (0: unsmoothed): larger values arrange the same point "
+                        f"values in larger coherent areas; default {DEFAULT_ECC_SMOOTHING_PX:g}")
     parser.add_argument("--steps", type=positive_int, default=None, metavar="N",
                         help="Heun steps (default: the model's hyper-parameter set, sampler.n_steps)")
     parser.add_argument("--churn", type=non_negative_float, default=None, metavar="S",
@@ -74,15 +78,18 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from pqpf.stages.ensemble_inference import run_ensemble_inference
 
-    if args.ecc_levels is not None and not args.ecc:
-        raise UsageError("--ecc-levels applies to ECC members; it cannot be combined with --no-ecc")
+    for option, value in (("--ecc-levels", args.ecc_levels), ("--ecc-smoothing", args.ecc_smoothing)):
+        if value is not None and not args.ecc:
+            raise UsageError(f"{option} applies to ECC members; it cannot be combined with --no-ecc")
     config = load_config_from_args(args)
     apply_threads(args, config)
     lead = check_lead(config, args.lead)
     result = run_ensemble_inference(config, args.init, lead, members=args.members, seed=args.seed, ecc=args.ecc,
                                     device=args.device, overwrite=args.overwrite, plot=not args.no_plot,
                                     netcdf=args.netcdf, steps=args.steps, churn=args.churn,
-                                    ecc_levels=args.ecc_levels or DEFAULT_ECC_LEVELS)
+                                    ecc_levels=args.ecc_levels or DEFAULT_ECC_LEVELS,
+                                    ecc_smoothing_px=DEFAULT_ECC_SMOOTHING_PX if args.ecc_smoothing is None
+                                    else args.ecc_smoothing)
     print(result.store)
     for path in (result.stamps_png, result.gif):
         if path:

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from pqpf.diffusion.edm import EDMDenoiser
 from pqpf.diffusion.network import build_network
 from pqpf.diffusion.sampler import SamplerConfig, heun_sample, member_generators, stitched_denoiser
-from pqpf.diffusion.target import amount_from_residual, summaries_from_reduced, summary_matrix
+from pqpf.diffusion.target import inverse_transform_amount, summaries_from_reduced, summary_matrix
 from pqpf.errors import InputFileError
 from pqpf.features import FEATURE_SCHEMA_VERSION
 from pqpf.hparams import diffusion_hparams_from_dict
@@ -36,7 +36,7 @@ from pqpf.ordinal import bin_probs_from_exceedance, exceedance_matrix
 from pqpf.predict import LoadedModel, predict_reduced
 from pqpf.stitching import inference_window, windows_per_call
 
-__all__ = ["LoadedDiffusion", "UNetFields", "load_diffusion", "unet_fields", "sample_members"]
+__all__ = ["LoadedDiffusion", "UNetFields", "load_diffusion", "unet_fields", "sample_latent", "sample_members"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,18 @@ def sample_members(model: LoadedDiffusion, cond: NDArray[np.float32], central: N
                    n_members: int, seed: int, window_px: int, stride_px: int, batch_size: int = 16,
                    member_batch: int = 4, device: torch.device | str = "cpu",
                    sampler: SamplerConfig | None = None) -> NDArray[np.float32]:
-    """Draw ``n_members`` members (mm) over the whole grid, deterministic by ``seed``.
+    """Member amounts (mm, >= 0): :func:`sample_latent` through ``max(expm1(z), 0)``."""
+    return inverse_transform_amount(sample_latent(model, cond, central, n_members, seed, window_px, stride_px,
+                                                  batch_size, member_batch, device, sampler))
+
+
+def sample_latent(model: LoadedDiffusion, cond: NDArray[np.float32], central: NDArray[np.float32],
+                  n_members: int, seed: int, window_px: int, stride_px: int, batch_size: int = 16,
+                  member_batch: int = 4, device: torch.device | str = "cpu",
+                  sampler: SamplerConfig | None = None) -> NDArray[np.float32]:
+    """Draw ``n_members`` members over the whole grid, deterministic by ``seed``, as the
+    model's variable ``z = central + residual`` (log1p mm, not clipped: a dry member's z
+    is below 0 by how dry the model made it there).
 
     Parameters
     ----------
@@ -146,7 +157,7 @@ def sample_members(model: LoadedDiffusion, cond: NDArray[np.float32], central: N
     Returns
     -------
     float32 (M, ny, nx)
-        Member amounts (mm), >= 0.
+        The members' z; the amount is ``max(expm1(z), 0)``.
     """
     if n_members < 1 or member_batch < 1:
         raise ValueError(f"n_members and member_batch must be >= 1, got {n_members}, {member_batch}")
@@ -164,6 +175,6 @@ def sample_members(model: LoadedDiffusion, cond: NDArray[np.float32], central: N
         idx = list(range(start, min(n_members, start + member_batch)))
         residual = heun_sample(denoise, (1, ny, nx), member_generators(seed, idx), sampler or model.sampler,
                                device=dev)
-        out[idx] = amount_from_residual(residual[:, 0].cpu().numpy(), central[None])
+        out[idx] = residual[:, 0].cpu().numpy() + central[None]
         logger.info("sampled members %d-%d of %d", idx[0] + 1, idx[-1] + 1, n_members)
     return out

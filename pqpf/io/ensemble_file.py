@@ -32,14 +32,10 @@ after the rename).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-import os
-import shutil
 import time as _time
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +47,7 @@ from pqpf import __version__
 from pqpf.dates import format_yyyymmddhh, from_epoch_seconds, parse_yyyymmddhh, to_epoch_seconds
 from pqpf.errors import InputFileError
 from pqpf.grid import Grid
-from pqpf.io.atomic import atomic_path
+from pqpf.io.atomic import atomic_directory, atomic_path
 from pqpf.ordinal import AMOUNT_ATOL_MM
 from pqpf.verify.ensemble import member_exceedance_probs
 
@@ -62,6 +58,7 @@ __all__ = [
     "EnsembleForecast",
     "make_ensemble",
     "write_ensemble",
+    "read_ensemble_provenance",
     "read_ensemble",
 ]
 
@@ -77,7 +74,6 @@ _TIME_UNITS = "seconds since 1970-01-01 00:00:00"
 _REQUIRED = ("precipitation", "prob_exceed", "x", "y", "time", "forecast_reference_time", "forecast_period")
 _OPTIONAL = {"graf_precipitation": "graf_mm", "unet_mean_precipitation": "unet_mean_mm"}
 _SAMPLER_PREFIX = "sampler_"
-_TMP_MARK = ".tmp-"
 _READ_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)
 
 
@@ -112,6 +108,16 @@ class EnsembleProvenance:
         """``"off"``, or the ECC levels: ``"quantile"`` (ECC-Q; stores written before
         ``ecc_levels`` existed), ``"stratified"`` (ECC-S) or ``"mean"`` (ECC-M); :mod:`pqpf.diffusion.ecc`."""
         return str(self.extra.get("ecc_levels", "quantile")) if self.ecc else "off"
+
+    @property
+    def ecc_template(self) -> str:
+        """What ECC ranked the members by: ``"z smoothed S px"`` (the model's variable,
+        :func:`pqpf.diffusion.ecc.rank_template`) or ``"amounts"`` (stores written before
+        ``ecc_smoothing_px`` existed); ``"off"`` without ECC."""
+        if not self.ecc:
+            return "off"
+        sigma = self.extra.get("ecc_smoothing_px")
+        return "amounts" if sigma is None else f"z smoothed {float(sigma):g} px"
 
     def to_attrs(self) -> dict[str, Any]:
         """Flat netCDF/zarr-compatible attributes (``ecc`` as ``"on"``/``"off"``)."""
@@ -348,42 +354,6 @@ def _encoding(ds: Any, netcdf: bool) -> dict[str, dict[str, Any]]:
     return enc
 
 
-@contextlib.contextmanager
-def _atomic_directory(final: Path) -> Iterator[Path]:
-    """Yield a temporary directory path beside ``final``; rename it to ``final`` on success.
-
-    An existing ``final`` is renamed aside first and removed after the rename, so a
-    reader sees the old store or the new one, never a mixture (and, for the instant
-    between the two renames, no store). On error the temporary directory is removed.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = final.parent / f".{final.name}{_TMP_MARK}{tag}"
-    try:
-        yield tmp
-        if not tmp.is_dir():
-            raise FileNotFoundError(f"{tmp}: the writer produced no directory")
-        for sub, _, files in os.walk(tmp):
-            for name in files:
-                fd = os.open(Path(sub) / name, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        old = final.parent / f".{final.name}.old-{tag}"
-        moved = final.exists() or final.is_symlink()
-        if moved:
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if moved and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        elif moved:
-            old.unlink()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def write_ensemble(path: Path, forecast: EnsembleForecast, netcdf_path: Path | None = None,
                    lonlat: tuple[NDArray[Any], NDArray[Any]] | None = None) -> list[Path]:
     """Write the zarr store (and the netCDF file when ``netcdf_path`` is given), atomically.
@@ -405,7 +375,7 @@ def write_ensemble(path: Path, forecast: EnsembleForecast, netcdf_path: Path | N
         The files written.
     """
     ds = _dataset(forecast, lonlat)
-    with _atomic_directory(Path(path)) as tmp:
+    with atomic_directory(Path(path)) as tmp:
         ds.to_zarr(tmp, mode="w-", zarr_format=2, consolidated=True, encoding=_encoding(ds, netcdf=False))
     written = [Path(path)]
     if netcdf_path is not None:
@@ -450,6 +420,23 @@ def _load(ds: Any, name: str, path: Path) -> NDArray[np.float32]:
         raise InputFileError(path, f"cannot read variable {name!r} ({type(exc).__name__}: {exc})") from None
 
 
+_KNOWN_ATTRS = ("Conventions", "title", "history", "pqpf_version", "init", "lead_h", "valid", "n_members",
+                "precipitation_step_mm")
+
+
+def read_ensemble_provenance(path: Path) -> tuple[EnsembleProvenance, int]:
+    """(provenance, number of members) of a product from its attributes, reading no array
+    (InputFileError for a missing or unreadable file or one without a member dimension)."""
+    ds = _open(Path(path))
+    try:
+        if "member" not in ds.sizes:
+            raise InputFileError(Path(path), "not an ensemble file (no member dimension)")
+        return EnsembleProvenance.from_attrs({k: _plain(v) for k, v in ds.attrs.items()}, _KNOWN_ATTRS), \
+            int(ds.sizes["member"])
+    finally:
+        ds.close()
+
+
 def read_ensemble(path: Path) -> EnsembleForecast:
     """Read a product written by :func:`write_ensemble` (the zarr store or the netCDF file).
 
@@ -476,8 +463,6 @@ def read_ensemble(path: Path) -> EnsembleForecast:
         optional = {key: _load(ds, name, path) if name in ds.variables else None for name, key in _OPTIONAL.items()}
         init = from_epoch_seconds(int(ds["forecast_reference_time"].values))
         attrs = {k: _plain(v) for k, v in ds.attrs.items()}
-        known = ("Conventions", "title", "history", "pqpf_version", "init", "lead_h", "valid", "n_members",
-                 "precipitation_step_mm")
         lat = _load(ds, "lat", path) if "lat" in ds.variables else None
         lon = _load(ds, "lon", path) if "lon" in ds.variables else None
         lead_h = int(ds["forecast_period"].values)
@@ -486,5 +471,5 @@ def read_ensemble(path: Path) -> EnsembleForecast:
     if "init" in attrs and parse_yyyymmddhh(str(attrs["init"])) != init:
         raise InputFileError(path, f"init attribute {attrs['init']} differs from forecast_reference_time {init}")
     return EnsembleForecast(grid=grid, init=init, lead_h=lead_h, members_mm=members, thresholds_mm=thresholds,
-                            prob=prob, provenance=EnsembleProvenance.from_attrs(attrs, known), attrs=attrs,
+                            prob=prob, provenance=EnsembleProvenance.from_attrs(attrs, _KNOWN_ATTRS), attrs=attrs,
                             lat=lat, lon=lon, source=path, **optional)

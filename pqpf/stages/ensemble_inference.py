@@ -5,11 +5,12 @@ stage, skipped when done: verification compares the members with it), loads the
 registry's diffusion model for the lead and the U-Net it was trained against (refused
 when the registry's U-Net for the lead has changed since), runs the U-Net once over the
 full field (:func:`pqpf.diffusion.generate.unet_fields`), samples the members
-(:func:`pqpf.diffusion.generate.sample_members`), optionally gives them the U-Net's
-marginals by ensemble copula coupling (:mod:`pqpf.diffusion.ecc`), and writes the store
-of :mod:`pqpf.io.ensemble_file` (zarr, netCDF beside it on request), the postage
-stamps and the member GIF (:mod:`pqpf.plot.ensemble`). Every output is written
-atomically; a rerun skips finished outputs unless ``overwrite``.
+(:func:`pqpf.diffusion.generate.sample_latent`), optionally gives them the U-Net's
+marginals by ensemble copula coupling in the ranks of their latent variable
+(:mod:`pqpf.diffusion.ecc`), and writes the store of :mod:`pqpf.io.ensemble_file` (zarr,
+netCDF beside it on request), the postage stamps and the member GIF
+(:mod:`pqpf.plot.ensemble`). Every output is written atomically; a rerun keeps finished
+outputs made with the same settings and refuses ones made with others, unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -27,12 +28,26 @@ from numpy.typing import NDArray
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
 from pqpf.device import select_device
-from pqpf.diffusion.ecc import DEFAULT_ECC_LEVELS, ECC_LEVELS, ensemble_copula_coupling
-from pqpf.diffusion.generate import LoadedDiffusion, load_diffusion, sample_members, unet_fields
+from pqpf.diffusion.ecc import (
+    DEFAULT_ECC_LEVELS,
+    DEFAULT_ECC_SMOOTHING_PX,
+    ECC_LEVELS,
+    ensemble_copula_coupling,
+    rank_template,
+)
+from pqpf.diffusion.generate import LoadedDiffusion, load_diffusion, sample_latent, unet_fields
 from pqpf.diffusion.sampler import SamplerConfig
+from pqpf.diffusion.target import inverse_transform_amount
 from pqpf.errors import InputFileError, PqpfError
+from pqpf.grid import Grid
 from pqpf.io.checkpoint import load_checkpoint
-from pqpf.io.ensemble_file import EnsembleForecast, EnsembleProvenance, make_ensemble, write_ensemble
+from pqpf.io.ensemble_file import (
+    EnsembleForecast,
+    EnsembleProvenance,
+    make_ensemble,
+    read_ensemble_provenance,
+    write_ensemble,
+)
 from pqpf.io.grib import read_graf
 from pqpf.io.mrms_file import read_remapped_mrms
 from pqpf.io.registry import Registry
@@ -50,12 +65,13 @@ from pqpf.ordinal import bin_probs_from_exceedance, exceedance_probs
 from pqpf.plot.ensemble import plot_postage_stamps, write_member_gif
 from pqpf.plot.maps import forecast_title
 from pqpf.predict import LoadedModel, load_resunet
-from pqpf.stages.common import kept
+from pqpf.stages.common import clean_temporaries, kept
 from pqpf.stages.inference import check_provenance, run_inference
 from pqpf.stitching import inference_window, windows_per_call
 from pqpf.verify.ensemble_fields import unet_mean_amount
 
-__all__ = ["EnsembleResult", "load_models_for_lead", "run_ensemble_inference"]
+__all__ = ["Draw", "EnsembleResult", "draw_members", "ensemble_product", "load_models_for_lead",
+           "run_ensemble_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +130,26 @@ def _marginals(config: Config, unet: LoadedModel, prob_bins: NDArray[np.float64]
     return bin_probs_from_exceedance(calibration.apply(exceed, edges[1:])), True
 
 
-def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[LoadedModel, LoadedDiffusion],
-             members: int, seed: int, ecc: str, device: Any, sampler: SamplerConfig) -> EnsembleForecast:
-    """Sample the members of (INIT, LEAD) and build the product (nothing written)."""
+@dataclass
+class Draw:
+    """The members of one (INIT, LEAD) as sampled, before ECC (:func:`draw_members`)."""
+
+    init: dt.datetime
+    lead_h: int
+    latent: NDArray[np.float32]  # (M, ny, nx): the model's z, log1p mm before clipping at 0
+    bins: NDArray[np.float64]  # the U-Net's bin probabilities ECC uses (calibrated as the file is)
+    calibrated: bool
+    grid: Grid
+    graf_mm: NDArray[np.float32]
+    graf_path: Path
+    seed: int
+    sampler: SamplerConfig
+    window: tuple[int, int]  # window, stride of the denoiser
+
+
+def draw_members(config: Config, init: dt.datetime, lead_h: int, models: tuple[LoadedModel, LoadedDiffusion],
+                 members: int, seed: int, device: Any, sampler: SamplerConfig) -> Draw:
+    """Sample the members of (INIT, LEAD) (nothing written)."""
     unet, diffusion = models
     terrain = read_terrain(config.paths.terrain_file)
     check_provenance(unet, terrain, config.paths.terrain_file)
@@ -135,24 +168,39 @@ def _members(config: Config, init: dt.datetime, lead_h: int, models: tuple[Loade
     window, stride = inference_window(inf.window_px, inf.stride_px, diffusion.record.patch_px, False)
     window = min(window, *graf_mm.shape)
     stride = min(stride, window)
-    amounts = sample_members(diffusion, fields.cond, fields.central, members, seed, window, stride,
-                             batch_size=windows_per_call(inf.batch_size, window), device=device, sampler=sampler)
+    latent = sample_latent(diffusion, fields.cond, fields.central, members, seed, window, stride,
+                           batch_size=windows_per_call(inf.batch_size, window), device=device, sampler=sampler)
     bins, calibrated = _marginals(config, unet, fields.prob_bins)
-    if ecc != "off":
-        amounts = ensemble_copula_coupling(amounts, bins, unet.bin_edges_mm, rng=seed, levels=ecc)
+    return Draw(init, lead_h, latent, bins, calibrated, graf.grid, graf_mm, graf_path, seed, sampler,
+                (window, stride))
+
+
+def ensemble_product(config: Config, draw: Draw, models: tuple[LoadedModel, LoadedDiffusion], ecc: str,
+                     ecc_smoothing_px: float = DEFAULT_ECC_SMOOTHING_PX) -> EnsembleForecast:
+    """The product of a :class:`Draw`: raw members (``ecc="off"``) or ECC members with the
+    given levels and rank smoothing (nothing written)."""
+    unet, diffusion = models
+    missing = ~np.isfinite(draw.graf_mm)
+    if ecc == "off":
+        amounts = inverse_transform_amount(draw.latent)
+    else:
+        amounts = ensemble_copula_coupling(rank_template(draw.latent, ecc_smoothing_px), draw.bins,
+                                           unet.bin_edges_mm, rng=draw.seed, levels=ecc)
     amounts[:, missing] = np.nan
-    s = sampler
+    s = draw.sampler
     provenance = EnsembleProvenance(
-        unet_checkpoint=str(unet.checkpoint), diffusion_checkpoint=str(diffusion.checkpoint), seed=seed,
+        unet_checkpoint=str(unet.checkpoint), diffusion_checkpoint=str(diffusion.checkpoint), seed=draw.seed,
         ecc=ecc != "off",
         sampler={"n_steps": s.n_steps, "sigma_min": s.sigma_min, "sigma_max": s.sigma_max, "rho": s.rho,
                  "s_churn": s.s_churn, "s_noise": s.s_noise, "s_min": s.s_min,
-                 "s_max": s.s_max if math.isfinite(s.s_max) else "inf", "window_px": window, "stride_px": stride},
-        extra={"graf_file": str(graf_path), "diffusion_hparams": str(diffusion.record.hparams.get("name")),
-               "unet_calibrated": int(calibrated), **({} if ecc == "off" else {"ecc_levels": ecc})})
-    mean_mm = np.where(missing, np.nan, unet_mean_amount(bins, unet.bin_edges_mm))
-    return make_ensemble(graf.grid, amounts, init, lead_h, tuple(config.probability.thresholds_mm), provenance,
-                         graf_mm=graf_mm, unet_mean_mm=mean_mm)
+                 "s_max": s.s_max if math.isfinite(s.s_max) else "inf", "window_px": draw.window[0],
+                 "stride_px": draw.window[1]},
+        extra={"graf_file": str(draw.graf_path), "diffusion_hparams": str(diffusion.record.hparams.get("name")),
+               "unet_calibrated": int(draw.calibrated),
+               **({} if ecc == "off" else {"ecc_levels": ecc, "ecc_smoothing_px": float(ecc_smoothing_px)})})
+    mean_mm = np.where(missing, np.nan, unet_mean_amount(draw.bins, unet.bin_edges_mm))
+    return make_ensemble(draw.grid, amounts, draw.init, draw.lead_h, tuple(config.probability.thresholds_mm),
+                         provenance, graf_mm=draw.graf_mm, unet_mean_mm=mean_mm)
 
 
 def _plots(config: Config, ens: EnsembleForecast, stamps: Path, gif: Path) -> None:
@@ -168,10 +216,36 @@ def _plots(config: Config, ens: EnsembleForecast, stamps: Path, gif: Path) -> No
     write_member_gif(gif, ens.grid, ens.members_mm, title, mrms_mm=obs)
 
 
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return str(a) == str(b)
+
+
+def _check_kept(store: Path, members: int, seed: int, mode: str, steps: int | None, churn: float | None,
+                ranks: str | None) -> None:
+    """Refuse to keep an existing store made with other settings than asked for: a rerun
+    that only logged "exists" would leave, say, ECC-Q members where ECC-M ones were asked
+    for, and verification would score them. Steps and churn are compared when given."""
+    have, n = read_ensemble_provenance(store)
+    pairs: list[tuple[str, object, object]] = [("members", n, members), ("seed", have.seed, seed),
+                                               ("ECC", have.ecc_mode, mode)]
+    if steps is not None:
+        pairs.append(("steps", have.sampler.get("n_steps"), steps))
+    if churn is not None:
+        pairs.append(("churn", have.sampler.get("s_churn"), churn))
+    if ranks is not None:
+        pairs.append(("ECC ranks", have.ecc_template, ranks))
+    differ = [f"{name} {made} (asked {asked})" for name, made, asked in pairs if not _same(made, asked)]
+    if differ:
+        raise PqpfError(f"{store} was made with other settings: {', '.join(differ)}; --overwrite replaces it")
+
+
 def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, members: int = 16, seed: int = 0,
                            ecc: bool = True, device: str = "auto", overwrite: bool = False, plot: bool = True,
                            netcdf: bool = False, steps: int | None = None,
-                           churn: float | None = None, ecc_levels: str = DEFAULT_ECC_LEVELS) -> EnsembleResult:
+                           churn: float | None = None, ecc_levels: str = DEFAULT_ECC_LEVELS,
+                           ecc_smoothing_px: float = DEFAULT_ECC_SMOOTHING_PX) -> EnsembleResult:
     """The stage behind ``ensemble_inference.py INIT LEAD``.
 
     Parameters
@@ -187,6 +261,10 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
         With ``ecc``: each rank's value the quantile at the midpoint of its interval (ECC-Q)
         or at a level drawn inside it (ECC-S), or the interval's mean (ECC-M, the default,
         also by those scores), :mod:`pqpf.diffusion.ecc`.
+    ecc_smoothing_px : float
+        With ``ecc``: the members are ranked by their variable z (log1p mm before clipping
+        at 0) Gaussian-smoothed over this many grid points (:func:`pqpf.diffusion.ecc.rank_template`;
+        0: z itself); the values at each point do not depend on it, their arrangement does.
     netcdf : bool
         Also write the store as netCDF beside it.
     steps, churn : int, float, optional
@@ -205,20 +283,26 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
         raise PqpfError(f"--steps must be >= 1 and --churn >= 0, got {steps} and {churn}")
     if ecc_levels not in ECC_LEVELS:
         raise PqpfError(f"--ecc-levels must be one of {', '.join(ECC_LEVELS)}, got {ecc_levels!r}")
+    if not (math.isfinite(ecc_smoothing_px) and ecc_smoothing_px >= 0):
+        raise PqpfError(f"--ecc-smoothing must be >= 0, got {ecc_smoothing_px}")
     mode = ecc_levels if ecc else "off"
     store = ensemble_path(config, init, lead_h)
     stamps, gif = ensemble_stamps_png_path(config, init, lead_h), ensemble_gif_path(config, init, lead_h)
     nc = ensemble_netcdf_path(config, init, lead_h) if netcdf else None
     outputs = [p for p in (store, nc, *((stamps, gif) if plot else ())) if p is not None]
     if kept(*outputs, overwrite=overwrite):
+        template = f"z smoothed {float(ecc_smoothing_px):g} px" if ecc else None
+        _check_kept(store, members, seed, mode, steps, churn, template)
         return EnsembleResult(store, stamps if plot else None, gif if plot else None, skipped=True)
+    clean_temporaries(store.parent, stamps.parent)
     dev = select_device(device)
     models = load_models_for_lead(config, lead_h, dev)
     run_inference(config, init, lead_h, device=device, plot=plot)  # verification reads the U-Net file
     base = models[1].sampler
     sampler = replace(base, n_steps=base.n_steps if steps is None else steps,
                       s_churn=base.s_churn if churn is None else churn)
-    ens = _members(config, init, lead_h, models, members, seed, mode, dev, sampler)
+    draw = draw_members(config, init, lead_h, models, members, seed, dev, sampler)
+    ens = ensemble_product(config, draw, models, mode, ecc_smoothing_px)
     write_ensemble(store, ens, netcdf_path=nc)
     if plot:
         _plots(config, ens, stamps, gif)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,8 @@ ECC_M_CAVEAT = (
     "tail the wettest member, the mean of the top interval, lies well above that interval's median, so even a "
     "calibrated U-Net gives a top rank-histogram bin below uniform ((M+1)/(e M) = 0.41 at M = 8 when the interval "
     "lies in an exponential tail, 0.35 on a test archive); FSS and spectra measure the members' structure, to "
-    "which the jumps between interval means add power at the shortest wavelengths")
+    "which the jumps between interval means add power at the shortest wavelengths where ranks flip from point to "
+    "point (the rank smoothing of the store's ecc_smoothing_px reduces that)")
 #: Caveats of the verified members by ECC mode (EnsembleProvenance.ecc_mode).
 _CAVEATS = {"quantile": ECC_CAVEAT, "stratified": ECC_S_CAVEAT, "mean": ECC_M_CAVEAT}
 #: Figure files of a run, by what they show.
@@ -132,6 +134,21 @@ class _Inputs:
     unet_checkpoint: str
 
 
+def _check_same_calibration(ens: EnsembleForecast, probs_attrs: Mapping[str, Any], ens_path: Path,
+                            probs_file: Path) -> None:
+    """The members and the U-Net file must describe the same U-Net distribution (both
+    calibrated or both raw), or the members are scored against another forecast than the
+    one they copy; files from before either attribute existed are not checked."""
+    members = ens.provenance.extra.get("unet_calibrated")
+    unet = probs_attrs.get("calibrated")
+    if members is None or unet is None or bool(int(members)) == bool(int(unet)):
+        return
+    word = {True: "calibrated", False: "raw"}
+    raise InputFileError(ens_path, f"its members took the {word[bool(int(members))]} U-Net marginals but "
+                         f"{probs_file} holds {word[bool(int(unet))]} probabilities ([inference] calibrate changed "
+                         "between the two runs); rerun one of them with --overwrite")
+
+
 def _read(config: Config, init: dt.datetime, lead_h: int) -> _Inputs:
     ens_path = ensemble_path(config, init, lead_h)
     ens = read_ensemble(ens_path)
@@ -143,6 +160,7 @@ def _read(config: Config, init: dt.datetime, lead_h: int) -> _Inputs:
     if (ens.init, ens.lead_h) != (init, lead_h):
         raise InputFileError(ens_path, f"holds init {format_yyyymmddhh(ens.init)} +{ens.lead_h} h, expected "
                              f"{format_yyyymmddhh(init)} +{lead_h} h")
+    _check_same_calibration(ens, probs.attrs, ens_path, probs_path(config, init, lead_h))
     bins = bin_probs_from_exceedance(np.clip(probs.prob.astype(np.float64), 0.0, 1.0))
     good = good_quality_mask(mrms.precipitation_mm, mrms.quality, config.mrms.min_quality)
     case = EnsembleCase(members_mm=ens.members_mm, obs_mm=mrms.precipitation_mm, good=good,
@@ -188,7 +206,8 @@ class _Run:
 def _model_key(ens: EnsembleForecast, unet_checkpoint: str) -> str:
     p = ens.provenance
     sampler = ", ".join(f"{k} {p.sampler[k]}" for k in ("n_steps", "s_churn") if k in p.sampler)
-    return (f"diffusion {p.diffusion_checkpoint} on U-Net {p.unet_checkpoint}, ECC {p.ecc_mode}, {sampler}; "
+    return (f"diffusion {p.diffusion_checkpoint} on U-Net {p.unet_checkpoint}, ECC {p.ecc_mode}"
+            f"{'' if not p.ecc else f' (ranks of {p.ecc_template})'}, {sampler}; "
             f"U-Net file from {unet_checkpoint}")
 
 

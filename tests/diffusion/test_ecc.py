@@ -175,3 +175,58 @@ def test_the_top_interval_mean_is_exceeded_with_probability_one_over_e_m_for_an_
     frac = (draws > top).mean()
     assert frac == pytest.approx(np.exp(-1) / m, abs=4 * np.sqrt(frac / draws.size))
     assert frac * (m + 1) < 0.5 < (m + 1) / (2 * m)  # ECC-M's top bin vs ECC-Q's
+
+
+def test_ranking_by_the_latent_variable_keeps_wet_ranks_and_orders_dry_members_coherently():
+    """Where every member is dry but the U-Net gives rain a chance, ranking by amount puts
+    the wettest interval's value on a random member at each point (pixel noise); ranking
+    by the model's variable z (dry members below 0 by how dry they are, a smooth field)
+    gives it to the least dry member, coherently. Ranks of distinct amounts are the same."""
+    from scipy.ndimage import gaussian_filter
+
+    from pqpf.diffusion.target import inverse_transform_amount
+
+    rng = np.random.default_rng(4)
+    m, n = 8, 96
+    z = np.stack([gaussian_filter(rng.normal(0, 1, (n, n)), 6) * 12 for _ in range(m)])  # smooth latent fields
+    z[:, :, : n // 2] -= 3.0  # left half: every member dry (z < 0)
+    amounts = inverse_transform_amount(z.astype(np.float32))
+    assert (amounts[:, :, : n // 2] == 0).all() and (amounts[:, :, n // 2:] > 0).mean() > 0.3
+    probs = np.zeros((len(EDGES), n, n))
+    probs[0], probs[4] = 0.7, 0.3  # P(rain in [1, 1.5) mm) = 0.3 everywhere
+    by_amount = ensemble_copula_coupling(amounts, probs, EDGES, rng=0)
+    by_latent = ensemble_copula_coupling(z, probs, EDGES, rng=0)
+    np.testing.assert_array_equal(np.sort(by_amount, axis=0), np.sort(by_latent, axis=0))  # same marginals
+    wet = amounts[:, None] < amounts[None, :]  # strict order of amounts: kept by both
+    assert np.all(by_latent[:, None] <= by_latent[None, :], where=wet) and wet.sum() > 50_000
+
+    def neighbour_correlation(f):  # of one member's field with itself shifted one column, dry half
+        a, b = f[:, :, : n // 2 - 1].ravel(), f[:, :, 1: n // 2].ravel()
+        return float(np.corrcoef(a, b)[0, 1])
+
+    assert abs(neighbour_correlation(by_amount)) < 0.05  # a new random member every pixel
+    assert neighbour_correlation(by_latent) > 0.9  # the member whose z is least negative, in patches
+
+
+def test_smoothed_rank_templates_keep_every_point_s_values_and_arrange_them_coherently():
+    """Members close to one another swap ranks from point to point; ranking by a smoothed
+    z arranges the same values at every point in larger coherent areas."""
+    from pqpf.diffusion.ecc import rank_template
+
+    rng = np.random.default_rng(7)
+    m, n = 8, 80
+    common = np.stack([np.full((n, n), 0.3 * k) for k in range(m)])  # members in a fixed order ...
+    z = common + rng.normal(0, 1.0, (m, n, n))  # ... that point noise scrambles
+    probs = _probs((n, n), seed=8)
+    np.testing.assert_array_equal(rank_template(z, 0), z.astype(np.float32))
+    corr = []
+    for sigma in (0, 1, 2, 4):
+        out = ensemble_copula_coupling(rank_template(z, sigma), probs, EDGES, rng=0)
+        np.testing.assert_array_equal(np.sort(out, axis=0), np.sort(ensemble_copula_coupling(z, probs, EDGES, rng=0),
+                                                                     axis=0))
+        ranks = member_ranks(rank_template(z, sigma), np.random.default_rng(0)).astype(float)
+        corr.append(np.corrcoef(ranks[:, :, :-1].ravel(), ranks[:, :, 1:].ravel())[0, 1])
+    assert corr[0] < 0.4 and all(b > a for a, b in zip(corr, corr[1:])) and corr[1] > 0.9, corr
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="smoothing_px"):
+            rank_template(z, bad)

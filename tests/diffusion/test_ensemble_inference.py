@@ -14,6 +14,7 @@ import torch
 import trainkit
 
 from pqpf.config import load_config
+from pqpf.errors import PqpfError
 from pqpf.io.ensemble_file import read_ensemble
 from pqpf.io.probs_file import read_probabilities
 from pqpf.io.registry import Registry
@@ -140,6 +141,13 @@ def test_ecc_members_hold_the_unet_quantiles_at_every_point(trained):
     np.testing.assert_allclose(np.sort(means.members_mm, axis=0),
                                stratum_means(bins, list(edges), M, dim=0, zero_first_bin=True), atol=0.02, rtol=1e-3)
     np.testing.assert_allclose(means.members_mm.mean(axis=0), means.unet_mean_mm, atol=0.02, rtol=1e-3)
+    # ranked by the smoothed z (default 2 px) or by z itself: the same values at every point,
+    # arranged differently; the store says which
+    assert means.provenance.extra["ecc_smoothing_px"] == 2.0 and means.provenance.ecc_template == "z smoothed 2 px"
+    unsmoothed = _ens(config, init, ecc=True, ecc_smoothing_px=0.0)
+    assert unsmoothed.provenance.ecc_template == "z smoothed 0 px"
+    np.testing.assert_array_equal(np.sort(unsmoothed.members_mm, axis=0), np.sort(means.members_mm, axis=0))
+    assert (np.abs(unsmoothed.members_mm - means.members_mm).max(axis=0) > 0.01).mean() > 0.05
 
 
 def test_sampler_steps_and_churn_override_the_model_and_are_recorded(trained):
@@ -161,8 +169,15 @@ def test_sampler_steps_and_churn_override_the_model_and_are_recorded(trained):
     # a rerun without --overwrite keeps the finished store (a directory, written atomically)
     store = ensemble_path(config, init, LEAD)
     before = (store / ".zattrs").stat().st_mtime_ns
-    again = run_ensemble_inference(config, init, LEAD, members=M, seed=9, device="cpu", plot=False)
+    again = run_ensemble_inference(config, init, LEAD, members=M, seed=5, ecc=False, device="cpu", plot=False,
+                                   steps=6, churn=0)
     assert again.skipped and (store / ".zattrs").stat().st_mtime_ns == before
+    # ... but refuses to pass off a store made with other settings as the one asked for
+    with pytest.raises(PqpfError) as err:
+        run_ensemble_inference(config, init, LEAD, members=M + 1, seed=9, device="cpu", plot=False, steps=3)
+    assert str(err.value) == (f"{store} was made with other settings: members {M} (asked {M + 1}), seed 5 (asked 9), "
+                              "ECC off (asked mean), steps 6 (asked 3), ECC ranks off (asked z smoothed 2 px); --overwrite replaces it")
+    assert (store / ".zattrs").stat().st_mtime_ns == before
 
 
 def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_path):
@@ -226,10 +241,11 @@ def test_the_unet_is_matched_by_its_weights_not_its_path(trained):
     source.unlink()
 
 
-def test_members_take_the_calibrated_marginals_when_the_probabilities_are_calibrated(trained, tmp_path):
+def test_members_take_the_calibrated_marginals_when_the_probabilities_are_calibrated(trained, tmp_path, caplog):
     """With [inference] calibrate applying the U-Net's map, ECC and the store's U-Net mean use
     the calibrated bins the probabilities file holds; the denoiser's conditioning stays raw."""
     import dataclasses
+    import logging
 
     from pqpf.calibration import Calibration
     from pqpf.io.checkpoint import load_checkpoint
@@ -239,10 +255,13 @@ def test_members_take_the_calibrated_marginals_when_the_probabilities_are_calibr
     torch.set_num_threads(1)
     init = HELD_OUT[0]
 
+    def site(setting):
+        paths = dataclasses.replace(trained.paths, probs_dir=tmp_path / setting, plots_dir=tmp_path / "plots")
+        return dataclasses.replace(trained, paths=paths,
+                                   inference=dataclasses.replace(trained.inference, calibrate=setting))
+
     def ensemble(setting):
-        paths = dataclasses.replace(trained.paths, probs_dir=tmp_path / setting)
-        config = dataclasses.replace(trained, paths=paths,
-                                     inference=dataclasses.replace(trained.inference, calibrate=setting))
+        config = site(setting)
         run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", overwrite=True, plot=False)
         return read_ensemble(ensemble_path(config, init, LEAD)), read_probabilities(probs_path(config, init, LEAD))
 
@@ -265,3 +284,14 @@ def test_members_take_the_calibrated_marginals_when_the_probabilities_are_calibr
     below = cal.members_mm[:, None] < cal.members_mm[None, :] - 1e-3  # member i below member j
     assert below.sum() > 1000
     assert np.all(raw.members_mm[:, None] <= raw.members_mm[None, :] + 0.02, where=below)
+    # calibrated members beside a raw probabilities file (calibrate changed between the runs)
+    # are not scored against it: one line names both files
+    import shutil
+
+    from pqpf.stages.verify_ensemble import verify_ensemble_range
+
+    shutil.copy(probs_path(site("false"), init, LEAD), probs_path(site("true"), init, LEAD))
+    with caplog.at_level(logging.ERROR), pytest.raises(PqpfError, match="1 unreadable"):
+        verify_ensemble_range(site("true"), init, init, LEAD, plot=False)
+    assert (f"{ensemble_path(site('true'), init, LEAD)}: its members took the calibrated U-Net marginals but "
+            f"{probs_path(site('true'), init, LEAD)} holds raw probabilities") in caplog.text

@@ -153,6 +153,39 @@ def test_write_is_atomic_and_a_failed_write_keeps_the_old_store(tmp_path, foreca
     np.testing.assert_array_equal(read_ensemble(target).members_mm, doubled.members_mm)
 
 
+def test_a_killed_writers_store_temporary_is_removed_as_stale(tmp_path, forecast):
+    """A writer killed mid-store leaves its hidden temporary directory; its name holds the
+    writer's host and pid, so the next run removes it at once instead of after an hour."""
+    import subprocess
+    import sys
+
+    from pqpf.io.atomic import atomic_directory, remove_stale_temporaries
+
+    target = tmp_path / "e.zarr"
+    code = ("import os, sys\nfrom pathlib import Path\nfrom pqpf.io.atomic import atomic_directory\n"
+            "with atomic_directory(Path(sys.argv[1])) as tmp:\n    tmp.mkdir(); (tmp / '.zgroup').write_text('{}')\n"
+            "    os._exit(9)\n")
+    assert subprocess.run([sys.executable, "-c", code, str(target)]).returncode == 9
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".e.zarr.tmp-") and not target.exists()
+    assert remove_stale_temporaries(tmp_path) == 1 and not any(tmp_path.iterdir())
+    with atomic_directory(target) as tmp:  # a live writer's temporary is kept
+        tmp.mkdir()
+        assert remove_stale_temporaries(tmp_path) == 0 and tmp.is_dir()
+    assert target.is_dir()
+
+
+def test_provenance_and_size_are_read_from_the_attributes(written, forecast, tmp_path):
+    from pqpf.io.ensemble_file import read_ensemble_provenance
+
+    for path in written[1]:
+        provenance, n = read_ensemble_provenance(path)
+        assert provenance == forecast.provenance and n == forecast.n_members
+    with pytest.raises(InputFileError) as err:
+        read_ensemble_provenance(tmp_path / "none.zarr")
+    _one_line(err, tmp_path / "none.zarr", "not found")
+
+
 def _one_line(exc: pytest.ExceptionInfo[InputFileError], path: Path, text: str) -> None:
     message = str(exc.value)
     assert "\n" not in message and message.startswith(str(path)) and text in message, message
