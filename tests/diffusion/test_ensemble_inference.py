@@ -176,7 +176,8 @@ def test_sampler_steps_and_churn_override_the_model_and_are_recorded(trained):
     with pytest.raises(PqpfError) as err:
         run_ensemble_inference(config, init, LEAD, members=M + 1, seed=9, device="cpu", plot=False, steps=3)
     assert str(err.value) == (f"{store} was made with other settings: members {M} (asked {M + 1}), seed 5 (asked 9), "
-                              "ECC off (asked mean), steps 6 (asked 3), ECC ranks off (asked z smoothed 2 px); --overwrite replaces it")
+                              "ECC off (asked mean), steps 6 (asked 3), ECC ranks off (asked z smoothed 2 px); "
+                              "--overwrite replaces it")
     assert (store / ".zattrs").stat().st_mtime_ns == before
 
 
