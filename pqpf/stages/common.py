@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pqpf.io.atomic import remove_stale_temporaries
+
 __all__ = ["kept", "clean_temporaries"]
 
 logger = logging.getLogger(__name__)
@@ -28,8 +30,6 @@ def kept(*outputs: Path, overwrite: bool) -> bool:
 def clean_temporaries(*folders: Path) -> None:
     """Remove the temporaries killed writers left in ``folders`` (their own host's at once,
     others' after an hour: :func:`pqpf.io.atomic.remove_stale_temporaries`), logging a count."""
-    from pqpf.io.atomic import remove_stale_temporaries
-
     for folder in dict.fromkeys(folders):  # each once, in order
         removed = remove_stale_temporaries(folder)
         if removed:
