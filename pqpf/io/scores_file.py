@@ -18,7 +18,8 @@ __all__ = ["SCORES_SCHEMA", "write_scores_json", "write_scores_csv", "read_score
 #: What the verification stages compute; part of their input digests, so stored scores
 #: made by an older version (without the scores added since) are recomputed, not reused.
 #: 2: reliability-bin intervals, member-pair FSS. 3: spectra per octave. 4: mean amounts vs MRMS.
-SCORES_SCHEMA = 4
+#: 5: random draws from the U-Net (rank histogram, spread-skill) beside the members'.
+SCORES_SCHEMA = 5
 
 
 def write_scores_json(path: Path, scores: dict[str, Any]) -> Path:

@@ -46,7 +46,8 @@ def _fmt(value: float | None, fmt: str = "+.3f") -> str:
     return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
 
 
-def plot_rank_histogram(path: str | Path, rank: Mapping[str, Any], title: str) -> Path:
+def plot_rank_histogram(path: str | Path, rank: Mapping[str, Any], title: str,
+                        unet_draws: Mapping[str, Any] | None = None) -> Path:
     """Rank histogram as frequency relative to uniform (1 = flat), with the 0.5 and 2 lines.
 
     Parameters
@@ -56,6 +57,9 @@ def plot_rank_histogram(path: str | Path, rank: Mapping[str, Any], title: str) -
     rank : mapping
         ``result["rank_histogram"]``: ``frequency`` (M + 1 values summing to 1).
     title : str
+    unet_draws : mapping, optional
+        ``result["unet_draws"]``: the histogram random draws from the U-Net would give
+        (``rank_frequency``), drawn as a line over the bars.
     """
     freq = _arr(rank["frequency"])
     n = freq.size
@@ -63,6 +67,9 @@ def plot_rank_histogram(path: str | Path, rank: Mapping[str, Any], title: str) -
     ax = fig.subplots()
     ax.bar(np.arange(n), freq * n, width=0.85, color=SOURCE_STYLE["members"][0], label="observed rank")
     ax.axhline(1.0, color="black", lw=1.0, label="uniform")
+    if unet_draws:
+        ax.step(np.arange(n + 1) - 0.5, np.append(_arr(unet_draws["rank_frequency"]) * n, np.nan), where="post",
+                color=SOURCE_STYLE["unet_mean"][0], lw=1.5, label="random draws from the U-Net (expected)")
     for level in (0.5, 2.0):
         ax.axhline(level, color="0.5", lw=0.8, ls="--")
     ax.set_xticks(np.arange(n))

@@ -269,7 +269,8 @@ def _inputs_digest(config: Config, inits: list[dt.datetime], lead_h: int, settin
 
 
 def _figures(out_dir: Path, result: dict[str, Any], title: str) -> list[Path]:
-    return [plot_rank_histogram(out_dir / FIGURES["rank_histogram"], result["rank_histogram"], title),
+    return [plot_rank_histogram(out_dir / FIGURES["rank_histogram"], result["rank_histogram"], title,
+                                result.get("unet_draws")),
             plot_spread_skill(out_dir / FIGURES["spread_skill"], result["spread_skill"], title),
             plot_fss_scales(out_dir / FIGURES["fss"], result["fss"], title),
             plot_spectra(out_dir / FIGURES["spectra"], result["spectra"], title),

@@ -17,6 +17,11 @@ Arrays in, arrays out:
   the ensemble mean against the ensemble spread, in classes of spread, streaming.
 * :func:`fair_brier_penalty`: the term that turns the Brier score of an M-member
   ensemble's probabilities into the fair Brier score (Ferro 2014).
+* :class:`UNetDraws`: what M members drawn at random from the U-Net's own distribution
+  would score, in expectation: their rank histogram and the distribution's spread-skill
+  ratio. Set beside the members' scores, it tells a miss of the U-Net's marginals (both
+  fail) from one of the way the members take them (only the members fail): ECC keeps
+  the U-Net's values, so its members can be no better calibrated than these draws.
 
 References
 ----------
@@ -34,8 +39,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.special import betainc
+from scipy.stats import binom
 
-from pqpf.ordinal import quantiles, validate_bin_edges
+from pqpf.ordinal import AMOUNT_ATOL_MM, quantiles, validate_bin_edges
 
 __all__ = [
     "octave_bands_km",
@@ -46,10 +53,15 @@ __all__ = [
     "spectral_band_ratio",
     "fair_brier_penalty",
     "BinnedSpreadSkill",
+    "unet_cdf_interval",
+    "unet_variance_amount",
+    "UNetDraws",
 ]
 
 #: Classes of ensemble spread (standard deviation, mm) of the spread-error diagram.
 DEFAULT_SPREAD_EDGES_MM: tuple[float, ...] = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
+#: Points processed at once by :class:`UNetDraws` (bounds its (M+1, n) temporaries).
+_CHUNK = 1 << 16
 
 
 def _bins(prob_bins: ArrayLike, edges_mm: Sequence[float] | NDArray[np.floating]
@@ -92,10 +104,88 @@ def unet_mean_amount(prob_bins: ArrayLike, edges_mm: Sequence[float] | NDArray[n
     if dry_bin not in ("point", "uniform"):
         raise ValueError(f"unknown dry_bin {dry_bin!r}; valid: point, uniform")
     p, e = _bins(prob_bins, edges_mm)
-    centre = np.append(0.5 * (e[:-1] + e[1:]), e[-1] + _tail_scale(e, tail_scale_mm))
+    return np.tensordot(_first_moments(e, tail_scale_mm, dry_bin), p, axes=(0, 0)).astype(np.float32)
+
+
+def _first_moments(e: NDArray[np.float64], tail_scale_mm: float | None, dry_bin: str) -> NDArray[np.float64]:
+    """Each bin's mean: 0 for the dry point mass, the midpoint of a uniform bin, e + s in the tail."""
+    out = np.append(0.5 * (e[:-1] + e[1:]), e[-1] + _tail_scale(e, tail_scale_mm))
     if dry_bin == "point":
-        centre[0] = 0.0
-    return np.tensordot(centre, p, axes=(0, 0)).astype(np.float32)
+        out[0] = 0.0
+    return out
+
+
+def _second_moments(e: NDArray[np.float64], tail_scale_mm: float | None, dry_bin: str) -> NDArray[np.float64]:
+    """E[x^2] of each bin's distribution: 0 for the dry point mass, (a^2 + ab + b^2)/3 for a
+    uniform bin [a, b), (e + s)^2 + s^2 for the exponential tail above e."""
+    a, b = e[:-1], e[1:]
+    s = _tail_scale(e, tail_scale_mm)
+    out = np.append((a * a + a * b + b * b) / 3.0, (e[-1] + s) ** 2 + s * s)
+    if dry_bin == "point":
+        out[0] = 0.0
+    return out
+
+
+def unet_variance_amount(prob_bins: ArrayLike, edges_mm: Sequence[float] | NDArray[np.floating],
+                         tail_scale_mm: float | None = None, dry_bin: str = "point") -> NDArray[np.float64]:
+    """Variance (mm^2) of the U-Net's binned distribution at every point.
+
+    Parameters
+    ----------
+    prob_bins, edges_mm, tail_scale_mm, dry_bin
+        As :func:`unet_mean_amount` (the same distribution: point mass or uniform first bin,
+        uniform closed bins, exponential tail).
+
+    Returns
+    -------
+    float64 array, shape (...)
+        ``sum_k p_k E_k[x^2] - mean^2``, clipped at 0 against round-off.
+    """
+    if dry_bin not in ("point", "uniform"):
+        raise ValueError(f"unknown dry_bin {dry_bin!r}; valid: point, uniform")
+    p, e = _bins(prob_bins, edges_mm)
+    mean = np.tensordot(_first_moments(e, tail_scale_mm, dry_bin), p, axes=(0, 0))
+    second = np.tensordot(_second_moments(e, tail_scale_mm, dry_bin), p, axes=(0, 0))
+    return np.maximum(second - mean * mean, 0.0)
+
+
+def unet_cdf_interval(prob_bins: ArrayLike, edges_mm: Sequence[float] | NDArray[np.floating], obs_mm: ArrayLike,
+                      tail_scale_mm: float | None = None, dry_bin: str = "point", tie_atol_mm: float = AMOUNT_ATOL_MM
+                      ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The U-Net's CDF just below and at each observation: ``(F(y-), F(y))``.
+
+    The two are equal except for a dry observation (``y <= tie_atol_mm``) under the
+    ``"point"`` dry bin: ``(0, p_0)``, the interval over which a randomised PIT is uniform
+    (draws at 0 mm tie with it, broken at random as in the members' rank histogram).
+
+    Parameters
+    ----------
+    prob_bins : float array, shape (K, n)
+    edges_mm : sequence of float, length K
+    obs_mm : float array, shape (n,)
+        Finite; negative values (round-off) count as 0.
+    tail_scale_mm, dry_bin
+        As :func:`unet_mean_amount`.
+    """
+    if dry_bin not in ("point", "uniform"):
+        raise ValueError(f"unknown dry_bin {dry_bin!r}; valid: point, uniform")
+    p, e = _bins(prob_bins, edges_mm)
+    y = np.maximum(np.asarray(obs_mm, dtype=np.float64), 0.0)
+    if p.ndim != 2 or y.shape != (p.shape[1],):
+        raise ValueError(f"need prob_bins (K, n) and obs_mm (n,), got {p.shape} and {y.shape}")
+    lower = np.concatenate([np.zeros((1, p.shape[1])), np.cumsum(p, axis=0)[:-1]], axis=0)  # F at each edge
+    k = np.clip(np.searchsorted(e, y, side="right") - 1, 0, e.size - 1)
+    cols = np.arange(y.size)
+    pk, fk, ek = p[k, cols], lower[k, cols], e[k]
+    width = np.append(np.diff(e), 1.0)[k]
+    inside = fk + pk * np.clip((y - ek) / width, 0.0, 1.0)
+    tail = 1.0 - pk * np.exp(-(y - ek) / _tail_scale(e, tail_scale_mm))
+    cdf = np.where(k == e.size - 1, tail, inside)
+    if dry_bin == "point":
+        cdf = np.where(k == 0, p[0], cdf)
+        dry = y <= tie_atol_mm
+        return np.where(dry, 0.0, cdf), cdf
+    return cdf, cdf
 
 
 def unet_median_amount(prob_bins: ArrayLike, edges_mm: Sequence[float] | NDArray[np.floating],
@@ -278,3 +368,63 @@ class BinnedSpreadSkill:
         return {"edges_mm": [float(v) if math.isfinite(v) else None for v in self.edges_mm],
                 "count": count.astype(np.int64).tolist(), "weight": w.tolist(),
                 "spread": spread.tolist(), "rmse": rmse.tolist()}
+
+
+class UNetDraws:
+    """What M members drawn at random from the U-Net's distribution would score, in
+    expectation, streaming: the rank histogram (ties with dry draws broken at random, as in
+    :class:`pqpf.verify.ensemble.RankHistogram`) and the spread-skill ratio of the
+    distribution itself (its standard deviation against the RMSE of its mean: 1 for a
+    calibrated one, as an M-member random sample's ratio with the ``(M+1)/M`` factor).
+
+    A random draw's rank among M given the observation's PIT ``u`` is Binomial(M, u);
+    over a dry observation's PIT interval ``[0, p_0]`` it is averaged exactly,
+    ``int_0^x C(M,r) v^r (1-v)^(M-r) dv = I_x(r+1, M-r+1) / (M+1)`` (the regularised
+    incomplete beta function).
+
+    Parameters
+    ----------
+    n_members : int
+        M >= 1.
+    edges_mm, tail_scale_mm, dry_bin
+        The U-Net's distribution, as :func:`unet_mean_amount`.
+    """
+
+    def __init__(self, n_members: int, edges_mm: Sequence[float] | NDArray[np.floating],
+                 tail_scale_mm: float | None = None, dry_bin: str = "point") -> None:
+        if n_members < 1:
+            raise ValueError(f"n_members must be >= 1, got {n_members}")
+        self.n_members, self.edges_mm = int(n_members), validate_bin_edges(edges_mm)
+        self.tail_scale_mm, self.dry_bin = tail_scale_mm, dry_bin
+        self.counts = np.zeros(self.n_members + 1)
+        self.sums = np.zeros(3)  # sum w, sum w var, sum w (mean - y)^2
+
+    def update(self, prob_bins: NDArray[np.float64], obs: NDArray[np.float64], weight: NDArray[np.float64]) -> None:
+        """Add points: bin probabilities (K, n), obs (n,), weight (n,), all finite (the caller masks)."""
+        m, e = self.n_members, self.edges_mm
+        r = np.arange(m + 1, dtype=np.float64)[:, None]
+        for start in range(0, obs.size, _CHUNK):
+            cols = slice(start, start + _CHUNK)
+            lo, hi = unet_cdf_interval(prob_bins[:, cols], e, obs[cols], self.tail_scale_mm, self.dry_bin)
+            lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+            wide = hi - lo > 1e-12
+            integral = betainc(r + 1, m - r + 1, hi) - betainc(r + 1, m - r + 1, lo)
+            pmf = np.where(wide, integral / ((m + 1) * np.where(wide, hi - lo, 1.0)), binom.pmf(r, m, hi))
+            self.counts += pmf @ weight[cols]
+        mean = np.tensordot(_first_moments(e, self.tail_scale_mm, self.dry_bin), prob_bins, axes=(0, 0))
+        var = unet_variance_amount(prob_bins, e, self.tail_scale_mm, self.dry_bin)
+        self.sums += [weight.sum(), var @ weight, (mean - obs) ** 2 @ weight]
+
+    def result(self) -> dict[str, Any]:
+        """``rank_frequency`` (M+1, sums to 1), its ``min_over_uniform``/``max_over_uniform``,
+        ``spread`` and ``rmse`` (mm) and their ``ratio``."""
+        total = self.counts.sum()
+        freq = self.counts / total if total > 0 else np.full(self.counts.shape, math.nan)
+        w, var, sq = self.sums
+        spread = math.sqrt(var / w) if w > 0 else math.nan
+        rmse = math.sqrt(sq / w) if w > 0 else math.nan
+        rel = freq * (self.n_members + 1)
+        return {"rank_frequency": freq.tolist(), "min_over_uniform": float(np.min(rel)),
+                "max_over_uniform": float(np.max(rel)), "spread": spread, "rmse": rmse,
+                "ratio": spread / rmse if rmse > 0 else math.nan}
+

@@ -72,7 +72,22 @@ def _calibration_lines(r: Mapping[str, Any]) -> list[str]:
         f"rank histogram / uniform: {rel}",
         f"  lowest {_num(rank['min_over_uniform'], '.2f')}x, highest {_num(rank['max_over_uniform'], '.2f')}x "
         "uniform (ties among equal amounts broken at random)",
+        *_draw_lines(r),
     ]
+
+
+def _draw_lines(r: Mapping[str, Any]) -> list[str]:
+    """What random draws from the U-Net would score (absent from scores of schema < 5)."""
+    draws = r.get("unet_draws")
+    if not draws:
+        return []
+    n = len(draws["rank_frequency"])
+    rel = " ".join(_num(f * n if f is not None else None, ".2f") for f in draws["rank_frequency"])
+    return [f"members drawn at random from the U-Net (expected): rank histogram / uniform {rel}",
+            f"  lowest {_num(draws['min_over_uniform'], '.2f')}x, highest {_num(draws['max_over_uniform'], '.2f')}x; "
+            f"spread-skill of the U-Net's distribution {_num(draws['ratio'], '.3f')} (its sd "
+            f"{_num(draws['spread'], '.3f')} mm, RMSE of its mean {_num(draws['rmse'], '.3f')} mm): "
+            "misses here are the U-Net's marginals, misses only above are how the members take them"]
 
 
 def _amount_lines(r: Mapping[str, Any]) -> list[str]:
@@ -171,6 +186,11 @@ def _scalar_rows(r: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows += [_row("spread_skill_ratio", ss["ratio"], interval=iv.get("spread_skill_ratio")),
              _row("spread", ss["spread"]), _row("rmse_ensemble_mean", ss["rmse"])]
     rows += [_row("rank_frequency", f, rank=k) for k, f in enumerate(r["rank_histogram"]["frequency"])]
+    draws = r.get("unet_draws")
+    if draws:
+        rows += [_row("rank_frequency", f, "unet_draws", rank=k) for k, f in enumerate(draws["rank_frequency"])]
+        rows += [_row(metric, draws[key], "unet_draws") for metric, key in
+                 (("spread_skill_ratio", "ratio"), ("spread", "spread"), ("rmse_ensemble_mean", "rmse"))]
     amounts = r.get("amounts") or {"mean_mm": {}, "ratio_vs_mrms": {}}
     rows += [_row("mean_amount_mm", v, name) for name, v in amounts["mean_mm"].items()]
     rows += [_row("amount_ratio_vs_mrms", v, name, iv.get(f"amount_ratio_{name}_vs_mrms"))

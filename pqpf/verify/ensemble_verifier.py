@@ -15,7 +15,9 @@ Scores (conventions and references in :mod:`pqpf.verify.ensemble`,
   at the same points with the same weights, both mm; GRAF's absolute error (its CRPS as
   a deterministic forecast) too.
 * Spread-skill ratio, overall and in classes of spread; rank histogram (ties among dry
-  amounts broken at random, seeded).
+  amounts broken at random, seeded). Beside them, the same two for M members drawn at
+  random from the U-Net's distribution (:class:`pqpf.verify.ensemble_fields.UNetDraws`,
+  in expectation): what the U-Net's marginals allow, since ECC members take its values.
 * Brier scores of the member probabilities (plain and fair), the U-Net's and raw GRAF's
   at the thresholds, reliability tables of members and U-Net.
 * FSS at 1 to 41 px for the members (pooled), the member probabilities, the U-Net's
@@ -55,6 +57,7 @@ from pqpf.verify.bootstrap import (
 from pqpf.verify.ensemble import EnsembleCRPS, PowerSpectrum, RankHistogram, SpreadSkill, member_exceedance_probs
 from pqpf.verify.ensemble_fields import (
     BinnedSpreadSkill,
+    UNetDraws,
     fair_brier_penalty,
     spectral_band_ratio,
     spectral_octave_ratios,
@@ -184,6 +187,7 @@ class EnsembleVerifier:
         self.spread = SpreadSkill()
         self.spread_binned = BinnedSpreadSkill()
         self.rank = RankHistogram(s.n_members, seed=s.seed)
+        self.unet_draws = UNetDraws(s.n_members, s.edges_mm, dry_bin=s.dry_bin)
         self.brier = Verifier(s.thresholds_mm)
         self.fss = FssAccumulator(FSS_SOURCES, s.fss_thresholds_mm, s.fss_widths_px, grid_spacing_km=s.dx_km,
                                   pairs=("members",))
@@ -225,6 +229,7 @@ class EnsembleVerifier:
         self.spread.update(members, obs, mask=use, weight=weight)
         self.spread_binned.update(members[:, scored], obs[scored], weight[scored])
         self.rank.update(members, obs, mask=use, weight=weight)
+        self.unet_draws.update(bins[:, scored], obs[scored], weight[scored])
         p_members = member_exceedance_probs(members, s.thresholds_mm)
         p_unet = exceedance_probs(bins, s.edges_mm, s.thresholds_mm, dim=0)
         p_graf = np.stack([reaches(graf, t) for t in s.thresholds_mm]).astype(np.float64)
@@ -386,7 +391,8 @@ class EnsembleVerifier:
             "n_members": s.n_members, "n_cases": self.n_cases, "thresholds_mm": list(s.thresholds_mm),
             "bin_edges_mm": list(s.edges_mm), "crps": crps,
             "spread_skill": {**self.spread.result(), "binned": self.spread_binned.result()},
-            "rank_histogram": rank, "brier": self._brier_result(), "fss": self.fss.result(),
+            "rank_histogram": rank, "unet_draws": self.unet_draws.result(), "brier": self._brier_result(),
+            "fss": self.fss.result(),
             "spectra": self._spectra_result(), "amounts": self._amounts_result(), "days": list(self.daily.days),
             "intervals": {k: v.as_dict() for k, v in intervals.items()},
         }

@@ -43,6 +43,12 @@ def test_table_reports_every_score_with_its_interval(result):
     assert f"(MRMS {result['amounts']['mean_mm']['mrms']:.3f} mm)" in text
     freq = " ".join(f"{f * 6:.2f}" for f in result["rank_histogram"]["frequency"])
     assert f"rank histogram / uniform: {freq}" in text
+    draws = result["unet_draws"]
+    freq = " ".join(f"{f * 6:.2f}" for f in draws["rank_frequency"])
+    assert f"members drawn at random from the U-Net (expected): rank histogram / uniform {freq}" in text
+    assert f"spread-skill of the U-Net's distribution {draws['ratio']:.3f} (its sd {draws['spread']:.3f} mm" in text
+    old = {k: v for k, v in result.items() if k != "unet_draws"}  # scores of schema < 5
+    assert "drawn at random" not in format_ensemble_table(old) and ensemble_csv_rows(old)
     assert "FSS members - raw GRAF at 1 mm: 1 px " in text and "useful from" in text
     assert "FSS members - members vs one another at 5 mm: 1 px " in text
     assert "U-Net conditional mean" in text
@@ -69,8 +75,12 @@ def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
     one = next(r for r in fss if r["source"] == "graf" and r["threshold_mm"] == 5.0 and r["width_px"] == 11)
     assert one["value"] == result["fss"]["sources"]["graf"]["per_threshold"][1]["fss"][5]
     assert one["ci_low"] == result["intervals"]["fss_graf@5mm@11px"]["low"]
-    ranks = [r["value"] for r in rows if r["metric"] == "rank_frequency"]
+    ranks = [r["value"] for r in rows if r["metric"] == "rank_frequency" and r["source"] is None]
     assert ranks == result["rank_histogram"]["frequency"] and len(ranks) == 6
+    drawn = [r["value"] for r in rows if r["metric"] == "rank_frequency" and r["source"] == "unet_draws"]
+    assert drawn == result["unet_draws"]["rank_frequency"]
+    assert [r["value"] for r in rows if r["metric"] == "spread_skill_ratio" and r["source"] == "unet_draws"] == [
+        result["unet_draws"]["ratio"]]
     ss = next(r for r in rows if r["metric"] == "spread_skill_ratio")
     assert (ss["value"], ss["ci_high"]) == (result["spread_skill"]["ratio"],
                                            result["intervals"]["spread_skill_ratio"]["high"])

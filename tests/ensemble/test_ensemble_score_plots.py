@@ -52,6 +52,10 @@ def test_rank_histogram_bars_are_frequencies_relative_to_uniform(tmp_path, resul
     assert len(heights) == 7 and heights[0] > 1.5 and heights[-1] > 1.5  # U-shaped (under-dispersive)
     levels = sorted(line.get_ydata()[0] for line in ax.get_lines())
     assert levels == [0.5, 1.0, 2.0]
+    figs.plot_rank_histogram(tmp_path / "rank_draws.png", result["rank_histogram"], "rank", result["unet_draws"])
+    step = _lines(kept[1].axes[0])["random draws from the U-Net (expected)"]
+    np.testing.assert_allclose(step.get_ydata()[:7], np.asarray(result["unet_draws"]["rank_frequency"]) * 7)
+    assert np.all(np.abs(step.get_ydata()[:7] - 1) < 0.2)  # the U-Net is calibrated; the members are not
     bar_colour = np.rint(np.array(ax.patches[0].get_facecolor()[:3]) * 255)
     x, y = ax.patches[0].get_x() + 0.4, 0.8  # inside the first bar, between the 0.5 and 1 lines
     px, py = ax.transData.transform((x, y))

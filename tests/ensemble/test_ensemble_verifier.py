@@ -12,12 +12,16 @@ import pytest
 from scipy.special import ndtr
 
 from pqpf.io.jsonio import to_plain
+from pqpf.verify.ensemble import RankHistogram
 from pqpf.verify.ensemble_fields import (
     BinnedSpreadSkill,
+    UNetDraws,
     fair_brier_penalty,
     spectral_band_ratio,
+    unet_cdf_interval,
     unet_mean_amount,
     unet_median_amount,
+    unet_variance_amount,
 )
 from pqpf.verify.ensemble_verifier import EnsembleCase, EnsembleSettings, EnsembleVerifier
 
@@ -34,6 +38,50 @@ def test_unet_mean_amount_by_hand_and_against_draws_from_the_distribution(synth)
     draws = synth.draw(b, rng.random((20000, 8, 8)))
     se = draws.std(axis=0) / math.sqrt(20000)
     assert np.all(np.abs(draws.mean(axis=0) - unet_mean_amount(b, synth.EDGES)) < 4.5 * se)
+
+
+def test_unet_variance_and_cdf_by_hand_and_against_draws_from_the_distribution(synth):
+    bins = np.array([[0.5], [0.3], [0.2]])  # edges 0, 1, 5: dry, [1, 5) uniform, tail 5 + Exp(4)
+    second = 0.3 * (1 + 5 + 25) / 3 + 0.2 * ((5 + 4) ** 2 + 4**2)
+    assert unet_variance_amount(bins, (0, 1, 5))[0] == pytest.approx(second - 2.7**2)
+    y = np.array([0.0, 0.5, 3.0, 9.0])
+    lo, hi = unet_cdf_interval(np.repeat(bins, 4, axis=1), (0, 1, 5), y)
+    assert hi == pytest.approx([0.5, 0.5, 0.5 + 0.3 * 0.5, 1 - 0.2 * math.exp(-1.0)])
+    assert lo == pytest.approx([0.0, 0.5, 0.65, 1 - 0.2 * math.exp(-1.0)])  # only a dry observation ties
+    lo_u, hi_u = unet_cdf_interval(np.repeat(bins, 4, axis=1), (0, 1, 5), y, dry_bin="uniform")
+    assert np.array_equal(lo_u, hi_u) and hi_u[:2] == pytest.approx([0.0, 0.25])
+    rng = np.random.default_rng(1)
+    b = synth.unet_bins(rng, (64, 64))[:, ::8, ::8]
+    draws = synth.draw(b, rng.random((40000, 8, 8)))
+    var = draws.var(axis=0)
+    assert np.all(np.abs(var / unet_variance_amount(b, synth.EDGES) - 1) < 0.1)
+    obs = draws[0]  # the CDF at a draw is its level: uniform PIT
+    lo, hi = unet_cdf_interval(b.reshape(b.shape[0], -1), synth.EDGES, obs.ravel())
+    assert np.all(lo <= hi) and np.all((hi - lo)[obs.ravel() > 0] == 0)
+
+
+def test_unet_draws_score_what_random_members_drawn_from_the_unet_score(synth):
+    """The expected rank histogram and spread of M random draws, against drawing them: with
+    observations wetter than the U-Net (so the histogram slopes) and many dry ties."""
+    rng = np.random.default_rng(2)
+    bins = synth.unet_bins(rng, (32, 32)).reshape(len(synth.EDGES), -1)
+    obs = synth.draw(bins[:, None, :], rng.random((1, bins.shape[1])) ** 0.6)[0]  # biased wet
+    weight = 0.5 + rng.random(obs.size)
+    acc = UNetDraws(8, synth.EDGES)
+    acc.update(bins, obs, weight)
+    r = acc.result()
+    drawn, var = RankHistogram(8, seed=3), 0.0
+    for _ in range(300):
+        members = synth.draw(bins[:, None, :], rng.random((8, 1, bins.shape[1])))[:, 0]
+        drawn.update(members, obs, weight=weight)
+        var += members.var(axis=0, ddof=1) @ weight / weight.sum() / 300
+    want = np.asarray(drawn.result()["frequency"])
+    assert np.abs(np.asarray(r["rank_frequency"]) - want).max() < 0.004
+    assert want[-1] * 9 > 1.3 and r["max_over_uniform"] == pytest.approx(9 * max(r["rank_frequency"]))
+    assert r["spread"] == pytest.approx(math.sqrt(var), rel=0.02)
+    mean = unet_mean_amount(bins, synth.EDGES).astype(np.float64)
+    assert r["rmse"] == pytest.approx(math.sqrt((mean - obs) ** 2 @ weight / weight.sum()))
+    assert r["ratio"] == pytest.approx(r["spread"] / r["rmse"])
 
 
 def test_unet_median_amount_by_hand_with_the_dry_point_mass():
@@ -144,6 +192,9 @@ def test_calibrated_ensemble_scores_like_the_unet_with_spread_skill_one_and_a_fl
     assert r["crps"]["crps_plain"] > r["crps"]["crps_fair"]  # the finite-ensemble penalty
     for row in r["brier"]:  # member probabilities from the U-Net's own distribution: fair BSS ~ 0
         assert abs(row["bss_fair_members_vs_unet"]) < 0.05 and row["bss_members_vs_unet"] < 0
+    draws = r["unet_draws"]  # the U-Net's own marginals are calibrated too
+    assert 0.9 < draws["min_over_uniform"] and draws["max_over_uniform"] < 1.1
+    assert draws["ratio"] == pytest.approx(1.0, abs=0.08)
     iv = r["intervals"]
     assert iv["spread_skill_ratio"]["low"] < 1.0 < iv["spread_skill_ratio"]["high"]
     assert iv["crpss_fair_vs_unet"]["low"] < 0.0 < iv["crpss_fair_vs_unet"]["high"]
@@ -154,6 +205,8 @@ def test_under_dispersive_ensemble_is_caught_by_every_calibration_score(under):
     assert r["spread_skill"]["ratio"] < 0.6 and r["intervals"]["spread_skill_ratio"]["high"] < 0.6
     freq = np.asarray(r["rank_histogram"]["frequency"]) * 9
     assert freq[0] > 1.5 and freq[-1] > 1.5 and freq[1:-1].max() < 1.0  # U-shaped
+    draws = r["unet_draws"]  # ... but the U-Net's marginals are not to blame: draws from them are flat
+    assert 0.9 < draws["min_over_uniform"] and draws["max_over_uniform"] < 1.1 and 0.92 < draws["ratio"] < 1.08
     assert r["crps"]["crpss_fair_vs_unet"] < -0.2 and r["intervals"]["crpss_fair_vs_unet"]["high"] < 0
     binned = r["spread_skill"]["binned"]
     wet = [i for i, w in enumerate(binned["weight"]) if w > 500 and binned["edges_mm"][i] >= 0.5]
