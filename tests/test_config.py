@@ -182,6 +182,10 @@ def test_calibrate_setting_applies_a_cross_fitted_map_by_default(tmp_path, monke
 def test_shipped_sets_for_real_archives_cross_fit_their_calibration():
     assert load_hparams("default").calibration_folds == 3 and load_hparams("laptop").calibration_folds == 3
     assert load_hparams("demo").calibration_folds == 0 and load_hparams("tiny").calibration_folds == 0
+    # the demo with the real-archive calibration: the same network and training, three folds
+    demo, calibrated = dataclasses.asdict(load_hparams("demo")), dataclasses.asdict(load_hparams("demo_calibrated"))
+    assert {k for k in demo if demo[k] != calibrated[k]} == {"name", "calibration_folds"}
+    assert calibrated["calibration_folds"] == load_hparams("laptop").calibration_folds
 
 
 def test_bad_hyper_parameter_values_are_config_errors(tmp_path):
