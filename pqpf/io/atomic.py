@@ -159,17 +159,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _owner_is_dead(tag: str) -> bool:
-    """True when ``...HOST-PID-RANDOM`` names a process of this host that no longer runs.
+def _owner_state(tag: str) -> str:
+    """``"dead"`` or ``"alive"`` when ``...HOST-PID-RANDOM`` names a process of this host
+    (this process counts as alive), else ``"unknown"``.
 
     A temporary of another host (a shared file system on an HPC machine) is never judged
     by its pid: only by its age.
     """
     parts = tag.rsplit("-", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
-        return False
-    host, pid = parts[0], int(parts[1])
-    return host == socket.gethostname() and pid != os.getpid() and not _pid_alive(pid)
+    if len(parts) != 3 or not parts[1].isdigit() or parts[0] != socket.gethostname():
+        return "unknown"
+    pid = int(parts[1])
+    return "alive" if pid == os.getpid() or _pid_alive(pid) else "dead"
 
 
 def remove_stale_temporaries(directory: str | Path, min_age_s: float = 3600.0) -> int:
@@ -177,8 +178,9 @@ def remove_stale_temporaries(directory: str | Path, min_age_s: float = 3600.0) -
 
     Matches the hidden ``.NAME.tmp-HOST-PID-RANDOM`` files of :func:`atomic_path` and the
     ``.spool-HOST-PID-RANDOM`` folders of patch extraction. One is stale when its writer
-    (same host, that pid) is no longer running, or, whoever wrote it, when it is older
-    than ``min_age_s``.
+    (same host, that pid) is no longer running, or, when its writer cannot be checked
+    (another host, an unrecognised name), when it is older than ``min_age_s``. A running
+    writer's temporary on this host is kept however long it takes.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -188,7 +190,8 @@ def remove_stale_temporaries(directory: str | Path, min_age_s: float = 3600.0) -
     for path in [*directory.glob(f".*{_TMP_MARK}*"), *directory.glob(f"{SPOOL_PREFIX}*")]:
         tag = path.name.split(_TMP_MARK, 1)[1] if _TMP_MARK in path.name else path.name[len(SPOOL_PREFIX):]
         with contextlib.suppress(OSError):
-            if _owner_is_dead(tag) or now - path.stat().st_mtime >= min_age_s:
+            state = _owner_state(tag)
+            if state == "dead" or (state == "unknown" and now - path.stat().st_mtime >= min_age_s):
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path)
                 else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,10 +171,17 @@ def test_a_killed_writers_store_temporary_is_removed_as_stale(tmp_path, forecast
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".e.zarr.tmp-") and not target.exists()
     assert remove_stale_temporaries(tmp_path) == 1 and not any(tmp_path.iterdir())
-    with atomic_directory(target) as tmp:  # a live writer's temporary is kept
+    with atomic_directory(target) as tmp:  # a live writer's temporary is kept, even after hours
         tmp.mkdir()
+        os.utime(tmp, (time.time() - 7200, time.time() - 7200))
         assert remove_stale_temporaries(tmp_path) == 0 and tmp.is_dir()
     assert target.is_dir()
+    # another host's (a shared file system): judged by age only
+    young, old = tmp_path / ".a.nc.tmp-elsewhere-12-abcd1234", tmp_path / ".b.nc.tmp-elsewhere-12-abcd1234"
+    young.write_text("x")
+    old.write_text("x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert remove_stale_temporaries(tmp_path) == 1 and young.exists() and not old.exists()
 
 
 def test_provenance_and_size_are_read_from_the_attributes(written, forecast, tmp_path):
