@@ -15,6 +15,7 @@ edge, so a mismatch is found when the configuration is read, not during training
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ class HParams:
     model: ModelHParams
     #: A name of :data:`pqpf.ordinal.EDGE_WEIGHT_SCHEMES`.
     loss: str
+    #: Weight of the log score of the observed bin added to the RPS (0: the RPS alone).
+    log_score_weight: float
     time_features: bool
     batch_size: int
     epochs: int
@@ -107,6 +110,8 @@ class HParams:
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, EDGE_WEIGHT_SCHEMES)
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check(math.isfinite(self.log_score_weight) and self.log_score_weight >= 0,
+              f"log_score_weight must be >= 0, got {self.log_score_weight}")
         check(self.batch_size >= 1 and self.epochs >= 1 and self.patience >= 1,
               "batch_size, epochs and patience must be >= 1")
         check(self.learning_rate > 0 and self.weight_decay >= 0,
@@ -189,8 +194,8 @@ _NESTED: dict[str, type] = {"model": ModelHParams, "sampler": SamplerHParams}
 _LEGACY_MODEL = {"upsample": "transpose", "padding": "zeros"}
 #: Top-level U-Net keys of checkpoint records that predate them: no weight average (the
 #: ramp-up then has no effect; the shipped value keeps a resume with today's sets equal).
-_LEGACY_TRAINING = {"ema_halflife_samples": 0.0, "ema_rampup": 0.05, "calibration_folds": 0,
-                    "calibration_fold_gap_days": 0}
+_LEGACY_TRAINING = {"log_score_weight": 0.0, "ema_halflife_samples": 0.0, "ema_rampup": 0.05,
+                    "calibration_folds": 0, "calibration_fold_gap_days": 0}
 
 
 def default_hparams_file() -> Path:

@@ -131,7 +131,7 @@ def test_hparams_values_live_in_the_yaml_only_and_a_missing_key_is_named(tmp_pat
     for cls in (HParams, ModelHParams):
         assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(cls)), cls
     path = write(tmp_path, "lonely:\n  epochs: 3\n", "h.yaml")
-    with pytest.raises(ConfigError, match=r"lonely: missing key\(s\) model, loss, time_features"):
+    with pytest.raises(ConfigError, match=r"lonely: missing key\(s\) model, loss, log_score_weight, time_features"):
         load_hparams("lonely", path)
 
 
@@ -188,9 +188,25 @@ def test_shipped_sets_for_real_archives_cross_fit_their_calibration():
     assert calibrated["calibration_folds"] == load_hparams("laptop").calibration_folds
 
 
+def test_the_log_score_is_an_option_and_old_records_load_without_it(tmp_path):
+    from pqpf.hparams import hparams_from_dict, hparams_to_dict
+
+    for name in ("default", "laptop", "demo", "demo_calibrated", "tiny"):
+        assert load_hparams(name).log_score_weight == 0.0 and load_hparams(name).loss == "rps"
+    path = write(tmp_path, _shipped_plus("mine:\n  <<: *demo\n  log_score_weight: 1.0\n"), "h.yaml")
+    assert load_hparams("mine", path).log_score_weight == 1.0
+    record = hparams_to_dict(load_hparams("mine", path))
+    assert hparams_from_dict(record, "new checkpoint").log_score_weight == 1.0
+    del record["log_score_weight"]  # a checkpoint from before the key was trained on the RPS alone
+    assert hparams_from_dict(record, "old checkpoint").log_score_weight == 0.0
+
+
 def test_bad_hyper_parameter_values_are_config_errors(tmp_path):
     path = write(tmp_path, _shipped_plus("a:\n  <<: *base\n  model: {<<: *base_model, norm: layer}\n"
-                                         "b:\n  <<: *base\n  loss: mae\n"), "h.yaml")
+                                         "b:\n  <<: *base\n  loss: mae\n"
+                                         "c:\n  <<: *base\n  log_score_weight: -1\n"), "h.yaml")
+    with pytest.raises(ConfigError, match=r"c: log_score_weight must be >= 0, got -1"):
+        load_hparams("c", path)
     with pytest.raises(ConfigError, match=r"a.model: norm must be one of batch, group, instance"):
         load_hparams("a", path)
     with pytest.raises(ConfigError, match=r"b: loss must be one of rps, crps, threshold"):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pqpf.config import ProbabilityConfig
-from pqpf.model.loss import masked_rps_loss, rps_per_pixel
+from pqpf.model.loss import log_score_per_pixel, masked_rps_loss, rps_per_pixel
 from pqpf.ordinal import THRESHOLD_EDGE_WEIGHT, bin_index, edge_weights
 from pqpf.quality import good_quality_mask as observation_mask
 
@@ -87,15 +87,15 @@ def test_edge_weights_schemes_and_errors():
         edge_weights(EDGES, "brier")
 
 
-@pytest.mark.parametrize("scheme", ["rps", "crps", "threshold"])
-def test_masked_pixels_contribute_exactly_zero_loss_and_gradient(scheme):
+@pytest.mark.parametrize("scheme, log_weight", [("rps", 0.0), ("crps", 0.0), ("threshold", 0.0), ("rps", 0.7)])
+def test_masked_pixels_contribute_exactly_zero_loss_and_gradient(scheme, log_weight):
     logits, obs = _case(2, dtype=torch.float32)
     mask = torch.rand(obs.shape, generator=torch.Generator().manual_seed(9)) > 0.4
     obs_nan = torch.where(mask, obs, torch.full_like(obs, float("nan")))
 
     def run(lg, ob):
         lg = lg.clone().requires_grad_(True)
-        loss, n = masked_rps_loss(lg, ob, mask, EDGES, scheme, thresholds_mm=THRESHOLDS)
+        loss, n = masked_rps_loss(lg, ob, mask, EDGES, scheme, thresholds_mm=THRESHOLDS, log_weight=log_weight)
         loss.backward()
         return loss.detach(), n, lg.grad
 
@@ -111,8 +111,68 @@ def test_masked_pixels_contribute_exactly_zero_loss_and_gradient(scheme):
     assert torch.equal(loss, loss2) and torch.equal(grad, grad2)
     # The value is the mean over valid points of the per-pixel score.
     w = edge_weights(EDGES, scheme, THRESHOLDS)
-    want = rps_per_pixel(logits, obs, EDGES, w)[mask].mean()
+    want = (rps_per_pixel(logits, obs, EDGES, w) + log_weight * log_score_per_pixel(logits, obs, EDGES))[mask].mean()
     assert float(loss) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_log_score_is_minus_log_of_the_observed_bins_probability():
+    # Bins [0, 1), [1, 5), [5, inf) with probabilities (0.2, 0.5, 0.3).
+    logits = torch.log(torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)).view(1, 3, 1, 1).repeat(1, 1, 1, 4)
+    obs = torch.tensor([[[0.0, 3.0, 5.0, 70.0]]], dtype=torch.float64)  # 5 mm is the lower edge of the top bin
+    got = log_score_per_pixel(logits, obs, (0.0, 1.0, 5.0))
+    assert got[0, 0].tolist() == pytest.approx([-np.log(0.2), -np.log(0.5), -np.log(0.3), -np.log(0.3)], rel=1e-12)
+    # In the loss: the RPS (0.13 for 3 mm, see the textbook test) plus lambda times it.
+    loss, _ = masked_rps_loss(logits[..., 1:2], obs[..., 1:2], torch.ones((1, 1, 1), dtype=torch.bool),
+                              (0.0, 1.0, 5.0), log_weight=0.5)
+    assert float(loss) == pytest.approx(0.13 - 0.5 * np.log(0.5), rel=1e-12)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="log_weight"):
+            masked_rps_loss(logits, obs, torch.ones_like(obs, dtype=torch.bool), (0.0, 1.0, 5.0), log_weight=bad)
+
+
+def _refit_biases(logits, obs, edges, score):
+    """The K head biases minimising the mean ``score`` over fixed logits (B=1, K, 1, N)."""
+    k = logits.shape[1]
+    delta = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([delta], max_iter=500, line_search_fn="strong_wolfe", tolerance_grad=1e-12,
+                            tolerance_change=1e-15)
+
+    def closure():
+        opt.zero_grad()
+        loss = score(logits + delta.view(1, k, 1, 1), obs)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return torch.softmax(logits + delta.detach().view(1, k, 1, 1), dim=1)[0, :, 0]
+
+
+def test_log_score_pins_the_bins_frequencies_where_the_rps_does_not():
+    """Where the head biases are optimal, the log score's forecast frequency of every bin
+    equals the observed one (its derivative in bias j is the sum of p_j - 1[obs in j]);
+    the RPS's derivative weighs each point by its p_j, and with a forecast less sharp than
+    the truth its optimum over-forecasts the upper edges (docs/calibration.md, section 11)."""
+    edges = (0.0, 0.1, 1.0, 5.0, 25.0)
+    k_bins, n = len(edges), 4000
+    gen = torch.Generator().manual_seed(0)
+    base = torch.log(torch.tensor([0.7, 0.15, 0.1, 0.04, 0.01], dtype=torch.float64))
+    z = base[:, None] + torch.randn(k_bins, n, generator=gen, dtype=torch.float64)
+    truth = torch.softmax(2.0 * z, dim=0)  # sharper than the forecast softmax(z)
+    k = torch.multinomial(truth.T, 1, generator=gen)[:, 0]
+    obs = (torch.tensor(edges, dtype=torch.float64)[k] + 0.01).view(1, 1, n)
+    logits, mask = z.view(1, k_bins, 1, n), torch.ones((1, 1, n), dtype=torch.bool)
+    observed = torch.stack([(k >= j).sum() for j in range(1, k_bins)]).double()
+
+    def events_ratio(p):  # forecast / observed events at every inner edge
+        return (p.flip(0).cumsum(0).flip(0)[1:].sum(dim=1) / observed).numpy()
+
+    log_only = events_ratio(_refit_biases(logits, obs, edges, lambda lg, ob: log_score_per_pixel(lg, ob, edges).mean()))
+    rps_only = events_ratio(_refit_biases(logits, obs, edges, lambda lg, ob: masked_rps_loss(lg, ob, mask, edges)[0]))
+    both = events_ratio(_refit_biases(logits, obs, edges,
+                                      lambda lg, ob: masked_rps_loss(lg, ob, mask, edges, log_weight=1.0)[0]))
+    np.testing.assert_allclose(log_only, 1.0, atol=1e-6)
+    assert rps_only[2] > 1.15  # >= 5 mm: 1.21 here
+    assert np.abs(both - 1).max() < 0.6 * np.abs(rps_only - 1).max()
 
 
 def test_no_valid_pixel_gives_zero_loss_with_zero_gradient():

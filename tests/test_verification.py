@@ -7,6 +7,7 @@ import pytest
 
 from pqpf.quality import good_quality_mask
 from pqpf.verify.reliability import ReliabilityTable
+from pqpf.verify.report import events_ratio, format_score_table
 from pqpf.verify.scores import brier_score, brier_skill_score, crps_bins, crps_deterministic
 from pqpf.verify.verifier import CSV_COLUMNS, Verifier
 
@@ -171,6 +172,11 @@ def test_verifier_scores_equal_direct_computation():
         assert row["bs_raw"] == pytest.approx(brier_score(p_raw[k, ok], o, w[ok]), rel=1e-9)
         assert row["bs_clim"] == pytest.approx(brier_score(np.full(o.size, obar), o, w[ok]), rel=1e-9)
         assert row["bss_vs_ref"] == pytest.approx(1 - row["bs_model"] / row["bs_ref"], rel=1e-12)
+        # forecast over observed events: the weighted sum of P(>= t) against the weighted count
+        assert events_ratio(row["reliability_curve_model"]) == pytest.approx(
+            np.sum(w[ok] * p_model[k, ok]) / np.sum(w[ok] * o), rel=1e-9)
+        assert f"{events_ratio(row['reliability_curve_model']):6.2f}" in format_score_table(res).splitlines()[2 + k]
+    assert events_ratio({"weight": [5.0], "mean_forecast": [0.1], "observed_frequency": [0.0]}) is None
     crps = res["crps"]
     k_obs = np.searchsorted(EDGES, obs[ok], side="right") - 1
     ens = np.broadcast_to(np.array(EDGES), (ok.sum(), len(EDGES)))

@@ -4,9 +4,10 @@
   the sampling weights, so it describes the climatology rather than the wet-favouring
   sample), augmented by the dihedral group (:mod:`pqpf.augment`) when ``augment``.
 * A fresh network's output layer starts from the training climatology of the bins.
-* Loss: the masked ordinal score of :mod:`pqpf.model.loss` weighted by the sampling
-  weights. The gradient uses a fixed denominator (the expected weighted count of valid
-  points of a batch), not each batch's own weight sum: every patch's contribution is then
+* Loss: the masked ordinal score of :mod:`pqpf.model.loss` (the RPS plus
+  ``log_score_weight`` times the log score) weighted by the sampling weights. The
+  gradient uses a fixed denominator (the expected weighted count of valid points of a
+  batch), not each batch's own weight sum: every patch's contribution is then
   proportional to its sampling weight whatever else is in the batch, and the mean
   gradient estimates that of the population's score.
 * Evaluation: the weighted score (selection criterion) and Brier scores of the model and
@@ -93,7 +94,11 @@ def _bin_climatology(data: PatchSet, edges: tuple[float, ...], min_quality: floa
         w = data.weights[start:start + _BLOCK] if weighted else np.ones(len(obs), np.float32)
         wpix = np.broadcast_to(w[:, None, None], obs.shape)
         counts += np.bincount(idx[ok].ravel(), weights=wpix[ok].ravel(), minlength=len(edges))[:len(edges)]
-    counts += 1e-3 * max(counts.sum(), 1.0) / len(edges)  # no bin starts impossible
+    # No bin starts impossible, and none far above its own frequency: a pseudo-count of
+    # 1e-6 of the total. (It was 1e-3 of the total shared among the bins, which started
+    # the 40-mm bin at 60 times its training frequency; the RPS's small gradients there
+    # left it about 100 times too high. docs/calibration.md, section 11.)
+    counts += 1e-6 * max(counts.sum(), 1.0)
     return counts / counts.sum()
 
 
@@ -115,7 +120,8 @@ class ResUNetFamily:
     def __init__(self, hp: HParams, train_set: PatchSet, min_quality: float) -> None:
         self.hp = hp
         self.hparams: dict[str, Any] = hparams_to_dict(hp)
-        self.score_name = hp.loss
+        # the metrics' name: the RPS scheme, with "_log" when the log score is added
+        self.score_name = hp.loss if hp.log_score_weight == 0 else f"{hp.loss}_log"
         self.train_set = train_set
         self.min_quality = float(min_quality)
         self.edges = tuple(hp.model.bin_edges_mm)
@@ -195,7 +201,8 @@ class ResUNetFamily:
         with autocast():
             logits = model(x)
         loss, n_valid = masked_rps_loss(logits.float(), obs, mask, self.edges, scheme=self.hp.loss, sample_weight=w,
-                                        thresholds_mm=self.thresholds)
+                                        thresholds_mm=self.thresholds,
+                                        log_weight=self.hp.log_score_weight)
         objective = loss * (n_valid / (x.shape[0] * self.valid_per_patch))
         return StepResult(objective, float(loss.detach()), float(n_valid), int(x.shape[0]))
 
@@ -232,7 +239,8 @@ class ResUNetFamily:
                 obs, mask, w = b["mrms"].to(device), b["mask"].to(device), b["weights"].to(device)
                 logits = net(x).float()
                 loss, n_valid = masked_rps_loss(logits, obs, mask, self.edges, scheme=self.hp.loss, sample_weight=w,
-                                                thresholds_mm=self.thresholds)
+                                                thresholds_mm=self.thresholds,
+                                                log_weight=self.hp.log_score_weight)
                 sums += (float(loss) * float(n_valid), float(n_valid))
                 exc = exceedance_probs(probs_from_logits(logits, dim=1), self.edges, self.thresholds, dim=1)
                 ref = b["ref"].numpy().transpose(1, 0, 2, 3)

@@ -90,7 +90,8 @@ def test_calibration_folds_setting_is_checked_and_named_when_missing(tmp_path):
     # the YAML is the one place values live: a user's file without the key names it
     text = ("mine:\n  model: {base_width: 8, depth: 2, attention: false, norm: batch, dropout: 0.0,\n"
             "    upsample: resize, padding: replicate, bin_edges_mm: [0.0, 0.25, 1.0, 2.5, 5.0, 10.0, 25.0, 40.0]}\n"
-            "  loss: rps\n  time_features: false\n  batch_size: 4\n  epochs: 1\n  learning_rate: 1.0e-3\n"
+            "  loss: rps\n  log_score_weight: 0.0\n  time_features: false\n  batch_size: 4\n  epochs: 1\n"
+            "  learning_rate: 1.0e-3\n"
             "  weight_decay: 0.0\n  patience: 1\n  min_improvement: 0.0\n  lr_schedule: plateau\n"
             "  augment: false\n  use_sampling_weights: true\n  num_workers: 0\n  seed: 1\n"
             "  ema_halflife_samples: 0\n  ema_rampup: 0.05\n")

@@ -179,7 +179,7 @@ def test_sampling_weights_reach_batches_and_scores(tmp_path):
 
     from pqpf.io.patchfile import load_patch_set
     from pqpf.layout import patch_file_path
-    from pqpf.model.loss import rps_per_pixel
+    from pqpf.model.loss import log_score_per_pixel, rps_per_pixel
     from pqpf.model.resunet import build_resunet
     from pqpf.normalisation import compute_normalisation
     from pqpf.ordinal import edge_weights
@@ -215,6 +215,14 @@ def test_sampling_weights_reach_batches_and_scores(tmp_path):
         got = family.evaluate(net, data, torch.device("cpu"), ctx, 4)["score"]
         assert got == pytest.approx(by_hand[use], rel=1e-5)
     assert by_hand[True] != pytest.approx(by_hand[False], rel=1e-3)
+    # With the log score added, the family's score (named "rps_log") is the sum.
+    with torch.no_grad():
+        log = log_score_per_pixel(net(x), torch.from_numpy(np.nan_to_num(data.mrms_mm)), edges).numpy()
+    family = ResUNetFamily(dataclasses.replace(TINY, log_score_weight=0.5), data, 0.5)
+    family.normalisation = norm
+    assert family.score_name == "rps_log"
+    got = family.evaluate(net, data, torch.device("cpu"), ctx, 4)["score"]
+    assert got == pytest.approx(((score + 0.5 * log) * w)[valid].sum() / w[valid].sum(), rel=1e-5)
 
 
 def test_resume_with_other_hyper_parameters_is_refused(tmp_path):
