@@ -99,6 +99,9 @@ class HParams:
     ema_halflife_samples: float
     #: Cap of the EMA half-life at ``ema_rampup * samples_seen``; 0: no ramp-up.
     ema_rampup: float
+    #: After every epoch the batch-norm statistics are recomputed on this many training
+    #: samples (0: the running averages of training are kept).
+    bn_stats_samples: int
     #: Calibration data: 0 = the validation split; K >= 2 = also the out-of-fold predictions
     #: of K networks, each trained without one of K contiguous groups of training dates.
     calibration_folds: int
@@ -121,6 +124,7 @@ class HParams:
         check(self.ema_halflife_samples >= 0 and self.ema_rampup >= 0,
               f"need ema_halflife_samples >= 0 and ema_rampup >= 0, got {self.ema_halflife_samples}, "
               f"{self.ema_rampup}")
+        check(self.bn_stats_samples >= 0, f"bn_stats_samples must be >= 0, got {self.bn_stats_samples}")
         check(self.calibration_folds == 0 or self.calibration_folds >= 2,
               f"calibration_folds must be 0 (validation split only) or >= 2, got {self.calibration_folds}")
         check(self.calibration_fold_gap_days >= 0,
@@ -158,6 +162,9 @@ class DiffusionHParams:
     ema_halflife_samples: float
     #: Cap of the EMA half-life at ``ema_rampup * samples_seen``; 0: no ramp-up.
     ema_rampup: float
+    #: After every epoch the batch-norm statistics are recomputed on this many training
+    #: samples (0: the running averages of training are kept).
+    bn_stats_samples: int
     #: Fixed noise levels (log1p mm) of the deterministic validation loss.
     eval_sigmas: tuple[float, ...]
     sampler: SamplerHParams
@@ -194,7 +201,7 @@ _NESTED: dict[str, type] = {"model": ModelHParams, "sampler": SamplerHParams}
 _LEGACY_MODEL = {"upsample": "transpose", "padding": "zeros"}
 #: Top-level U-Net keys of checkpoint records that predate them: no weight average (the
 #: ramp-up then has no effect; the shipped value keeps a resume with today's sets equal).
-_LEGACY_TRAINING = {"log_score_weight": 0.0, "ema_halflife_samples": 0.0, "ema_rampup": 0.05,
+_LEGACY_TRAINING = {"log_score_weight": 0.0, "ema_halflife_samples": 0.0, "ema_rampup": 0.05, "bn_stats_samples": 0,
                     "calibration_folds": 0, "calibration_fold_gap_days": 0}
 
 

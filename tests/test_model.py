@@ -308,3 +308,32 @@ def test_folding_batch_norms_keeps_the_function_and_the_original_network():
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # untouched
     group = _batchnorm_net_with_statistics("group")
     assert fold_batchnorm(group) is group  # nothing to fold
+
+
+def test_batchnorm_statistics_are_recomputed_as_a_plain_average_over_the_batches():
+    from pqpf.model.norms import recompute_batchnorm_statistics
+
+    torch.manual_seed(0)
+    conv1, bn1 = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
+    drop, conv2, bn2 = torch.nn.Dropout(0.5), torch.nn.Conv2d(4, 2, 1), torch.nn.BatchNorm2d(2)
+    net = torch.nn.Sequential(conv1, bn1, torch.nn.ReLU(), drop, conv2, bn2).train()
+    batches = [torch.randn(2 + k, 3, 9, 9) * (1 + k) + k for k in range(3)]  # unequal sizes and scales
+    assert recompute_batchnorm_statistics(net, iter(batches)) == 3
+    with torch.no_grad():
+        h1 = [conv1(x) for x in batches]
+        h2 = [conv2(torch.relu((h - h.mean((0, 2, 3), keepdim=True))
+                               / torch.sqrt(h.var((0, 2, 3), unbiased=False, keepdim=True) + bn1.eps)
+                               * bn1.weight.view(1, -1, 1, 1) + bn1.bias.view(1, -1, 1, 1))) for h in h1]
+    for bn, hs in ((bn1, h1), (bn2, h2)):  # each batch counts the same; dropout was off
+        torch.testing.assert_close(bn.running_mean, torch.stack([h.mean((0, 2, 3)) for h in hs]).mean(0))
+        torch.testing.assert_close(bn.running_var, torch.stack([h.var((0, 2, 3)) for h in hs]).mean(0))
+        assert bn.momentum == 0.1 and int(bn.num_batches_tracked) == 3
+    assert all(m.training for m in net.modules())  # modes restored
+    net.eval()
+    recompute_batchnorm_statistics(net, batches[:1])
+    assert not any(m.training for m in net.modules())
+    with pytest.raises(ValueError, match="no batches"):
+        recompute_batchnorm_statistics(net, [])
+    assert bn1.momentum == 0.1
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    assert recompute_batchnorm_statistics(plain, batches) == 0

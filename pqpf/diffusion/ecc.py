@@ -125,7 +125,9 @@ def rank_template(latent: ArrayLike, smoothing_px: float) -> NDArray[np.float32]
     Parameters
     ----------
     latent : float array, shape (M, ny, nx)
-        The members' z (finite).
+        The members' z. A non-finite value stays NaN in the template (that point gets no
+        ECC value) and is left out of its neighbours' averages (normalised convolution),
+        so it costs one point, not a smoothing window of them.
     smoothing_px : float
         >= 0.
     """
@@ -136,7 +138,15 @@ def rank_template(latent: ArrayLike, smoothing_px: float) -> NDArray[np.float32]
         raise ValueError(f"smoothing_px must be finite and >= 0, got {smoothing_px}")
     if smoothing_px == 0:
         return z
-    return np.stack([gaussian_filter(member, smoothing_px, mode="nearest") for member in z])
+    finite = np.isfinite(z)
+    if finite.all():
+        return np.stack([gaussian_filter(member, smoothing_px, mode="nearest") for member in z])
+    out = np.full(z.shape, np.nan, dtype=np.float32)
+    for m in range(z.shape[0]):
+        weight = gaussian_filter(finite[m].astype(np.float32), smoothing_px, mode="nearest")
+        total = gaussian_filter(np.where(finite[m], z[m], 0.0).astype(np.float32), smoothing_px, mode="nearest")
+        out[m] = np.where(finite[m], total / np.maximum(weight, np.float32(1e-12)), np.nan)
+    return out
 
 
 def ensemble_copula_coupling(

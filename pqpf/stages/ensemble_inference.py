@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pqpf.calibration import FITTED_ON_VALIDATION
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
 from pqpf.device import select_device
@@ -40,6 +41,7 @@ from pqpf.diffusion.sampler import SamplerConfig
 from pqpf.diffusion.target import inverse_transform_amount
 from pqpf.errors import InputFileError, PqpfError
 from pqpf.grid import Grid
+from pqpf.hparams import diffusion_hparams_from_dict
 from pqpf.io.checkpoint import load_checkpoint
 from pqpf.io.ensemble_file import (
     EnsembleForecast,
@@ -222,20 +224,45 @@ def _same(a: object, b: object) -> bool:
     return str(a) == str(b)
 
 
-def _check_kept(store: Path, members: int, seed: int, mode: str, steps: int | None, churn: float | None,
-                ranks: str | None) -> None:
+def _made_now(config: Config, lead_h: int) -> dict[str, object]:
+    """What a fresh run for ``lead_h`` would use: the registry's checkpoints, the diffusion
+    model's sampler and whether the members take calibrated marginals (records only; no
+    network is built). Empty when a model is missing (the fresh run would fail and say so)."""
+    registry = Registry(registry_path(config))
+    diff_path, unet_path = registry.checkpoint("diffusion", lead_h), registry.checkpoint("resunet", lead_h)
+    if diff_path is None or unet_path is None or not diff_path.is_file() or not unet_path.is_file():
+        return {}
+    sampler = diffusion_hparams_from_dict(load_checkpoint(diff_path).model.hparams, f"{diff_path}: hparams").sampler
+    calibration = load_checkpoint(unet_path).model.extra.get("calibration")
+    fitted_on = None if calibration is None else str(calibration.get("fitted_on", FITTED_ON_VALIDATION))
+    return {"diffusion": diff_path.resolve(), "unet": unet_path.resolve(), "steps": sampler.n_steps,
+            "churn": sampler.s_churn, "calibrated": int(config.inference.applies_calibration(fitted_on))}
+
+
+def _check_kept(config: Config, lead_h: int, store: Path, members: int, seed: int, mode: str, steps: int | None,
+                churn: float | None, ranks: str | None) -> None:
     """Refuse to keep an existing store made with other settings than asked for: a rerun
     that only logged "exists" would leave, say, ECC-Q members where ECC-M ones were asked
-    for, and verification would score them. Steps and churn are compared when given."""
+    for, and verification would score them. Beside the arguments, the store must come from
+    the registry's current models, with their sampler where ``steps``/``churn`` are not
+    given, and (ECC on) marginals calibrated as ``[inference] calibrate`` now makes them;
+    a store from before ``unet_calibrated`` was recorded took the raw marginals."""
     have, n = read_ensemble_provenance(store)
+    now = _made_now(config, lead_h)
     pairs: list[tuple[str, object, object]] = [("members", n, members), ("seed", have.seed, seed),
                                                ("ECC", have.ecc_mode, mode)]
-    if steps is not None:
-        pairs.append(("steps", have.sampler.get("n_steps"), steps))
-    if churn is not None:
-        pairs.append(("churn", have.sampler.get("s_churn"), churn))
+    if steps is not None or now:
+        pairs.append(("steps", have.sampler.get("n_steps"), steps if steps is not None else now["steps"]))
+    if churn is not None or now:
+        pairs.append(("churn", have.sampler.get("s_churn"), churn if churn is not None else now["churn"]))
     if ranks is not None:
         pairs.append(("ECC ranks", have.ecc_template, ranks))
+    if now:
+        for name, made in (("diffusion", have.diffusion_checkpoint), ("unet", have.unet_checkpoint)):
+            if made and Path(made).resolve() != now[name]:
+                pairs.append((f"{name} model", made, now[name]))
+        if mode != "off":
+            pairs.append(("calibrated marginals", int(have.extra.get("unet_calibrated", 0)), now["calibrated"]))
     differ = [f"{name} {made} (asked {asked})" for name, made, asked in pairs if not _same(made, asked)]
     if differ:
         raise PqpfError(f"{store} was made with other settings: {', '.join(differ)}; --overwrite replaces it")
@@ -292,7 +319,7 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     outputs = [p for p in (store, nc, *((stamps, gif) if plot else ())) if p is not None]
     if kept(*outputs, overwrite=overwrite):
         template = f"z smoothed {float(ecc_smoothing_px):g} px" if ecc else None
-        _check_kept(store, members, seed, mode, steps, churn, template)
+        _check_kept(config, lead_h, store, members, seed, mode, steps, churn, template)
         return EnsembleResult(store, stamps if plot else None, gif if plot else None, skipped=True)
     clean_temporaries(store.parent, stamps.parent)
     dev = select_device(device)

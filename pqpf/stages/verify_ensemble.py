@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,18 +135,33 @@ class _Inputs:
     unet_checkpoint: str
 
 
+def _flag(value: Any, path: Path, name: str) -> bool:
+    """A 0/1 attribute as a bool; anything else is a corrupt file."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if number not in (0.0, 1.0):
+        raise InputFileError(path, f"attribute {name} must be 0 or 1, got {value!r}")
+    return bool(number)
+
+
 def _check_same_calibration(ens: EnsembleForecast, probs_attrs: Mapping[str, Any], ens_path: Path,
                             probs_file: Path) -> None:
-    """The members and the U-Net file must describe the same U-Net distribution (both
-    calibrated or both raw), or the members are scored against another forecast than the
-    one they copy; files from before either attribute existed are not checked."""
-    members = ens.provenance.extra.get("unet_calibrated")
-    unet = probs_attrs.get("calibrated")
-    if members is None or unet is None or bool(int(members)) == bool(int(unet)):
+    """Members that took the U-Net's marginals (ECC) and the U-Net file must describe the
+    same distribution (both calibrated or both raw), or the members are scored against
+    another forecast than the one they copy. A store from before ``unet_calibrated`` was
+    recorded took the raw marginals; a probabilities file without ``calibrated`` (older
+    still) is not checked, nor are members without ECC (they copy no marginals)."""
+    if ens.provenance.ecc_mode == "off" or probs_attrs.get("calibrated") is None:
+        return
+    members = _flag(ens.provenance.extra.get("unet_calibrated", 0), ens_path, "unet_calibrated")
+    unet = _flag(probs_attrs["calibrated"], probs_file, "calibrated")
+    if members == unet:
         return
     word = {True: "calibrated", False: "raw"}
-    raise InputFileError(ens_path, f"its members took the {word[bool(int(members))]} U-Net marginals but "
-                         f"{probs_file} holds {word[bool(int(unet))]} probabilities ([inference] calibrate changed "
+    raise InputFileError(ens_path, f"its members took the {word[members]} U-Net marginals but "
+                         f"{probs_file} holds {word[unet]} probabilities ([inference] calibrate changed "
                          "between the two runs); rerun one of them with --overwrite")
 
 

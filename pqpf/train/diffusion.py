@@ -189,6 +189,9 @@ class DiffusionFamily:
             self.ema = EmaWeights(net, self.hp.ema_halflife_samples, self.hp.ema_rampup or None)
         self.ema.update(net, samples)
 
+    def after_epoch(self, net: torch.nn.Module, device: torch.device, epoch: int) -> None:
+        """Nothing: the denoiser has no batch norm."""
+
     def averaged_weights(self) -> dict[str, Any] | None:
         return None if self.ema is None else dict(self.ema.average)
 

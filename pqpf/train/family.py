@@ -85,6 +85,10 @@ class ModelFamily(Protocol):
         """Called after every optimiser step on ``samples`` samples (all ranks together),
         e.g. to update an exponential moving average of the weights."""
 
+    def after_epoch(self, net: torch.nn.Module, device: torch.device, epoch: int) -> None:
+        """Called after every training epoch, before the evaluation and the checkpoint, on
+        every rank alike, e.g. to recompute batch-norm statistics."""
+
     def averaged_weights(self) -> dict[str, Any] | None:
         """Weights saved as the checkpoint's ``ema`` (what inference applies), or None.
         ``restore`` gets them back from ``checkpoint.ema``."""

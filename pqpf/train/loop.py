@@ -232,6 +232,7 @@ def _run(family: ModelFamily, train_set: PatchSet, val_set: PatchSet, run: RunDi
         t0 = time.perf_counter()
         done = _train_epoch(model, family, train_set, settings, epoch, ctx, device, optimizer, amp)
         sums = ctx.all_reduce_sum(np.array([done.loss_sum, done.weight_sum, done.samples], dtype=np.float64))
+        family.after_epoch(net, device, epoch)
         val = family.evaluate(net, val_set, device, ctx, settings.batch_size)
         score = float(val["score"])
         scheduler.step(score) if steps_on_score(scheduler) else scheduler.step()

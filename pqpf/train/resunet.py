@@ -4,6 +4,8 @@
   the sampling weights, so it describes the climatology rather than the wet-favouring
   sample), augmented by the dihedral group (:mod:`pqpf.augment`) when ``augment``.
 * A fresh network's output layer starts from the training climatology of the bins.
+* After every epoch the batch-norm statistics are recomputed on a fixed draw of training
+  patches (``bn_stats_samples``), before the evaluation and the checkpoint.
 * Loss: the masked ordinal score of :mod:`pqpf.model.loss` (the RPS plus
   ``log_score_weight`` times the log score) weighted by the sampling weights. The
   gradient uses a fixed denominator (the expected weighted count of valid points of a
@@ -37,11 +39,12 @@ from pqpf.hparams import HParams, hparams_to_dict
 from pqpf.io.checkpoint import Checkpoint, ModelRecord
 from pqpf.io.patchfile import PatchSet
 from pqpf.model.loss import masked_rps_loss
+from pqpf.model.norms import recompute_batchnorm_statistics
 from pqpf.model.resunet import ResUNet, build_resunet
 from pqpf.normalisation import Normalisation, NormalisationAccumulator
 from pqpf.ordinal import bin_index, exceedance_probs, probs_from_logits
 from pqpf.quality import good_quality_mask
-from pqpf.train.batches import BatchSource, BatchSpec, plan_evaluation
+from pqpf.train.batches import BatchSource, BatchSpec, plan_epoch, plan_evaluation
 from pqpf.train.distributed import DistributedContext
 from pqpf.train.ema import EmaWeights
 from pqpf.train.family import Column, StepResult
@@ -209,6 +212,19 @@ class ResUNetFamily:
     def after_step(self, net: torch.nn.Module, samples: int) -> None:
         if self.ema is not None:
             self.ema.update(net, samples)
+
+    def after_epoch(self, net: torch.nn.Module, device: torch.device, epoch: int) -> None:
+        """Recompute the batch-norm statistics on ``bn_stats_samples`` training patches (a
+        fixed draw per epoch, the same on every rank, not augmented), so evaluation, the
+        checkpoint and inference use a plain average rather than the last batches'."""
+        n = min(self.hp.bn_stats_samples, len(self.train_set))
+        if n <= 0:
+            return
+        plan = plan_epoch(len(self.train_set), self.hp.batch_size, 0, 1, self.hp.seed + 7919, epoch, shuffle=True)
+        source = BatchSource(self.train_set, plan, self.batch_spec(self.train_set))
+        batches = range(min(len(source), math.ceil(n / self.hp.batch_size)))
+        recompute_batchnorm_statistics(
+            net, (self.normalisation.apply_torch(source[k]["features"].to(device)) for k in batches))
 
     def averaged_weights(self) -> dict[str, Any] | None:
         return None if self.ema is None else dict(self.ema.average)

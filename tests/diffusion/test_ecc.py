@@ -230,3 +230,16 @@ def test_smoothed_rank_templates_keep_every_point_s_values_and_arrange_them_cohe
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="smoothing_px"):
             rank_template(z, bad)
+    # one bad value costs one point, not a smoothing window of points, and its neighbours'
+    # templates average only the finite values around them
+    holed = z.copy()
+    holed[3, 40, 40], holed[5, 0, 7] = np.nan, np.inf
+    template = rank_template(holed, 2)
+    assert np.argwhere(~np.isfinite(template)).tolist() == [[3, 40, 40], [5, 0, 7]]
+    far = np.ones((n, n), bool)
+    far[30:51, 30:51] = far[:11, :18] = False
+    np.testing.assert_allclose(template[:, far], rank_template(z, 2)[:, far], atol=1e-5)
+    assert np.nanmax(np.abs(template[3, 39:42, 39:42] - rank_template(z, 2)[3, 39:42, 39:42])) > 1e-3
+    out = ensemble_copula_coupling(template, probs, EDGES, rng=0)
+    assert np.isnan(out[:, 40, 40]).all() and np.isnan(out[:, 0, 7]).all()
+    assert np.isfinite(out).sum() == out.size - 2 * m

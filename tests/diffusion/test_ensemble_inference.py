@@ -285,6 +285,10 @@ def test_members_take_the_calibrated_marginals_when_the_probabilities_are_calibr
     below = cal.members_mm[:, None] < cal.members_mm[None, :] - 1e-3  # member i below member j
     assert below.sum() > 1000
     assert np.all(raw.members_mm[:, None] <= raw.members_mm[None, :] + 0.02, where=below)
+    # a rerun without --overwrite does not keep members whose marginals the setting no longer gives
+    flipped = dataclasses.replace(site("true"), inference=dataclasses.replace(trained.inference, calibrate="false"))
+    with pytest.raises(PqpfError, match=r"was made with other settings: calibrated marginals 1 \(asked 0\);"):
+        run_ensemble_inference(flipped, init, LEAD, members=M, seed=5, device="cpu", plot=False)
     # calibrated members beside a raw probabilities file (calibrate changed between the runs)
     # are not scored against it: one line names both files
     import shutil
@@ -296,3 +300,26 @@ def test_members_take_the_calibrated_marginals_when_the_probabilities_are_calibr
         verify_ensemble_range(site("true"), init, init, LEAD, plot=False)
     assert (f"{ensemble_path(site('true'), init, LEAD)}: its members took the calibrated U-Net marginals but "
             f"{probs_path(site('true'), init, LEAD)} holds raw probabilities") in caplog.text
+
+
+def test_calibration_check_of_verification_reads_old_and_odd_attributes(tmp_path):
+    """ECC members from before ``unet_calibrated`` was recorded took the raw marginals;
+    members without ECC copy none; a malformed flag is one error naming its file."""
+    from types import SimpleNamespace
+
+    from pqpf.errors import InputFileError
+    from pqpf.stages.verify_ensemble import _check_same_calibration
+
+    def store(ecc, **extra):
+        return SimpleNamespace(provenance=SimpleNamespace(ecc_mode=ecc, extra=extra))
+
+    ens_path, probs = tmp_path / "e.zarr", tmp_path / "p.nc"
+    for ens, attrs in ((store("mean"), {"calibrated": np.int64(0)}), (store("mean", unet_calibrated=np.int32(1)),
+                                                                     {"calibrated": 1}),
+                       (store("off", unet_calibrated=1), {"calibrated": 0}), (store("mean"), {})):
+        _check_same_calibration(ens, attrs, ens_path, probs)  # accepted
+    with pytest.raises(InputFileError, match=r"e.zarr: its members took the raw U-Net marginals but .*p.nc holds "
+                                             r"calibrated"):
+        _check_same_calibration(store("mean"), {"calibrated": np.int64(1)}, ens_path, probs)
+    with pytest.raises(InputFileError, match=r"p.nc: attribute calibrated must be 0 or 1, got 'true'"):
+        _check_same_calibration(store("mean", unet_calibrated=1), {"calibrated": "true"}, ens_path, probs)

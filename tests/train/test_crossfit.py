@@ -94,7 +94,7 @@ def test_calibration_folds_setting_is_checked_and_named_when_missing(tmp_path):
             "  learning_rate: 1.0e-3\n"
             "  weight_decay: 0.0\n  patience: 1\n  min_improvement: 0.0\n  lr_schedule: plateau\n"
             "  augment: false\n  use_sampling_weights: true\n  num_workers: 0\n  seed: 1\n"
-            "  ema_halflife_samples: 0\n  ema_rampup: 0.05\n")
+            "  ema_halflife_samples: 0\n  ema_rampup: 0.05\n  bn_stats_samples: 0\n")
     (tmp_path / "h.yaml").write_text(text)
     with pytest.raises(ConfigError, match="missing key.*calibration_folds"):
         load_hparams("mine", tmp_path / "h.yaml")
