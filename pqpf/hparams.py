@@ -162,9 +162,6 @@ class DiffusionHParams:
     ema_halflife_samples: float
     #: Cap of the EMA half-life at ``ema_rampup * samples_seen``; 0: no ramp-up.
     ema_rampup: float
-    #: After every epoch the batch-norm statistics are recomputed on this many training
-    #: samples (0: the running averages of training are kept).
-    bn_stats_samples: int
     #: Fixed noise levels (log1p mm) of the deterministic validation loss.
     eval_sigmas: tuple[float, ...]
     sampler: SamplerHParams
