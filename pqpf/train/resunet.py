@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,15 +216,25 @@ class ResUNetFamily:
     def after_epoch(self, net: torch.nn.Module, device: torch.device, epoch: int) -> None:
         """Recompute the batch-norm statistics on ``bn_stats_samples`` training patches (a
         fixed draw per epoch, the same on every rank, not augmented), so evaluation, the
-        checkpoint and inference use a plain average rather than the last batches'."""
+        checkpoint and inference use a plain average rather than the last batches'. With
+        an EMA, the averaged weights get statistics of their own, stored in the average."""
         n = min(self.hp.bn_stats_samples, len(self.train_set))
         if n <= 0:
             return
         plan = plan_epoch(len(self.train_set), self.hp.batch_size, 0, 1, self.hp.seed + 7919, epoch, shuffle=True)
         source = BatchSource(self.train_set, plan, self.batch_spec(self.train_set))
         batches = range(min(len(source), math.ceil(n / self.hp.batch_size)))
-        recompute_batchnorm_statistics(
-            net, (self.normalisation.apply_torch(source[k]["features"].to(device)) for k in batches))
+
+        def inputs() -> Iterator[torch.Tensor]:
+            return (self.normalisation.apply_torch(source[k]["features"].to(device)) for k in batches)
+
+        recompute_batchnorm_statistics(net, inputs())
+        if self.ema is not None:
+            averaged = self.ema.applied_copy(net)
+            recompute_batchnorm_statistics(averaged, inputs())
+            for name, value in averaged.state_dict().items():
+                if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+                    self.ema.average[name].copy_(value)
 
     def averaged_weights(self) -> dict[str, Any] | None:
         return None if self.ema is None else dict(self.ema.average)

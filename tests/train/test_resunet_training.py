@@ -422,6 +422,16 @@ def test_ema_weights_are_selected_on_saved_applied_and_resumed_exactly(tmp_path)
     rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"epoch"' in x]
     score = plain.evaluate(net, sets["validation"], torch.device("cpu"), DistributedContext(), 16)["score"]
     assert score == pytest.approx(rows[2]["val_rps"], rel=1e-6)
+    # both the network and the average carry batch-norm statistics recomputed for their own
+    # weights after the epoch: recomputing them again on the same draw changes nothing
+    stats = [k for k in last.net if k.endswith(("running_mean", "running_var"))]
+    assert stats and any(not torch.equal(last.ema[k], last.net[k]) for k in stats)
+    for weights in (last.net, last.ema):
+        again = plain.build()
+        again.load_state_dict(weights)
+        plain.after_epoch(again, torch.device("cpu"), 3)
+        for key in stats:
+            torch.testing.assert_close(again.state_dict()[key], weights[key], rtol=1e-4, atol=1e-6)
     # inference applies the averaged weights of the best checkpoint
     best = load_checkpoint(result.best_checkpoint)
     model = load_model_for_lead(config, trainkit.LEAD, torch.device("cpu"))
