@@ -16,12 +16,26 @@ from pqpf.io.netcdf import read_grid_netcdf
 from pqpf.layout import probs_path, verification_dir
 
 
+def test_demo_archive_ends_on_its_last_day_so_a_longer_one_only_adds_training_days(tmp_path):
+    from pqpf.cli.demo import DAYS, _Plan
+
+    plans = {days: _Plan.make(tmp_path, days, 6, 6, 1, "demo") for days in (30, DAYS)}
+    assert DAYS == 56
+    assert plans[DAYS].start == dt.datetime(2025, 5, 6, 0) and plans[30].start == dt.datetime(2025, 6, 1, 0)
+    for plan in plans.values():
+        assert plan.end == dt.datetime(2025, 6, 30, 23)
+        assert (plan.first_test, plan.last_test) == (dt.datetime(2025, 6, 25, 0), dt.datetime(2025, 6, 30, 12))
+    short = _Plan.make(tmp_path, 24, 6, 5, 1, "demo", last_day=dt.date(2025, 6, 24))
+    assert (short.start, short.first_test, short.last_test) == (
+        dt.datetime(2025, 6, 1, 0), dt.datetime(2025, 6, 20, 0), dt.datetime(2025, 6, 24, 12))
+
+
 @pytest.mark.slow
 def test_demo_pipeline_trains_a_model_that_beats_the_smoothed_graf_reference(tmp_path, capsys):
     from pqpf.cli.demo import run_demo
 
     work = tmp_path / "demo"
-    assert run_demo(work, days=24, lead_h=6, test_days=5, seed=1) == 0
+    assert run_demo(work, days=24, lead_h=6, test_days=5, seed=1, last_day=dt.date(2025, 6, 24)) == 0
     out = capsys.readouterr().out
     config = load_config(work / "config.ini")
 

@@ -1,7 +1,8 @@
 """The end-to-end demo: every stage on a synthetic archive in the real file formats.
 
 ``python3 run_demo.py`` (or ``python -m pqpf.cli.demo``) builds a small synthetic GRAF/MRMS
-archive (demo grid, 200 x 250 points at 4 km) and runs, with the same command-line
+archive (demo grid, 200 x 250 points at 4 km; 56 days ending 2025-06-30, the last 6 held
+out) and runs, with the same command-line
 entry points a user types, terrain -> MRMS remapping -> patch extraction -> training of
 the ``demo`` U-Net -> inference for the inits after the training period -> verification,
 then the ``diffusion_demo`` model on the U-Net's residual -> an 8-member ensemble for two
@@ -72,6 +73,19 @@ def _step(n: int, total: int, what: str, command: str, fn: Callable[[], int]) ->
     _say(f"      done in {time.perf_counter() - t0:.0f} s")
 
 
+#: The archive ends on this day, so the held-out days (its last ``test_days``) stay the
+#: same whatever ``days`` is: a longer archive adds training days before them.
+LAST_DAY = dt.date(2025, 6, 30)
+#: Days of archive by default: 50 training days and 6 held-out days.
+DAYS = 56
+#: ``[patches] patches_per_init`` of the demo's archive. With 12 from each of 50 days the
+#: training set has as many patches (about 1000, the training time) as 40 from each of 24
+#: days had, but covers twice the weather regimes: 24 days were too few to learn the
+#: climate of the held-out days (three times wetter), 50 days are enough (docs/calibration.md,
+#: section 12).
+PATCHES_PER_INIT = 12
+
+
 @dataclass(frozen=True)
 class _Plan:
     """The demo's dates and files: the archive, the training INIT and the held-out inits."""
@@ -86,9 +100,10 @@ class _Plan:
     last_test: dt.datetime
 
     @classmethod
-    def make(cls, workdir: Path, days: int, lead_h: int, test_days: int, seed: int, hparams_name: str) -> _Plan:
-        start = dt.datetime(2025, 6, 1, 0)
-        end = start + dt.timedelta(days=days) - dt.timedelta(hours=1)
+    def make(cls, workdir: Path, days: int, lead_h: int, test_days: int, seed: int, hparams_name: str,
+             last_day: dt.date = LAST_DAY) -> _Plan:
+        end = dt.datetime.combine(last_day, dt.time(23))
+        start = end + dt.timedelta(hours=1) - dt.timedelta(days=days)
         last_test = end - dt.timedelta(hours=lead_h)
         last_test = last_test.replace(hour=12 if last_test.hour >= 12 else 0)
         return cls(workdir, lead_h, seed, hparams_name, start, end,
@@ -115,12 +130,13 @@ def _prepare_data(plan: _Plan) -> Config:
     cfg, lead = plan.cfg, plan.lead_h
 
     def synthetic() -> int:
-        generate_archive(plan.workdir, plan.start, plan.end, (lead,), grid_name="demo", seed=plan.seed)
+        generate_archive(plan.workdir, plan.start, plan.end, (lead,), grid_name="demo", seed=plan.seed,
+                         patches_per_init=PATCHES_PER_INIT)
         return 0
 
     _step(1, TOTAL_STEPS, "synthetic GRAF, MRMS and terrain archive (GRIB2)",
           f"python -m pqpf.synthetic --out {plan.workdir} --start {ymdh(plan.start)} --end {ymdh(plan.end)} "
-          f"--leads {lead} --grid demo --seed {plan.seed}", synthetic)
+          f"--leads {lead} --grid demo --seed {plan.seed} --patches-per-init {PATCHES_PER_INIT}", synthetic)
     _step(2, TOTAL_STEPS, "terrain fields", f"python terrain_height.py --config {plan.config_path}",
           lambda: terrain_height.main([*cfg, "-q"]))
     _step(3, TOTAL_STEPS, "remap MRMS to the GRAF grid (every hour)",
@@ -203,8 +219,8 @@ def _ensemble(plan: _Plan, config: Config, test_inits: list[dt.datetime], shown:
     return ensemble_stamps_png_path(config, shown, lead)
 
 
-def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6, seed: int = 1,
-             hparams_name: str = "demo", fresh: bool = False) -> int:
+def run_demo(workdir: Path, days: int = DAYS, lead_h: int = 6, test_days: int = 6, seed: int = 1,
+             hparams_name: str = "demo", fresh: bool = False, last_day: dt.date = LAST_DAY) -> int:
     """Run every stage; return 0 on success.
 
     Parameters
@@ -212,10 +228,12 @@ def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6,
     workdir : Path
         Where the synthetic archive and every output go.
     days : int
-        Length of the synthetic archive; the last ``test_days`` are held out for
-        inference and verification, the rest trains the model.
+        Length of the synthetic archive, which ends on ``last_day``; its last ``test_days``
+        are held out for inference and verification, the rest trains the model.
     lead_h : int
         The lead time demonstrated.
+    last_day : date
+        The archive's last day (the held-out days end there).
 
     Raises
     ------
@@ -225,7 +243,7 @@ def run_demo(workdir: Path, days: int = 30, lead_h: int = 6, test_days: int = 6,
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    plan = _Plan.make(workdir, days, lead_h, test_days, seed, hparams_name)
+    plan = _Plan.make(workdir, days, lead_h, test_days, seed, hparams_name, last_day)
     t_all = time.perf_counter()
     _say(f"pqpf demo in {workdir}: synthetic archive {ymdh(plan.start)}..{ymdh(plan.end)}, lead {lead_h} h, "
          f"training on inits before {ymdh(plan.first_test)}, verifying "
@@ -263,7 +281,8 @@ def main(argv: Sequence[str] | None = None, script_dir: Path | None = None) -> i
         prog="run_demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=(script_dir or Path.cwd()) / "demo_run",
                         help="where the archive and outputs go (default ./demo_run)")
-    parser.add_argument("--days", type=positive_int, default=30, help="days of synthetic archive (default 30)")
+    parser.add_argument("--days", type=positive_int, default=DAYS,
+                        help=f"days of synthetic archive, ending {LAST_DAY.isoformat()} (default {DAYS})")
     parser.add_argument("--lead", type=positive_int, default=6, help="lead time in hours (default 6)")
     parser.add_argument("--test-days", type=positive_int, default=6, help="held-out days at the end (default 6)")
     parser.add_argument("--hparams-name", default="demo", help="hyper-parameter set (default demo)")

@@ -23,7 +23,7 @@ hparams_name = tiny``; ``[patches] ndays_train = max(1, min(60, floor(D) - 3))``
 ``D = (end - start)`` in days, ``previous_year`` only when ``D > 396`` (13 months),
 ``cycles`` = the cycles generated; an archive with ``D < 90`` gets 2-day split blocks and
 a 0.6/0.2/0.2 split (else 5 days and 0.7/0.15/0.15) so that wet and dry spells reach
-every split.
+every split; ``patches_per_init`` as asked (else the configuration's default).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +90,7 @@ _SECONDS_PER_DAY = 86400.0
 
 
 def _site_config(out_dir: Path, start: dt.datetime, end: dt.datetime, leads_h: Sequence[int],
-                 cycles: Sequence[int]) -> Config:
+                 cycles: Sequence[int], patches_per_init: int | None) -> Config:
     """The configuration of the archive in ``out_dir`` (absolute paths)."""
     paths = paths_below(out_dir)
     days = (end - start).total_seconds() / _SECONDS_PER_DAY
@@ -104,6 +104,8 @@ def _site_config(out_dir: Path, start: dt.datetime, end: dt.datetime, leads_h: S
         split_block_days=block_days,
         split_fractions=fractions,
     )
+    if patches_per_init is not None:
+        patches = replace(patches, patches_per_init=patches_per_init)
     return Config(
         source=out_dir / "config.ini",
         paths=paths,
@@ -142,6 +144,7 @@ def generate_archive(
     *,
     model_grid: Grid | None = None,
     params: WeatherParams | None = None,
+    patches_per_init: int | None = None,
 ) -> Config:
     """Write a synthetic GRAF + MRMS archive and its ``config.ini`` into ``out_dir``.
 
@@ -167,6 +170,9 @@ def generate_archive(
         the MRMS grid and radar spacing still follow ``grid_name``.
     params : WeatherParams, optional
         The weather, radar and forecast-error parameters (default ``WeatherParams()``).
+    patches_per_init : int, optional
+        ``[patches] patches_per_init`` of the written configuration (default: the
+        configuration's own default).
 
     Returns
     -------
@@ -184,7 +190,7 @@ def generate_archive(
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output {out_dir} exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = _site_config(out_dir, start, end, leads, cycle_hours)
+    config = _site_config(out_dir, start, end, leads, cycle_hours, patches_per_init)
     world = _World.build(grid_name, seed, params if params is not None else WeatherParams(), model_grid)
     logger.info("synthetic archive in %s: model %s; MRMS %s", out_dir, world.model.describe(),
                 world.mrms.describe())
@@ -192,7 +198,7 @@ def generate_archive(
     if overwrite or not terrain_path.exists():
         write_terrain_grib2(terrain_path, world.model, world.terrain_ext[world.dom.inner])
     _write_hours(config, world, start, end, leads, cycle_hours, overwrite)
-    atomic_write_text(out_dir / "config.ini", _config_header(start, end, leads, grid_name, seed)
+    atomic_write_text(out_dir / "config.ini", _config_header(start, end, leads, grid_name, seed, patches_per_init)
                       + config_to_ini(config, relative_to=out_dir))
     return load_config(out_dir / "config.ini")
 
@@ -270,11 +276,12 @@ def _write_hours(config: Config, world: _World, start: dt.datetime, end: dt.date
 
 
 def _config_header(start: dt.datetime, end: dt.datetime, leads: Sequence[int], grid_name: str,
-                   seed: int) -> str:
+                   seed: int, patches_per_init: int | None) -> str:
     """Comment lines that open the archive's config.ini: how it was made."""
+    per_init = "" if patches_per_init is None else f" --patches-per-init {patches_per_init}"
     return (
         "# pqpf site configuration of a synthetic archive, written by\n"
         f"# python -m pqpf.synthetic --start {format_yyyymmddhh(start)} --end {format_yyyymmddhh(end)} "
-        f"--leads {','.join(str(v) for v in leads)} --grid {grid_name} --seed {seed}\n"
+        f"--leads {','.join(str(v) for v in leads)} --grid {grid_name} --seed {seed}{per_init}\n"
         "# Paths are relative to this file, so the archive can be moved.\n\n"
     )

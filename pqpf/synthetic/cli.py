@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import PqpfArgumentParser, date_arg, run_cli
+from pqpf.cli.common import PqpfArgumentParser, date_arg, positive_int, run_cli
 from pqpf.synthetic.archive import generate_archive
 
 __all__ = ["build_parser", "main"]
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grid", choices=("demo", "conus"), default="demo",
                         help="demo: 200x250 at 4 km (minutes); conus: 1308x1524 and the real MRMS grid")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--patches-per-init", metavar="N", type=positive_int, default=None,
+                        help="[patches] patches_per_init of the written config.ini (default: its default, 40)")
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing files")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body(args: argparse.Namespace) -> int:
         config = generate_archive(args.out, args.start, args.end, args.leads, args.grid, args.seed,
-                                  args.cycles, args.overwrite)
+                                  args.cycles, args.overwrite, patches_per_init=args.patches_per_init)
         logger.info("configuration: %s", config.source)
         return 0
 

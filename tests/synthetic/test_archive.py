@@ -84,6 +84,7 @@ def test_config_loads_with_every_path_inside_the_archive_and_relative(small_arch
     assert config.terrain.smoothing_sigma_px == 8.0
     assert config.patches.cycles == (0, 12) and config.patches.previous_year is False
     assert config.patches.ndays_train == 1 and config.graf.lead_max_h >= max(LEADS)
+    assert config.patches.patches_per_init == 40  # the configuration's default unless asked
     assert config.paths.graf_archive_switch == dt.datetime(2024, 4, 5, 12)
     # relative paths: a moved archive's config points into its new place
     moved = tmp_path / "moved"

@@ -24,11 +24,13 @@ def test_module_writes_the_archive(tmp_path):
     out = tmp_path / "cli"
     status = subprocess.run(
         [sys.executable, "-m", "pqpf.synthetic", "--out", str(out), "--start", "2024060100",
-         "--end", "2024060102", "--leads", "1,6", "-q"],
+         "--end", "2024060102", "--leads", "1,6", "--patches-per-init", "12", "-q"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert status.returncode == 0, status.stderr
     config = load_config(out / "config.ini")
+    assert config.patches.patches_per_init == 12
+    assert "--seed 0 --patches-per-init 12\n" in (out / "config.ini").read_text()  # how it was made
     init = dt.datetime(2024, 6, 1, 0)
     for lead in (1, 6):
         field = read_graf(graf_archive_path(config, init, lead), lead, init)
