@@ -74,7 +74,8 @@ def _step(n: int, total: int, what: str, command: str, fn: Callable[[], int]) ->
 
 
 #: The archive ends on this day, so the held-out days (its last ``test_days``) stay the
-#: same whatever ``days`` is: a longer archive adds training days before them.
+#: same whatever ``days`` is: a longer archive adds training days before them (up to
+#: ``ndays_train``'s cap of 60).
 LAST_DAY = dt.date(2025, 6, 30)
 #: Days of archive by default: 50 training days and 6 held-out days.
 DAYS = 56

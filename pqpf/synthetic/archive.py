@@ -117,8 +117,10 @@ def _site_config(out_dir: Path, start: dt.datetime, end: dt.datetime, leads_h: S
 
 
 def _validate(start: dt.datetime, end: dt.datetime, leads_h: Sequence[int], grid_name: str,
-              cycles: Sequence[int]) -> tuple[list[int], list[int]]:
+              cycles: Sequence[int], patches_per_init: int | None) -> tuple[list[int], list[int]]:
     """Sorted unique leads and cycle hours; UsageError for anything out of range."""
+    if patches_per_init is not None and patches_per_init < 1:
+        raise UsageError(f"patches_per_init must be >= 1, got {patches_per_init}")
     if end < start:
         raise UsageError(f"end {format_yyyymmddhh(end)} is before start {format_yyyymmddhh(start)}")
     leads = sorted({int(v) for v in leads_h})
@@ -182,10 +184,10 @@ def generate_archive(
     Raises
     ------
     UsageError
-        For a reversed range, bad leads, cycles or grid name, or an output path that is
-        a file.
+        For a reversed range, bad leads, cycles, grid name or ``patches_per_init``, or an
+        output path that is a file.
     """
-    leads, cycle_hours = _validate(start, end, leads_h, grid_name, cycles)
+    leads, cycle_hours = _validate(start, end, leads_h, grid_name, cycles, patches_per_init)
     out_dir = Path(out_dir).expanduser().resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output {out_dir} exists and is not a directory")

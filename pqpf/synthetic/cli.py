@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="demo: 200x250 at 4 km (minutes); conus: 1308x1524 and the real MRMS grid")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--patches-per-init", metavar="N", type=positive_int, default=None,
-                        help="[patches] patches_per_init of the written config.ini (default: its default, 40)")
+                        help="[patches] patches_per_init of the written config.ini "
+                             "(default: the configuration's default, 40)")
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing files")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug detail")

@@ -45,6 +45,7 @@ def test_module_writes_the_archive(tmp_path):
     (["--start", "2024030200", "--end", "2024030100"], "before start"),
     (["--start", "2024030100", "--end", "2024030100", "--leads", "0"], "leads must be"),
     (["--start", "2024030100", "--end", "2024030100", "--leads", "a,b"], "comma-separated"),
+    (["--start", "2024030100", "--end", "2024030100", "--patches-per-init", "0"], "--patches-per-init"),
 ])
 def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, words):
     with pytest.raises(SystemExit) as exc:
@@ -67,3 +68,12 @@ def test_entry_point_runs_the_command_line(capsys):
         entry(["--help"])
     assert exc.value.code == 0
     assert "--out DIR" in capsys.readouterr().out
+
+
+def test_api_refuses_a_bad_patches_per_init_before_writing(tmp_path):
+    from pqpf.errors import UsageError
+    from pqpf.synthetic import generate_archive
+
+    with pytest.raises(UsageError, match="patches_per_init must be >= 1, got 0"):
+        generate_archive(tmp_path / "x", dt.datetime(2024, 3, 1), dt.datetime(2024, 3, 1), (1,), patches_per_init=0)
+    assert not (tmp_path / "x").exists()
