@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Choose the ECC rank smoothing: the same members arranged by differently smoothed ranks.
+"""Choose the ECC rank smoothing (or ECC-S's level smoothing) on the same members.
 
 ECC gives every point the same M values whatever the members are ranked by, so every
 point-wise score (CRPS, spread-skill, rank histogram, Brier) is the same for every
@@ -9,13 +9,21 @@ ranked by their variable z Gaussian-smoothed over each ``--sigmas`` value (grid 
 verifies each set with ``verify_ensemble`` and prints, per smoothing, the members' power
 relative to MRMS per octave and per annulus at 16-128 km and the members' FSS at 1 mm
 against their own pair FSS (Dey et al. 2014). The smoothing whose worst 16-128 km
-annulus is closest to MRMS (smallest max |log ratio|) is printed last.
+annulus is closest to MRMS (smallest max |log ratio|) is printed last, after the one
+closest over the four octaves (smallest mean |log ratio|).
+
+With ``--level-sigmas``, the rank smoothing stays at its default and ECC-S's level fields
+(:func:`pqpf.diffusion.ecc.coherent_uniforms`) are smoothed over each value instead (0:
+levels drawn point by point; inf: one per member). The levels are random, so each
+smoothing is drawn with ``--level-seeds`` seeds and the table gives their mean (and the
+range of the worst-annulus measure); the point-wise scores then differ only by chance.
 
 Pick it on held-out inits other than the ones you report: by default every held-out
 init of the demo with a probabilities file and MRMS, except the two inits the demo's own
 ensemble step reports.
 
     python bench/ecc_smoothing.py --demo-dir demo_run [--sigmas 0 1 2 3 4 6] [--members 8]
+    python bench/ecc_smoothing.py --demo-dir demo_run --level-sigmas 0 8 16 32 64 inf [--level-seeds 3]
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,6 +51,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lead", type=int, default=6, help="lead (h) of the demo's models (default 6)")
     parser.add_argument("--inits", nargs="*", default=None, help="YYYYMMDDHH inits (default: see above)")
     parser.add_argument("--sigmas", nargs="*", type=float, default=[0, 1, 2, 3, 4, 6])
+    parser.add_argument("--level-sigmas", nargs="*", type=float, default=None,
+                        help="vary ECC-S's level smoothing (grid points, inf allowed) instead of the rank smoothing")
+    parser.add_argument("--level-seeds", type=int, default=3, help="level draws per --level-sigmas value")
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args(argv)
@@ -60,63 +72,98 @@ def _summary(result: dict) -> dict:
             "worst": max(abs(math.log(band["min_ratio"])), abs(math.log(band["max_ratio"]))),
             "octaves": octaves, "fss": [members["fss"][k] for k in at],
             "gap": [members["fss"][k] - pairs["fss"][k] for k in at],
-            "crps": result["crps"]["crpss_plain_vs_unet"], "spread_skill": result["spread_skill"]["ratio"]}
+            "crps": result["crps"]["crpss_plain_vs_unet"], "spread_skill": result["spread_skill"]["ratio"],
+            "rank": [result["rank_histogram"]["min_over_uniform"], result["rank_histogram"]["max_over_uniform"]]}
+
+
+def _mean_summary(rows: list[dict]) -> dict:
+    """The mean of several draws' summaries (lists element-wise); ``worst`` keeps its range."""
+    out = {key: ([sum(v) / len(v) for v in zip(*(r[key] for r in rows))] if isinstance(rows[0][key], list)
+                 else sum(r[key] for r in rows) / len(rows)) for key in rows[0]}
+    out["worst_range"] = (min(r["worst"] for r in rows), max(r["worst"] for r in rows))
+    return out
+
+
+def _inits(config: Any, args: argparse.Namespace) -> list:
+    import datetime
+
+    from pqpf.dates import parse_yyyymmddhh
+    from pqpf.layout import mrms_remapped_path
+
+    if args.inits:
+        return [parse_yyyymmddhh(t) for t in args.inits]
+    files = sorted(config.paths.probs_dir.glob(f"*_{args.lead}h_probs.nc"))
+    inits = [parse_yyyymmddhh(f.name.split("_")[0]) for f in files]
+    return [t for t in inits if f"{t:%Y%m%d%H}" not in DEMO_ENSEMBLE_INITS
+            and mrms_remapped_path(config, t + datetime.timedelta(hours=args.lead)).is_file()]
+
+
+def _print_table(rows: dict, what: str) -> None:
+    print(f"{what:>9}  plain CRPSS  spread-skill  rank hist. | power / MRMS: 16-128 km (annuli)   8-16  16-32  32-64  "
+          "64-128 | FSS 1 mm 1/11/41 px   members - pairs")
+    for sigma, r in rows.items():
+        print(f"{sigma:6g} px  {r['crps']:+.3f}       {r['spread_skill']:.3f}        "
+              f"{r['rank'][0]:.2f}..{r['rank'][1]:.2f} | {r['band']:.3f} ({r['min']:.2f}..{r['max']:.2f})      "
+              + "  ".join(f"{o:5.2f}" for o in r["octaves"])
+              + " | " + " ".join(f"{v:.3f}" for v in r["fss"]) + "   " + " ".join(f"{v:+.3f}" for v in r["gap"]))
+    octaves = {s: sum(abs(math.log(o)) for o in r["octaves"]) / len(r["octaves"]) for s, r in rows.items()}
+    closest = min(octaves, key=lambda s: octaves[s])
+    print(f"closest to MRMS over the octaves 8-128 km (mean |log ratio|): {what} {closest:g} px "
+          f"({', '.join(f'{s:g} px {v:.2f}' for s, v in octaves.items())})")
+    best = min(rows, key=lambda s: rows[s]["worst"])
+    spread = rows[best].get("worst_range")
+    print(f"closest to MRMS in its worst 16-128 km annulus: {what} {best:g} px "
+          f"(power ratio {rows[best]['min']:.2f}..{rows[best]['max']:.2f}"
+          + ("" if spread is None else f"; max |log ratio| {spread[0]:.2f}..{spread[1]:.2f} over the level seeds")
+          + ")")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     from pqpf.config import load_config
-    from pqpf.dates import parse_yyyymmddhh
     from pqpf.device import select_device, set_threads
-    from pqpf.diffusion.ecc import DEFAULT_ECC_LEVELS
+    from pqpf.diffusion.ecc import DEFAULT_ECC_LEVELS, DEFAULT_ECC_SMOOTHING_PX
     from pqpf.io.ensemble_file import write_ensemble
-    from pqpf.layout import ensemble_path, mrms_remapped_path, probs_path
+    from pqpf.layout import ensemble_path, probs_path
     from pqpf.stages.ensemble_inference import draw_members, ensemble_product, load_models_for_lead
     from pqpf.stages.verify_ensemble import verify_ensemble_range
 
     set_threads(args.threads)
     config = load_config(args.demo_dir / "config.ini")
-    lead = args.lead
-    if args.inits:
-        inits = [parse_yyyymmddhh(t) for t in args.inits]
-    else:
-        files = sorted(config.paths.probs_dir.glob(f"*_{lead}h_probs.nc"))
-        inits = [parse_yyyymmddhh(f.name.split("_")[0]) for f in files]
-        inits = [t for t in inits if f"{t:%Y%m%d%H}" not in DEMO_ENSEMBLE_INITS
-                 and mrms_remapped_path(config, t + __import__("datetime").timedelta(hours=lead)).is_file()]
+    inits = _inits(config, args)
     if not inits:
         print("no held-out inits with probabilities and MRMS found", file=sys.stderr)
         return 1
+    levels = args.level_sigmas is not None
+    sigmas = args.level_sigmas if levels else args.sigmas
+    # (smoothing, seed) -> (levels, rank smoothing, level smoothing)
+    variants = {(s, k): ("stratified", DEFAULT_ECC_SMOOTHING_PX, s) if levels else (DEFAULT_ECC_LEVELS, s, None)
+                for s in sigmas for k in range(args.level_seeds if levels else 1)}
     device = select_device("cpu")
-    models = load_models_for_lead(config, lead, device)
+    models = load_models_for_lead(config, args.lead, device)
     work = Path(tempfile.mkdtemp(prefix="ecc_smoothing_"))
-    sites = {s: dataclasses.replace(config, paths=dataclasses.replace(
-        config.paths, probs_dir=work / f"s{s:g}" / "probs", plots_dir=work / f"s{s:g}" / "plots"))
-        for s in args.sigmas}
+    sites = {v: dataclasses.replace(config, paths=dataclasses.replace(
+        config.paths, probs_dir=work / f"s{v[0]:g}_{v[1]}" / "probs", plots_dir=work / f"s{v[0]:g}_{v[1]}" / "plots"))
+        for v in variants}
     print(f"{len(inits)} inits ({inits[0]:%Y%m%d%H} .. {inits[-1]:%Y%m%d%H}), {args.members} members, "
-          f"ECC {DEFAULT_ECC_LEVELS}; work directory {work}", flush=True)
+          f"ECC {'stratified' if levels else DEFAULT_ECC_LEVELS}; work directory {work}", flush=True)
     try:
         for init in inits:
-            draw = draw_members(config, init, lead, models, args.members, 0, device, models[1].sampler)
-            for sigma, site in sites.items():
-                write_ensemble(ensemble_path(site, init, lead),
-                               ensemble_product(site, draw, models, DEFAULT_ECC_LEVELS, sigma))
-                shutil.copy(probs_path(config, init, lead), probs_path(site, init, lead))
-        rows = {}
-        for sigma, site in sites.items():
-            report = verify_ensemble_range(site, inits[0], inits[-1], lead, plot=False, n_replicates=100)
-            rows[sigma] = _summary(report.result)
+            draw = draw_members(config, init, args.lead, models, args.members, 0, device, models[1].sampler)
+            for (sigma, seed), site in sites.items():
+                mode, ranks, level_px = variants[(sigma, seed)]
+                extra = {} if level_px is None else {"ecc_level_smoothing_px": level_px}
+                product = ensemble_product(site, dataclasses.replace(draw, seed=seed), models, mode, ranks, **extra)
+                write_ensemble(ensemble_path(site, init, args.lead), product)
+                shutil.copy(probs_path(config, init, args.lead), probs_path(site, init, args.lead))
+        per_seed: dict = {}
+        for (sigma, _seed), site in sites.items():
+            report = verify_ensemble_range(site, inits[0], inits[-1], args.lead, plot=False, n_replicates=100)
+            per_seed.setdefault(sigma, []).append(_summary(report.result))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("smoothing  plain CRPSS  spread-skill | power / MRMS: 16-128 km (annuli)   8-16  16-32  32-64  64-128 | "
-          "FSS 1 mm 1/11/41 px   members - pairs")
-    for sigma, r in rows.items():
-        print(f"{sigma:6g} px  {r['crps']:+.3f}       {r['spread_skill']:.3f}       | {r['band']:.3f} "
-              f"({r['min']:.2f}..{r['max']:.2f})      " + "  ".join(f"{o:5.2f}" for o in r["octaves"])
-              + " | " + " ".join(f"{v:.3f}" for v in r["fss"]) + "   " + " ".join(f"{v:+.3f}" for v in r["gap"]))
-    best = min(rows, key=lambda s: rows[s]["worst"])
-    print(f"closest to MRMS in its worst 16-128 km annulus: {best:g} px "
-          f"(power ratio {rows[best]['min']:.2f}..{rows[best]['max']:.2f})")
+    rows = {sigma: _mean_summary(r) if levels else r[0] for sigma, r in per_seed.items()}
+    _print_table(rows, "levels" if levels else "ranks")
     return 0
 
 

@@ -127,3 +127,16 @@ def test_non_negative_float_refuses_with_the_text(text):
 
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(text))):
         non_negative_float(text)
+
+
+def test_smoothing_px_takes_lengths_and_inf_and_refuses_the_rest_with_the_text():
+    import argparse
+    import math
+    import re
+
+    from pqpf.cli.common import smoothing_px
+
+    assert smoothing_px("0") == 0.0 and smoothing_px("16") == 16.0 and math.isinf(smoothing_px("inf"))
+    for text in ("-1", "nan", "-inf", "wide"):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(text))):
+            smoothing_px(text)

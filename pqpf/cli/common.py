@@ -33,6 +33,7 @@ __all__ = [
     "positive_int",
     "non_negative_int",
     "non_negative_float",
+    "smoothing_px",
     "setup_logging",
     "load_config_from_args",
     "check_lead",
@@ -107,6 +108,17 @@ def non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def smoothing_px(text: str) -> float:
+    """argparse type for a smoothing length in grid points: a number >= 0 or ``inf``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or inf, got {text!r}") from None
+    if math.isnan(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or inf, got {text!r}")
     return value
 
 

@@ -17,9 +17,10 @@ from pqpf.cli.common import (
     non_negative_int,
     positive_int,
     run_cli,
+    smoothing_px,
 )
 from pqpf.cli.common import build_parser as _base_parser
-from pqpf.diffusion.ecc import DEFAULT_ECC_LEVELS, DEFAULT_ECC_SMOOTHING_PX, ECC_LEVELS
+from pqpf.diffusion.ecc import DEFAULT_ECC_LEVEL_SMOOTHING_PX, DEFAULT_ECC_LEVELS, DEFAULT_ECC_SMOOTHING_PX, ECC_LEVELS
 from pqpf.errors import UsageError
 
 __all__ = ["build_parser", "main"]
@@ -32,8 +33,9 @@ Sample an ensemble of 1-h amounts for INIT + LEAD: the lead's U-Net (registry ki
 (kind "diffusion", trained against that U-Net) samples the residual over the full grid
 (Heun EDM sampler, denoiser on tent-blended windows, EMA weights). By default (--ecc)
 the members take the U-Net's calibrated per-pixel distribution in their own ranks
-(ensemble copula coupling; rank r the mean of the U-Net's distribution over
-[(r-1)/M, r/M], --ecc-levels); --no-ecc keeps the raw diffusion members. Also writes the U-Net
+(ensemble copula coupling: rank r takes a value of the U-Net's distribution drawn inside
+[(r-1)/M, r/M], at a level that varies smoothly over the grid, --ecc-levels and
+--ecc-level-smoothing); --no-ecc keeps the raw diffusion members. Also writes the U-Net
 probabilities file if missing (verification compares the two). Writes
   {probs_dir}/{INIT}_{LEAD}h_ensemble.zarr   (member, y, x; member probabilities; CF)
   {plots_dir}/{INIT}_{LEAD}h_ensemble_stamps.png and ..._members.gif
@@ -56,12 +58,18 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--ecc-levels", choices=ECC_LEVELS, default=None,
                         help="with ECC, each rank's value: the quantile at the midpoint of its probability "
                         "interval (quantile, ECC-Q), at a level drawn inside it (stratified, ECC-S: every member "
-                        "a random draw from the U-Net's distribution, tails included) or the interval's mean "
+                        "a random draw from the U-Net's distribution, tails included, see --ecc-level-smoothing) "
+                        "or the interval's mean "
                         f"(mean, ECC-M: the members average to the U-Net's mean amount); default {DEFAULT_ECC_LEVELS}")
     parser.add_argument("--ecc-smoothing", type=non_negative_float, default=None, metavar="PX",
                         help="with ECC, rank the members by their log1p amount before clipping at 0, Gaussian-"
                         "smoothed over PX grid points (0: unsmoothed): larger values arrange the same point "
                         f"values in larger coherent areas; default {DEFAULT_ECC_SMOOTHING_PX:g}")
+    parser.add_argument("--ecc-level-smoothing", type=smoothing_px, default=None, metavar="PX",
+                        help="with ECC-S, each member's level inside its interval comes from a random field "
+                        "Gaussian-smoothed over PX grid points (0: drawn independently at every point, which adds "
+                        "point-scale noise; inf: one level per member); default "
+                        f"{DEFAULT_ECC_LEVEL_SMOOTHING_PX:g}")
     parser.add_argument("--steps", type=positive_int, default=None, metavar="N",
                         help="Heun steps (default: the model's hyper-parameter set, sampler.n_steps)")
     parser.add_argument("--churn", type=non_negative_float, default=None, metavar="S",
@@ -78,18 +86,24 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from pqpf.stages.ensemble_inference import run_ensemble_inference
 
-    for option, value in (("--ecc-levels", args.ecc_levels), ("--ecc-smoothing", args.ecc_smoothing)):
+    for option, value in (("--ecc-levels", args.ecc_levels), ("--ecc-smoothing", args.ecc_smoothing),
+                          ("--ecc-level-smoothing", args.ecc_level_smoothing)):
         if value is not None and not args.ecc:
             raise UsageError(f"{option} applies to ECC members; it cannot be combined with --no-ecc")
+    levels = args.ecc_levels or DEFAULT_ECC_LEVELS
+    if args.ecc_level_smoothing is not None and levels != "stratified":
+        raise UsageError(f"--ecc-level-smoothing applies to --ecc-levels stratified, not {levels}")
     config = load_config_from_args(args)
     apply_threads(args, config)
     lead = check_lead(config, args.lead)
     result = run_ensemble_inference(config, args.init, lead, members=args.members, seed=args.seed, ecc=args.ecc,
                                     device=args.device, overwrite=args.overwrite, plot=not args.no_plot,
                                     netcdf=args.netcdf, steps=args.steps, churn=args.churn,
-                                    ecc_levels=args.ecc_levels or DEFAULT_ECC_LEVELS,
+                                    ecc_levels=levels,
                                     ecc_smoothing_px=DEFAULT_ECC_SMOOTHING_PX if args.ecc_smoothing is None
-                                    else args.ecc_smoothing)
+                                    else args.ecc_smoothing,
+                                    ecc_level_smoothing_px=DEFAULT_ECC_LEVEL_SMOOTHING_PX
+                                    if args.ecc_level_smoothing is None else args.ecc_level_smoothing)
     print(result.store)
     for path in (result.stamps_png, result.gif):
         if path:

@@ -13,12 +13,22 @@ values can carry it) and exactly the members' ranks (their spatial, dependence
 structure): where member m is the wettest at one point and also at its neighbours, it
 stays the wettest there.
 
-``levels="stratified"`` ("ECC-S", stratified sampling, Hu et al. 2016) draws the level
-of rank ``r`` at each point uniformly inside its interval, ``q_r = (r - 1 + U)/M``, one
-``U ~ U(0, 1)`` per point and rank: the M values are then a stratified random sample of
-the U-Net's distribution, each member (its rank uniform over the points) a random draw
-from it, tails included, where the midpoints shrink the spread. The ranks are kept as
-with ECC-Q.
+``levels="stratified"`` ("ECC-S", stratified sampling, Hu et al. 2016) puts rank ``r``
+at a level drawn uniformly inside its interval, ``q_r = (r - 1 + U)/M``: the M values are
+then a stratified random sample of the U-Net's distribution, each member (its rank uniform
+over the points) a random draw from it, tails included, where the midpoints shrink the
+spread and the interval means empty the top rank bin (below). The ranks are kept as with
+ECC-Q. Where ``U`` comes from is ``level_smoothing_px``:
+
+* ``0``: one ``U`` per point and rank, independent from point to point. The values jump
+  inside their intervals from one point to the next, which adds power at the shortest
+  wavelengths (5.6x MRMS's at 8-16 km on the demo).
+* ``> 0`` (coherent ECC-S, the default): member m's ``U`` is a smooth random field
+  (:func:`coherent_uniforms`: white noise Gaussian-filtered over that many grid points,
+  mapped to exactly U(0, 1) at every point), so a member sits high or low in its interval
+  over areas of that size. At each point the M levels are still independent uniforms
+  inside their own intervals (different members' fields), so every point-wise property
+  above holds; only the point-scale noise is gone. ``inf``: one ``U`` per member.
 
 ``levels="mean"`` ("ECC-M") gives rank ``r`` the mean of the U-Net's distribution over
 its interval, ``M * integral q(u) du`` over ``[(r-1)/M, r/M]``
@@ -60,6 +70,7 @@ in complex simulation models using ensemble copula coupling. Statistical Science
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,19 +78,24 @@ from numpy.typing import ArrayLike, NDArray
 
 from pqpf.ordinal import pointwise_quantiles, quantiles, stratum_means, validate_bin_edges
 
-__all__ = ["DEFAULT_ECC_LEVELS", "DEFAULT_ECC_SMOOTHING_PX", "ECC_LEVELS", "ecc_levels", "member_ranks",
-           "rank_template", "ensemble_copula_coupling"]
+__all__ = ["DEFAULT_ECC_LEVELS", "DEFAULT_ECC_LEVEL_SMOOTHING_PX", "DEFAULT_ECC_SMOOTHING_PX", "ECC_LEVELS",
+           "coherent_uniforms", "ecc_levels", "member_ranks", "rank_template", "ensemble_copula_coupling"]
 
 #: The value each rank takes (module docstring): the quantile at the interval midpoint
 #: (ECC-Q), at a uniform draw inside the interval (ECC-S), or the interval's mean (ECC-M).
 ECC_LEVELS = ("quantile", "stratified", "mean")
-#: The default, chosen by the demo's scores (docs/diffusion_ensemble.md): ECC-M keeps the
-#: U-Net's mean amount, spread and CRPS where ECC-Q's midpoints fall short.
-DEFAULT_ECC_LEVELS = "mean"
+#: The default, chosen by the demo's scores (docs/diffusion_ensemble.md): coherent ECC-S
+#: members are random draws from the U-Net, so they keep its spread and a flat rank
+#: histogram, where ECC-Q's midpoints shrink the spread and ECC-M's top interval mean
+#: empties the top rank bin; smooth levels keep the spectra free of point noise.
+DEFAULT_ECC_LEVELS = "stratified"
 #: Gaussian smoothing (grid points) of the members' variable z before ranking (module
 #: docstring, "Rank template"); chosen on held-out inits other than the ones the demo
 #: reports (docs/diffusion_ensemble.md, bench/ecc_smoothing.py).
 DEFAULT_ECC_SMOOTHING_PX = 2.0
+#: Gaussian smoothing (grid points) of ECC-S's level fields (module docstring), chosen with
+#: the rank smoothing's method on the same inits (bench/ecc_smoothing.py --level-sigmas).
+DEFAULT_ECC_LEVEL_SMOOTHING_PX = 16.0
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +165,38 @@ def rank_template(latent: ArrayLike, smoothing_px: float) -> NDArray[np.float32]
     return out
 
 
+def coherent_uniforms(n_members: int, space: tuple[int, ...], smoothing_px: float,
+                      rng: np.random.Generator) -> NDArray[np.float32]:
+    """M independent smooth random fields over ``space``, each exactly U(0, 1) at every point.
+
+    White Gaussian noise filtered in Fourier space by a Gaussian kernel of standard
+    deviation ``smoothing_px`` grid points (periodic, so every point sees the whole kernel
+    and the field is stationary), scaled to unit variance (Parseval: the variance is the
+    mean of the squared gain) and mapped through the normal CDF. Two points ``d`` grid
+    points apart have Gaussian correlation ``exp(-d^2 / (4 s^2))`` before the mapping.
+    ``inf`` gives one uniform per member, the same at every point.
+
+    Returns
+    -------
+    float32 array, shape (M, *space)
+    """
+    from scipy.special import ndtr
+
+    if math.isinf(smoothing_px) or not space:
+        return np.broadcast_to(rng.random(n_members).astype(np.float32).reshape((n_members,) + (1,) * len(space)),
+                               (n_members, *space)).copy()
+    out = np.empty((n_members, *space), dtype=np.float32)
+    axes = tuple(range(len(space)))
+    freqs = np.meshgrid(*[np.fft.fftfreq(n) for n in space[:-1]], np.fft.rfftfreq(space[-1]), indexing="ij")
+    gain = np.exp(-2.0 * (np.pi * smoothing_px) ** 2 * sum(f ** 2 for f in freqs))
+    full = np.meshgrid(*[np.fft.fftfreq(n) for n in space], indexing="ij")
+    norm = np.sqrt(np.mean(np.exp(-4.0 * (np.pi * smoothing_px) ** 2 * sum(f ** 2 for f in full))))
+    for m in range(n_members):
+        field = np.fft.irfftn(np.fft.rfftn(rng.standard_normal(space)) * gain, s=space, axes=axes) / norm
+        out[m] = ndtr(field)
+    return out
+
+
 def ensemble_copula_coupling(
     members_mm: ArrayLike,
     prob_bins: ArrayLike,
@@ -157,6 +205,7 @@ def ensemble_copula_coupling(
     tail_scale_mm: float | None = None,
     dry_bin: str = "point",
     levels: str = DEFAULT_ECC_LEVELS,
+    level_smoothing_px: float = DEFAULT_ECC_LEVEL_SMOOTHING_PX,
 ) -> NDArray[np.float32]:
     """Give the members the U-Net's marginals in their own ranks (ECC-M, ECC-Q or ECC-S).
 
@@ -179,7 +228,10 @@ def ensemble_copula_coupling(
         docstring).
     levels : {"quantile", "stratified", "mean"}
         Value of rank ``r``: the quantile at ``(r - 1/2)/M`` (ECC-Q) or ``(r - 1 + U)/M``
-        (ECC-S), or the mean over ``[(r-1)/M, r/M]`` (ECC-M, :data:`DEFAULT_ECC_LEVELS`).
+        (ECC-S, :data:`DEFAULT_ECC_LEVELS`), or the mean over ``[(r-1)/M, r/M]`` (ECC-M).
+    level_smoothing_px : float
+        With ECC-S, where ``U`` comes from (module docstring): independent at every point
+        (0) or member m's smooth field over this many grid points (``inf``: one per member).
 
     Returns
     -------
@@ -191,6 +243,8 @@ def ensemble_copula_coupling(
         raise ValueError(f"unknown dry_bin {dry_bin!r}; valid: point, uniform")
     if levels not in ECC_LEVELS:
         raise ValueError(f"unknown ECC levels {levels!r}; valid: {', '.join(ECC_LEVELS)}")
+    if math.isnan(level_smoothing_px) or level_smoothing_px < 0:
+        raise ValueError(f"level_smoothing_px must be >= 0, got {level_smoothing_px}")
     edges = validate_bin_edges(edges_mm)
     x = np.asarray(members_mm, dtype=np.float64)
     p = np.asarray(prob_bins, dtype=np.float64)
@@ -206,6 +260,9 @@ def ensemble_copula_coupling(
     # ECC-S's uniforms from a child stream: the tie-breaking keys stay ECC-Q's; drawn point
     # by point (M at a time), so the levels do not depend on the chunk size
     level_rng = generator.spawn(1)[0] if levels == "stratified" else None
+    coherent = None
+    if level_rng is not None and level_smoothing_px > 0:
+        coherent = coherent_uniforms(n_members, space, level_smoothing_px, level_rng).reshape(n_members, -1)
     for start in range(0, x_flat.shape[1], _CHUNK):
         cols = slice(start, start + _CHUNK)
         xs, ps = x_flat[:, cols], p_flat[:, cols]
@@ -217,6 +274,13 @@ def ensemble_copula_coupling(
                               zero_first_bin=dry_bin == "point")
         elif level_rng is None:
             q = quantiles(safe, edge_list, level_list, dim=0, tail_scale_mm=tail_scale_mm)
+        elif coherent is not None:  # member m's level: (its rank + its own smooth U) / M
+            level = np.minimum((ranks + coherent[:, cols]) / n_members, np.nextafter(1.0, 0.0))
+            q = pointwise_quantiles(safe, edge_list, level, tail_scale_mm=tail_scale_mm)
+            if dry_bin == "point":
+                q = np.where(q < edges[1], np.float32(0.0), q)
+            out[:, cols] = np.where(ok, q, np.nan)
+            continue
         else:  # the level of rank r: (r + U) / M, one U per rank and point
             strata = np.arange(n_members, dtype=np.float64)[:, None]
             uniform = level_rng.random(xs.shape[::-1]).T

@@ -119,6 +119,16 @@ class EnsembleProvenance:
         sigma = self.extra.get("ecc_smoothing_px")
         return "amounts" if sigma is None else f"z smoothed {float(sigma):g} px"
 
+    @property
+    def ecc_level_smoothing_px(self) -> float | str | None:
+        """ECC-S's level smoothing in grid points (``"inf"``: one level per member; 0 for
+        stores written before ``ecc_level_smoothing_px`` existed, whose levels were drawn
+        point by point); None for other ECC modes."""
+        if self.ecc_mode != "stratified":
+            return None
+        value = self.extra.get("ecc_level_smoothing_px", 0.0)
+        return "inf" if str(value) == "inf" else float(value)
+
     def to_attrs(self) -> dict[str, Any]:
         """Flat netCDF/zarr-compatible attributes (``ecc`` as ``"on"``/``"off"``)."""
         out: dict[str, Any] = {"unet_checkpoint": str(self.unet_checkpoint),

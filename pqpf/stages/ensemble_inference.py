@@ -30,6 +30,7 @@ from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
 from pqpf.device import select_device
 from pqpf.diffusion.ecc import (
+    DEFAULT_ECC_LEVEL_SMOOTHING_PX,
     DEFAULT_ECC_LEVELS,
     DEFAULT_ECC_SMOOTHING_PX,
     ECC_LEVELS,
@@ -178,16 +179,18 @@ def draw_members(config: Config, init: dt.datetime, lead_h: int, models: tuple[L
 
 
 def ensemble_product(config: Config, draw: Draw, models: tuple[LoadedModel, LoadedDiffusion], ecc: str,
-                     ecc_smoothing_px: float = DEFAULT_ECC_SMOOTHING_PX) -> EnsembleForecast:
+                     ecc_smoothing_px: float = DEFAULT_ECC_SMOOTHING_PX,
+                     ecc_level_smoothing_px: float = DEFAULT_ECC_LEVEL_SMOOTHING_PX) -> EnsembleForecast:
     """The product of a :class:`Draw`: raw members (``ecc="off"``) or ECC members with the
-    given levels and rank smoothing (nothing written)."""
+    given levels, rank smoothing and (ECC-S) level smoothing (nothing written)."""
     unet, diffusion = models
     missing = ~np.isfinite(draw.graf_mm)
     if ecc == "off":
         amounts = inverse_transform_amount(draw.latent)
     else:
         amounts = ensemble_copula_coupling(rank_template(draw.latent, ecc_smoothing_px), draw.bins,
-                                           unet.bin_edges_mm, rng=draw.seed, levels=ecc)
+                                           unet.bin_edges_mm, rng=draw.seed, levels=ecc,
+                                           level_smoothing_px=ecc_level_smoothing_px)
     amounts[:, missing] = np.nan
     s = draw.sampler
     provenance = EnsembleProvenance(
@@ -199,10 +202,16 @@ def ensemble_product(config: Config, draw: Draw, models: tuple[LoadedModel, Load
                  "stride_px": draw.window[1]},
         extra={"graf_file": str(draw.graf_path), "diffusion_hparams": str(diffusion.record.hparams.get("name")),
                "unet_calibrated": int(draw.calibrated),
-               **({} if ecc == "off" else {"ecc_levels": ecc, "ecc_smoothing_px": float(ecc_smoothing_px)})})
+               **({} if ecc == "off" else {"ecc_levels": ecc, "ecc_smoothing_px": float(ecc_smoothing_px)}),
+               **({"ecc_level_smoothing_px": _px_attr(ecc_level_smoothing_px)} if ecc == "stratified" else {})})
     mean_mm = np.where(missing, np.nan, unet_mean_amount(draw.bins, unet.bin_edges_mm))
     return make_ensemble(draw.grid, amounts, draw.init, draw.lead_h, tuple(config.probability.thresholds_mm),
                          provenance, graf_mm=draw.graf_mm, unet_mean_mm=mean_mm)
+
+
+def _px_attr(px: float) -> float | str:
+    """A smoothing in grid points as a store attribute (``"inf"``: JSON has no infinity)."""
+    return float(px) if math.isfinite(px) else "inf"
 
 
 def _plots(config: Config, ens: EnsembleForecast, stamps: Path, gif: Path) -> None:
@@ -240,7 +249,7 @@ def _made_now(config: Config, lead_h: int) -> dict[str, object]:
 
 
 def _check_kept(config: Config, lead_h: int, store: Path, members: int, seed: int, mode: str, steps: int | None,
-                churn: float | None, ranks: str | None) -> None:
+                churn: float | None, ranks: str | None, levels_px: float) -> None:
     """Refuse to keep an existing store made with other settings than asked for: a rerun
     that only logged "exists" would leave, say, ECC-Q members where ECC-M ones were asked
     for, and verification would score them. Beside the arguments, the store must come from
@@ -257,6 +266,8 @@ def _check_kept(config: Config, lead_h: int, store: Path, members: int, seed: in
         pairs.append(("churn", have.sampler.get("s_churn"), churn if churn is not None else now["churn"]))
     if ranks is not None:
         pairs.append(("ECC ranks", have.ecc_template, ranks))
+    if mode == "stratified" and have.ecc_mode == mode:
+        pairs.append(("ECC level smoothing (px)", have.ecc_level_smoothing_px, _px_attr(levels_px)))
     if now:
         for name, made in (("diffusion", have.diffusion_checkpoint), ("unet", have.unet_checkpoint)):
             if made and Path(made).resolve() != now[name]:
@@ -272,7 +283,8 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
                            ecc: bool = True, device: str = "auto", overwrite: bool = False, plot: bool = True,
                            netcdf: bool = False, steps: int | None = None,
                            churn: float | None = None, ecc_levels: str = DEFAULT_ECC_LEVELS,
-                           ecc_smoothing_px: float = DEFAULT_ECC_SMOOTHING_PX) -> EnsembleResult:
+                           ecc_smoothing_px: float = DEFAULT_ECC_SMOOTHING_PX,
+                           ecc_level_smoothing_px: float = DEFAULT_ECC_LEVEL_SMOOTHING_PX) -> EnsembleResult:
     """The stage behind ``ensemble_inference.py INIT LEAD``.
 
     Parameters
@@ -286,12 +298,15 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
         coupling); the default, chosen by the scores in docs/diffusion_ensemble.md.
     ecc_levels : {"quantile", "stratified", "mean"}
         With ``ecc``: each rank's value the quantile at the midpoint of its interval (ECC-Q)
-        or at a level drawn inside it (ECC-S), or the interval's mean (ECC-M, the default,
-        also by those scores), :mod:`pqpf.diffusion.ecc`.
+        or at a level drawn inside it (ECC-S, the default, also by those scores), or the
+        interval's mean (ECC-M), :mod:`pqpf.diffusion.ecc`.
     ecc_smoothing_px : float
         With ``ecc``: the members are ranked by their variable z (log1p mm before clipping
         at 0) Gaussian-smoothed over this many grid points (:func:`pqpf.diffusion.ecc.rank_template`;
         0: z itself); the values at each point do not depend on it, their arrangement does.
+    ecc_level_smoothing_px : float
+        With ECC-S: each member's level inside its interval comes from a smooth random field
+        over this many grid points (0: independent at every point; ``inf``: one per member).
     netcdf : bool
         Also write the store as netCDF beside it.
     steps, churn : int, float, optional
@@ -312,6 +327,8 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
         raise PqpfError(f"--ecc-levels must be one of {', '.join(ECC_LEVELS)}, got {ecc_levels!r}")
     if not (math.isfinite(ecc_smoothing_px) and ecc_smoothing_px >= 0):
         raise PqpfError(f"--ecc-smoothing must be >= 0, got {ecc_smoothing_px}")
+    if math.isnan(ecc_level_smoothing_px) or ecc_level_smoothing_px < 0:
+        raise PqpfError(f"--ecc-level-smoothing must be >= 0 (or inf), got {ecc_level_smoothing_px}")
     mode = ecc_levels if ecc else "off"
     store = ensemble_path(config, init, lead_h)
     stamps, gif = ensemble_stamps_png_path(config, init, lead_h), ensemble_gif_path(config, init, lead_h)
@@ -319,7 +336,7 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     outputs = [p for p in (store, nc, *((stamps, gif) if plot else ())) if p is not None]
     if kept(*outputs, overwrite=overwrite):
         template = f"z smoothed {float(ecc_smoothing_px):g} px" if ecc else None
-        _check_kept(config, lead_h, store, members, seed, mode, steps, churn, template)
+        _check_kept(config, lead_h, store, members, seed, mode, steps, churn, template, ecc_level_smoothing_px)
         return EnsembleResult(store, stamps if plot else None, gif if plot else None, skipped=True)
     clean_temporaries(store.parent, stamps.parent)
     dev = select_device(device)
@@ -329,7 +346,7 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     sampler = replace(base, n_steps=base.n_steps if steps is None else steps,
                       s_churn=base.s_churn if churn is None else churn)
     draw = draw_members(config, init, lead_h, models, members, seed, dev, sampler)
-    ens = ensemble_product(config, draw, models, mode, ecc_smoothing_px)
+    ens = ensemble_product(config, draw, models, mode, ecc_smoothing_px, ecc_level_smoothing_px)
     write_ensemble(store, ens, netcdf_path=nc)
     if plot:
         _plots(config, ens, stamps, gif)

@@ -83,8 +83,9 @@ ECC_S_CAVEAT = (
     "each of M equal intervals): each member is a random draw from it, tails included, but the M values are more "
     "evenly spread than M independent draws, so the fair CRPS still looks better than the U-Net's by about "
     "E|X - X'|/(2M) (judge the plain CRPS skill), a calibrated U-Net gives rank-histogram ends near (M+1)/(2M) "
-    "of uniform and a spread-skill ratio near sqrt((M+1)/(M-1)), and the draws, independent from point to point, "
-    "add point-scale noise to the spectra (see the octaves)")
+    "of uniform and a spread-skill ratio near sqrt((M+1)/(M-1)); drawn independently at every point (the store's "
+    "ecc_level_smoothing_px 0) the levels add point-scale noise to the spectra (see the octaves), drawn from "
+    "smooth fields (the default) they do not")
 ECC_M_CAVEAT = (
     "ECC-M members are the means of the U-Net's distribution over M equal probability intervals at every point, "
     "not random draws: their average is the U-Net's mean amount; the fair CRPS and fair Brier scores look better "
@@ -223,7 +224,9 @@ def _model_key(ens: EnsembleForecast, unet_checkpoint: str) -> str:
     p = ens.provenance
     sampler = ", ".join(f"{k} {p.sampler[k]}" for k in ("n_steps", "s_churn") if k in p.sampler)
     return (f"diffusion {p.diffusion_checkpoint} on U-Net {p.unet_checkpoint}, ECC {p.ecc_mode}"
-            f"{'' if not p.ecc else f' (ranks of {p.ecc_template})'}, {sampler}; "
+            f"{'' if not p.ecc else f' (ranks of {p.ecc_template})'}"
+            f"{'' if p.ecc_level_smoothing_px is None else f' (levels smoothed {p.ecc_level_smoothing_px} px)'}"
+            f", {sampler}; "
             f"U-Net file from {unet_checkpoint}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pqpf.diffusion.ecc import ecc_levels, ensemble_copula_coupling, member_ranks
+from pqpf.diffusion.ecc import coherent_uniforms, ecc_levels, ensemble_copula_coupling, member_ranks
 from pqpf.ordinal import quantiles
 
 EDGES = [0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 3.5, 5.0, 7.5, 10.0, 15.0, 25.0, 40.0]
@@ -109,7 +109,8 @@ def test_stratified_members_are_random_draws_from_the_unet_distribution_the_midp
     levels = np.array([0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98])
     q = quantiles(probs[:, :1], EDGES, levels.tolist(), dim=0)[:, 0]
     tol = 4 * np.sqrt(levels * (1 - levels) / n)
-    out = ensemble_copula_coupling(members, probs, EDGES, rng=1, dry_bin="uniform", levels="stratified")
+    out = ensemble_copula_coupling(members, probs, EDGES, rng=1, dry_bin="uniform", levels="stratified",
+                                   level_smoothing_px=0)
     for member in out:
         below = (member[None, :] <= q[:, None]).mean(axis=1)
         assert np.all(np.abs(below - levels) < tol), below
@@ -126,15 +127,72 @@ def test_stratified_levels_do_not_depend_on_the_chunk_size_and_share_ecc_q_tie_b
     members = np.where(rng.random((5, 300)) < 0.6, 0.0, rng.gamma(0.7, 3.0, size=(5, 300)))  # many ties
     probs = _probs((300,), seed=5)
     kw = {"rng": 8, "dry_bin": "uniform"}  # no zeros made of draws below the first edge: no new ties
-    whole = ensemble_copula_coupling(members, probs, EDGES, levels="stratified", **kw)
+    whole = ensemble_copula_coupling(members, probs, EDGES, levels="stratified", level_smoothing_px=0, **kw)
+    coherent = ensemble_copula_coupling(members, probs, EDGES, levels="stratified", **kw)
     quant = ensemble_copula_coupling(members, probs, EDGES, levels="quantile", **kw)
     monkeypatch.setattr(ecc, "_CHUNK", 300)
-    np.testing.assert_array_equal(ensemble_copula_coupling(members, probs, EDGES, levels="stratified", **kw), whole)
+    np.testing.assert_array_equal(
+        ensemble_copula_coupling(members, probs, EDGES, levels="stratified", level_smoothing_px=0, **kw), whole)
+    np.testing.assert_array_equal(ensemble_copula_coupling(members, probs, EDGES, levels="stratified", **kw), coherent)
     # the same ranks as ECC-Q (ties broken by the same keys): the same order at every point
     # where the quantiles differ
     distinct = (np.diff(np.sort(quant, axis=0), axis=0) > 0).all(axis=0)
     assert distinct.sum() > 50
     np.testing.assert_array_equal(np.argsort(whole[:, distinct], axis=0), np.argsort(quant[:, distinct], axis=0))
+    np.testing.assert_array_equal(np.argsort(coherent[:, distinct], axis=0), np.argsort(quant[:, distinct], axis=0))
+
+
+def test_coherent_uniforms_are_uniform_at_every_point_with_the_gaussian_filter_s_correlation():
+    """Before the normal CDF the fields are stationary unit Gaussians whose correlation at a
+    lag of d points is exp(-d^2 / (4 s^2)) (white noise filtered by a Gaussian of sd s)."""
+    from scipy.special import ndtri
+    from scipy.stats import kstest
+
+    s, fields = 3.0, coherent_uniforms(300, (40, 50), 3.0, np.random.default_rng(2))
+    assert fields.shape == (300, 40, 50) and fields.dtype == np.float32
+    assert 0 < fields.min() and fields.max() < 1
+    for y, x in ((0, 0), (20, 25), (39, 49)):  # edges too: the filter is periodic
+        assert kstest(fields[:, y, x], "uniform").pvalue > 1e-3
+    g = ndtri(fields.astype(np.float64))
+    np.testing.assert_allclose(g.var(), 1.0, atol=0.05)  # exact by Parseval, up to Monte Carlo error
+    for d in (1, 3, 6):
+        rho = np.mean(g[:, :, :-d] * g[:, :, d:]) / np.mean(g * g)
+        assert abs(rho - np.exp(-d * d / (4 * s * s))) < 0.03, (d, rho)
+    # a grid shorter than the filter: still unit variance; 1-D grids; inf: one value per field
+    np.testing.assert_allclose(ndtri(coherent_uniforms(2000, (5,), 50.0, np.random.default_rng(3)).astype(float)).var(),
+                               1.0, atol=0.1)
+    const = coherent_uniforms(4, (6, 7), float("inf"), np.random.default_rng(4))
+    assert (const == const[:, :1, :1]).all() and np.unique(const[:, 0, 0]).size == 4
+
+
+def test_coherent_stratified_levels_keep_the_intervals_and_ranks_and_move_smoothly_inside_them():
+    """Member m's level (r + U_m) / M: U_m is uniform, independent between members and
+    smooth in space (0: independent at every point; inf: one per member)."""
+    rng = np.random.default_rng(5)
+    m, n = 8, 120
+    members = rng.gamma(0.5, 2.0, size=(m, n, n))
+    probs = np.broadcast_to(_probs((), seed=9)[:, None, None], (len(EDGES), n, n))  # one distribution
+    grid = np.linspace(0.0, 1 - 1e-9, 200_001)
+    q = quantiles(probs[:, :1, :1], EDGES, grid.tolist(), dim=0)[:, 0, 0]
+    ranks = member_ranks(members, np.random.default_rng(0))
+
+    def position(out):  # where each value sits inside its rank's interval: U_m at that point
+        return np.interp(out, q, grid) * m - ranks
+
+    neighbour = {}
+    for sigma in (0.0, 4.0, float("inf")):
+        out = ensemble_copula_coupling(members, probs, EDGES, rng=1, dry_bin="uniform", levels="stratified",
+                                       level_smoothing_px=sigma)
+        np.testing.assert_array_equal(np.argsort(out, axis=0, kind="stable"), np.argsort(members, axis=0))
+        u = position(out)
+        assert u.min() > -1e-3 and u.max() < 1 + 1e-3  # inside the rank's interval
+        assert abs(u.mean() - 0.5) < 0.05 and abs(u.var() - 1 / 12) < 0.015  # uniform, pooled
+        neighbour[sigma] = float(np.corrcoef(u[:, :, :-1].ravel(), u[:, :, 1:].ravel())[0, 1])
+        assert abs(np.corrcoef(u[0].ravel(), u[1].ravel())[0, 1]) < 0.2  # members' fields independent
+    assert abs(neighbour[0.0]) < 0.02 and neighbour[4.0] > 0.95 and neighbour[float("inf")] > 0.999
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="level_smoothing_px"):
+            ensemble_copula_coupling(members, probs, EDGES, rng=1, levels="stratified", level_smoothing_px=bad)
 
 
 def test_interval_means_keep_the_unet_mean_at_every_point_and_the_members_ranks():
@@ -194,8 +252,8 @@ def test_ranking_by_the_latent_variable_keeps_wet_ranks_and_orders_dry_members_c
     assert (amounts[:, :, : n // 2] == 0).all() and (amounts[:, :, n // 2:] > 0).mean() > 0.3
     probs = np.zeros((len(EDGES), n, n))
     probs[0], probs[4] = 0.7, 0.3  # P(rain in [1, 1.5) mm) = 0.3 everywhere
-    by_amount = ensemble_copula_coupling(amounts, probs, EDGES, rng=0)
-    by_latent = ensemble_copula_coupling(z, probs, EDGES, rng=0)
+    by_amount = ensemble_copula_coupling(amounts, probs, EDGES, rng=0, levels="mean")
+    by_latent = ensemble_copula_coupling(z, probs, EDGES, rng=0, levels="mean")
     np.testing.assert_array_equal(np.sort(by_amount, axis=0), np.sort(by_latent, axis=0))  # same marginals
     wet = amounts[:, None] < amounts[None, :]  # strict order of amounts: kept by both
     assert np.all(by_latent[:, None] <= by_latent[None, :], where=wet) and wet.sum() > 50_000
@@ -221,9 +279,9 @@ def test_smoothed_rank_templates_keep_every_point_s_values_and_arrange_them_cohe
     np.testing.assert_array_equal(rank_template(z, 0), z.astype(np.float32))
     corr = []
     for sigma in (0, 1, 2, 4):
-        out = ensemble_copula_coupling(rank_template(z, sigma), probs, EDGES, rng=0)
-        np.testing.assert_array_equal(np.sort(out, axis=0), np.sort(ensemble_copula_coupling(z, probs, EDGES, rng=0),
-                                                                     axis=0))
+        out = ensemble_copula_coupling(rank_template(z, sigma), probs, EDGES, rng=0, levels="mean")
+        np.testing.assert_array_equal(
+            np.sort(out, axis=0), np.sort(ensemble_copula_coupling(z, probs, EDGES, rng=0, levels="mean"), axis=0))
         ranks = member_ranks(rank_template(z, sigma), np.random.default_rng(0)).astype(float)
         corr.append(np.corrcoef(ranks[:, :, :-1].ravel(), ranks[:, :, 1:].ravel())[0, 1])
     assert corr[0] < 0.4 and all(b > a for a, b in zip(corr, corr[1:])) and corr[1] > 0.9, corr

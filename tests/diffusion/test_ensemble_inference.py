@@ -3,6 +3,7 @@ verify_ensemble.py reads, members deterministic by seed, ECC keeps the U-Net's q
 
 import datetime as dt
 import json
+import math
 import os
 import subprocess
 import sys
@@ -126,25 +127,37 @@ def test_ecc_members_hold_the_unet_quantiles_at_every_point(trained):
     # packing; the probabilities file holds float32 exceedances, ECC used the float64 ones)
     np.testing.assert_allclose(np.sort(ens.members_mm, axis=0), q, atol=0.02, rtol=1e-3)
     assert ens.provenance.ecc_mode == "quantile"
-    # ECC-S: rank r's value lies in the U-Net's interval between the levels r/M and (r+1)/M
-    strat = _ens(config, init, ecc=True, ecc_levels="stratified")
-    assert strat.provenance.ecc_mode == "stratified"
+    # ECC-S (the default): rank r's value lies in the U-Net's interval between the levels
+    # r/M and (r+1)/M, at a level from the member's own smooth field (16 px, recorded)
+    strat = _ens(config, init, ecc=True)
+    assert strat.provenance.ecc_mode == "stratified" and strat.provenance.ecc_level_smoothing_px == 16.0
     bounds = quantiles(bins, list(edges), [r / M for r in range(M)] + [1 - 1e-9], dim=0)
     bounds = np.where(bounds < edges[1], 0.0, bounds)
     ordered = np.sort(strat.members_mm, axis=0)
     slack = 0.02 + 1e-3 * bounds
     assert np.all((ordered >= bounds[:-1] - slack[:-1]) & (ordered <= bounds[1:] + slack[1:]))
     assert np.abs(ordered - q).max() > 0.1  # drawn inside the intervals, not at their midpoints
-    # ECC-M (the default): the interval means, which average to the U-Net's mean amount the store holds
-    means = _ens(config, init, ecc=True)
-    assert means.provenance.ecc_mode == "mean"
+    # levels drawn point by point: the same ranks, other values inside the same intervals,
+    # and rougher fields (each member's neighbouring points jump inside their intervals)
+    pointwise = _ens(config, init, ecc=True, ecc_levels="stratified", ecc_level_smoothing_px=0.0)
+    assert pointwise.provenance.ecc_level_smoothing_px == 0.0
+    ordered0 = np.sort(pointwise.members_mm, axis=0)
+    assert np.all((ordered0 >= bounds[:-1] - slack[:-1]) & (ordered0 <= bounds[1:] + slack[1:]))
+
+    def roughness(members):
+        return np.nanmean(np.abs(np.diff(members, axis=-1)))
+
+    assert roughness(pointwise.members_mm) > 1.2 * roughness(strat.members_mm)
+    # ECC-M: the interval means, which average to the U-Net's mean amount the store holds
+    means = _ens(config, init, ecc=True, ecc_levels="mean")
+    assert means.provenance.ecc_mode == "mean" and means.provenance.ecc_level_smoothing_px is None
     np.testing.assert_allclose(np.sort(means.members_mm, axis=0),
                                stratum_means(bins, list(edges), M, dim=0, zero_first_bin=True), atol=0.02, rtol=1e-3)
     np.testing.assert_allclose(means.members_mm.mean(axis=0), means.unet_mean_mm, atol=0.02, rtol=1e-3)
     # ranked by the smoothed z (default 2 px) or by z itself: the same values at every point,
     # arranged differently; the store says which
     assert means.provenance.extra["ecc_smoothing_px"] == 2.0 and means.provenance.ecc_template == "z smoothed 2 px"
-    unsmoothed = _ens(config, init, ecc=True, ecc_smoothing_px=0.0)
+    unsmoothed = _ens(config, init, ecc=True, ecc_levels="mean", ecc_smoothing_px=0.0)
     assert unsmoothed.provenance.ecc_template == "z smoothed 0 px"
     np.testing.assert_array_equal(np.sort(unsmoothed.members_mm, axis=0), np.sort(means.members_mm, axis=0))
     assert (np.abs(unsmoothed.members_mm - means.members_mm).max(axis=0) > 0.01).mean() > 0.05
@@ -176,9 +189,16 @@ def test_sampler_steps_and_churn_override_the_model_and_are_recorded(trained):
     with pytest.raises(PqpfError) as err:
         run_ensemble_inference(config, init, LEAD, members=M + 1, seed=9, device="cpu", plot=False, steps=3)
     assert str(err.value) == (f"{store} was made with other settings: members {M} (asked {M + 1}), seed 5 (asked 9), "
-                              "ECC off (asked mean), steps 6 (asked 3), ECC ranks off (asked z smoothed 2 px); "
+                              "ECC off (asked stratified), steps 6 (asked 3), ECC ranks off (asked z smoothed 2 px); "
                               "--overwrite replaces it")
     assert (store / ".zattrs").stat().st_mtime_ns == before
+    # ECC-S levels drawn with another smoothing are other members too
+    run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", overwrite=True, plot=False)
+    with pytest.raises(PqpfError, match=r"made with other settings: ECC level smoothing \(px\) 16.0 \(asked inf\);"):
+        run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", plot=False,
+                               ecc_level_smoothing_px=math.inf)
+    assert run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", plot=False,
+                                  ecc_level_smoothing_px=16).skipped
 
 
 def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_path):
@@ -193,6 +213,13 @@ def test_missing_diffusion_model_and_bad_arguments_are_one_line(trained, tmp_pat
         assert res.returncode == 2 and option in res.stderr, (option, value, res.stderr)
     res = run("ensemble_inference.py", "2025070712", LEAD, "--no-ecc", "--ecc-levels", "stratified", *cfg, check=False)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "--no-ecc" in res.stderr
+    for value in ("-1", "nan", "wide"):
+        res = run("ensemble_inference.py", "2025070712", LEAD, "--ecc-level-smoothing", value, *cfg, check=False)
+        assert res.returncode == 2 and "--ecc-level-smoothing" in res.stderr, (value, res.stderr)
+    res = run("ensemble_inference.py", "2025070712", LEAD, "--ecc-levels", "mean", "--ecc-level-smoothing", "4", *cfg,
+              check=False)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "--ecc-level-smoothing applies to --ecc-levels stratified, not mean" in res.stderr
     assert list(Registry(registry_path(config)).read()["diffusion"]) == [LEAD]
 
 
@@ -263,7 +290,8 @@ def test_members_take_the_calibrated_marginals_when_the_probabilities_are_calibr
 
     def ensemble(setting):
         config = site(setting)
-        run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", overwrite=True, plot=False)
+        run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", overwrite=True, plot=False,
+                               ecc_levels="mean")
         return read_ensemble(ensemble_path(config, init, LEAD)), read_probabilities(probs_path(config, init, LEAD))
 
     raw, raw_probs = ensemble("false")
@@ -288,7 +316,7 @@ def test_members_take_the_calibrated_marginals_when_the_probabilities_are_calibr
     # a rerun without --overwrite does not keep members whose marginals the setting no longer gives
     flipped = dataclasses.replace(site("true"), inference=dataclasses.replace(trained.inference, calibrate="false"))
     with pytest.raises(PqpfError, match=r"was made with other settings: calibrated marginals 1 \(asked 0\);"):
-        run_ensemble_inference(flipped, init, LEAD, members=M, seed=5, device="cpu", plot=False)
+        run_ensemble_inference(flipped, init, LEAD, members=M, seed=5, device="cpu", plot=False, ecc_levels="mean")
     # calibrated members beside a raw probabilities file (calibrate changed between the runs)
     # are not scored against it: one line names both files
     import shutil
