@@ -98,6 +98,24 @@ def test_patch_extraction_counts_missing_inputs_and_skips_finished_outputs(train
     config = trained
     res = run("save_patched_graf_mrms.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", config.source)
     assert "exists; use --overwrite" in res.stderr
+    # ... but not when the configuration now asks for other patches: one line, files untouched
+    train = patch_file_path(config, "train", INIT, LEAD)
+    before = train.stat().st_mtime_ns
+    changed = config.source.parent / "config_changed.ini"
+    text = config.source.read_text()
+    n = config.patches.patches_per_init
+    assert f"patches_per_init = {n}\n" in text
+    changed.write_text(text.replace(f"patches_per_init = {n}\n", f"patches_per_init = {n + 5}\n")
+                       .replace("dry_share = ", "dry_share = 0.5\n# was: "))
+    try:
+        res = run("save_patched_graf_mrms.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", changed, check=False)
+    finally:
+        changed.unlink()
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert (f"{train} was made with other settings: [patches] patches_per_init {n} (asked {n + 5}), "
+            f"[patches] dry_share {config.patches.dry_share:g} (asked 0.5); --overwrite cuts the three split files "
+            "again") in res.stderr
+    assert train.stat().st_mtime_ns == before
     # a copy of the archive with one GRAF file and one MRMS hour missing
     copy = tmp_path / "copy"
     shutil.copytree(config.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "trainings", "patches"))

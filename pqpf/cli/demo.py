@@ -69,7 +69,8 @@ def _step(n: int, total: int, what: str, command: str, fn: Callable[[], int]) ->
     t0 = time.perf_counter()
     status = fn()
     if status:
-        raise PqpfError(f"step {n} ({what}) failed with exit status {status}")
+        raise PqpfError(f"step {n} ({what}) failed with exit status {status} (the line above says why; "
+                        "run_demo.py --fresh starts from nothing)")
     _say(f"      done in {time.perf_counter() - t0:.0f} s")
 
 

@@ -32,7 +32,7 @@ from pqpf.features import FEATURE_SCHEMA_VERSION, build_features, channel_names
 from pqpf.io.atomic import SPOOL_PREFIX, owner_tag, remove_stale_temporaries
 from pqpf.io.grib import read_graf
 from pqpf.io.mrms_file import read_remapped_mrms
-from pqpf.io.patchfile import PatchFileWriter, patch_file_header, safe_loads
+from pqpf.io.patchfile import PatchFileWriter, patch_file_header, read_patch_header, safe_loads
 from pqpf.io.terrain_file import read_terrain
 from pqpf.layout import PATCH_SPLITS, locate_graf, mrms_remapped_path, patch_file_path
 from pqpf.progress import Progress
@@ -171,6 +171,37 @@ def _spool_records(config: Config, available: list[dt.datetime], lead_h: int, te
     return wetness, samples
 
 
+def _sampling(cfg: PatchesConfig) -> dict[str, Any]:
+    """``[patches]`` as a patch file's header records it (plain values)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def _check_kept(config: Config, lead_h: int, outputs: dict[str, Path]) -> None:
+    """Refuse to keep patch files cut with other settings than the configuration asks for
+    now: a rerun that only logged "exists" would train on, say, 40 patches from each of 24
+    days where 12 from each of 50 were asked for. Compared: every ``[patches]`` key the
+    header records (keys added since the file was written are not), the thresholds, the
+    reference smoothing, the quality minimum and the feature schema."""
+    want: dict[str, Any] = {
+        "[probability] thresholds_mm": [float(t) for t in config.probability.thresholds_mm],
+        "reference smoothing (px)": float(reference_sigma_px(config.probability, lead_h)),
+        "[mrms] min_quality": float(config.mrms.min_quality), "feature schema": FEATURE_SCHEMA_VERSION}
+    keys = ("thresholds_mm", "reference_sigma_px", "min_quality", "feature_schema_version")
+    for path in outputs.values():
+        try:
+            header = read_patch_header(path)
+        except InputFileError as exc:
+            raise PqpfError(f"{exc}; --overwrite replaces it") from None
+        have = dict(zip(want, (header.get(k) for k in keys)))
+        recorded = header.get("sampling") or {}
+        pairs = [(name, have[name], asked) for name, asked in want.items()]
+        pairs += [(f"[patches] {k}", recorded[k], v) for k, v in _sampling(config.patches).items() if k in recorded]
+        differ = [f"{name} {made} (asked {asked})" for name, made, asked in pairs if made != asked]
+        if differ:
+            raise PqpfError(f"{path} was made with other settings: {', '.join(differ)}; --overwrite cuts the "
+                            f"three split files again")
+
+
 def _headers(config: Config, init: dt.datetime, lead_h: int, terrain: Terrain, splits: dict[dt.datetime, str]
              ) -> dict[str, dict[str, Any]]:
     cfg = config.patches
@@ -183,7 +214,7 @@ def _headers(config: Config, init: dt.datetime, lead_h: int, terrain: Terrain, s
             reference_sigma_px=reference_sigma_px(config.probability, lead_h),
             min_quality=config.mrms.min_quality, grid=dict(dataclasses.asdict(grid)),
             grid_fingerprint=grid.fingerprint(), terrain_smoothing_sigma_px=terrain.smoothing_sigma_px,
-            sampling={k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
+            sampling=_sampling(cfg),
             inits_planned=[format_yyyymmddhh(t) for t, v in splits.items() if v == split],
         )
         for split in PATCH_SPLITS
@@ -228,16 +259,19 @@ def _check_splits(splits: dict[dt.datetime, str], cfg: PatchesConfig, summary: P
 def make_patch_files(config: Config, init: dt.datetime, lead_h: int, overwrite: bool = False) -> PatchSummary:
     """Write the train/validation/test patch files for (INIT, LEAD).
 
-    Existing complete outputs are kept unless ``overwrite``.
+    Existing complete outputs are kept unless ``overwrite``, if they were cut with the
+    settings the configuration now gives.
 
     Raises
     ------
     PqpfError
-        No usable init at all, or a missing terrain file.
+        No usable init at all, a missing terrain file, or kept files cut with other settings.
     """
     cfg = config.patches
     outputs = {s: patch_file_path(config, s, init, lead_h) for s in PATCH_SPLITS}
     summary = PatchSummary(files=outputs, wet_threshold_mm=cfg.wet_threshold_mm)
+    if not overwrite and all(p.is_file() for p in outputs.values()):
+        _check_kept(config, lead_h, outputs)  # before kept() logs that they are kept
     if kept(*outputs.values(), overwrite=overwrite):
         return summary
     terrain = read_terrain(config.paths.terrain_file)
