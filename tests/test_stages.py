@@ -116,6 +116,16 @@ def test_patch_extraction_counts_missing_inputs_and_skips_finished_outputs(train
             f"[patches] dry_share {config.patches.dry_share:g} (asked 0.5); --overwrite cuts the three split files "
             "again") in res.stderr
     assert train.stat().st_mtime_ns == before
+    # the same settings written otherwise (the cycles in another order) are the same patches
+    cycles = ", ".join(str(c) for c in config.patches.cycles)
+    assert len(config.patches.cycles) > 1 and f"cycles = {cycles}\n" in text
+    changed.write_text(text.replace(f"cycles = {cycles}\n",
+                                    f"cycles = {', '.join(str(c) for c in reversed(config.patches.cycles))}\n"))
+    try:
+        res = run("save_patched_graf_mrms.py", INIT.strftime("%Y%m%d%H"), LEAD, "--config", changed)
+    finally:
+        changed.unlink()
+    assert "exists; use --overwrite" in res.stderr and train.stat().st_mtime_ns == before
     # a copy of the archive with one GRAF file and one MRMS hour missing
     copy = tmp_path / "copy"
     shutil.copytree(config.source.parent, copy, ignore=shutil.ignore_patterns("mrms_raw", "trainings", "patches"))

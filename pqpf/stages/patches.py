@@ -176,27 +176,40 @@ def _sampling(cfg: PatchesConfig) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
 
 
+def _same(name: str, made: Any, asked: Any) -> bool:
+    """Whether a recorded setting is the one asked for (cycles: as sets, the order is not used)."""
+    if name == "[patches] cycles" and isinstance(made, (list, tuple)):
+        return sorted(set(made)) == sorted(set(asked))
+    return bool(made == asked)
+
+
 def _check_kept(config: Config, lead_h: int, outputs: dict[str, Path]) -> None:
     """Refuse to keep patch files cut with other settings than the configuration asks for
     now: a rerun that only logged "exists" would train on, say, 40 patches from each of 24
-    days where 12 from each of 50 were asked for. Compared: every ``[patches]`` key the
-    header records (keys added since the file was written are not), the thresholds, the
-    reference smoothing, the quality minimum and the feature schema."""
+    days where 12 from each of 50 were asked for. Compared: every ``[patches]`` key (one
+    the header does not record, added since the file was written, as its default; the
+    cycles as a set), the thresholds, the reference smoothing, the quality minimum, the
+    feature schema and, when the terrain file is there, the grid and terrain smoothing."""
     want: dict[str, Any] = {
         "[probability] thresholds_mm": [float(t) for t in config.probability.thresholds_mm],
         "reference smoothing (px)": float(reference_sigma_px(config.probability, lead_h)),
         "[mrms] min_quality": float(config.mrms.min_quality), "feature schema": FEATURE_SCHEMA_VERSION}
-    keys = ("thresholds_mm", "reference_sigma_px", "min_quality", "feature_schema_version")
+    keys = ["thresholds_mm", "reference_sigma_px", "min_quality", "feature_schema_version"]
+    if config.paths.terrain_file.is_file():
+        terrain = read_terrain(config.paths.terrain_file)
+        want.update({"grid": terrain.grid.fingerprint(), "terrain smoothing (px)": terrain.smoothing_sigma_px})
+        keys += ["grid_fingerprint", "terrain_smoothing_sigma_px"]
+    asked_patches, defaults = _sampling(config.patches), _sampling(PatchesConfig())
     for path in outputs.values():
         try:
             header = read_patch_header(path)
         except InputFileError as exc:
             raise PqpfError(f"{exc}; --overwrite replaces it") from None
         have = dict(zip(want, (header.get(k) for k in keys)))
-        recorded = header.get("sampling") or {}
+        recorded = {**defaults, **(header.get("sampling") or {})}
         pairs = [(name, have[name], asked) for name, asked in want.items()]
-        pairs += [(f"[patches] {k}", recorded[k], v) for k, v in _sampling(config.patches).items() if k in recorded]
-        differ = [f"{name} {made} (asked {asked})" for name, made, asked in pairs if made != asked]
+        pairs += [(f"[patches] {k}", recorded[k], v) for k, v in asked_patches.items()]
+        differ = [f"{name} {made} (asked {asked})" for name, made, asked in pairs if not _same(name, made, asked)]
         if differ:
             raise PqpfError(f"{path} was made with other settings: {', '.join(differ)}; --overwrite cuts the "
                             f"three split files again")
