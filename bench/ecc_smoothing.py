@@ -15,15 +15,16 @@ closest over the four octaves (smallest mean |log ratio|).
 With ``--level-sigmas``, the rank smoothing stays at its default and ECC-S's level fields
 (:func:`pqpf.diffusion.ecc.coherent_uniforms`) are smoothed over each value instead (0:
 levels drawn point by point; inf: one per member). The levels are random, so each
-smoothing is drawn with ``--level-seeds`` seeds and the table gives their mean (and the
-range of the worst-annulus measure); the point-wise scores then differ only by chance.
+smoothing is drawn with ``--level-seeds`` seeds (ECC seeds 0, 1, ...: the level fields
+and the rank tie-breaks) and the table gives their mean (and the range of the
+worst-annulus measure); the point-wise scores then differ only by chance.
 
 Pick it on held-out inits other than the ones you report: by default every held-out
 init of the demo with a probabilities file and MRMS, except the two inits the demo's own
 ensemble step reports.
 
     python bench/ecc_smoothing.py --demo-dir demo_run [--sigmas 0 1 2 3 4 6] [--members 8]
-    python bench/ecc_smoothing.py --demo-dir demo_run --level-sigmas 0 8 16 32 64 inf [--level-seeds 3]
+    python bench/ecc_smoothing.py --demo-dir demo_run --level-sigmas 0 8 16 32 64 inf [--level-seeds 6]
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pqpf.cli.common import smoothing_px  # noqa: E402
+
 DEMO_ENSEMBLE_INITS = ("2025062900", "2025063012")  # what run_demo.py's ensemble step reports
 
 
@@ -51,9 +54,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lead", type=int, default=6, help="lead (h) of the demo's models (default 6)")
     parser.add_argument("--inits", nargs="*", default=None, help="YYYYMMDDHH inits (default: see above)")
     parser.add_argument("--sigmas", nargs="*", type=float, default=[0, 1, 2, 3, 4, 6])
-    parser.add_argument("--level-sigmas", nargs="*", type=float, default=None,
+    parser.add_argument("--level-sigmas", nargs="*", type=smoothing_px, default=None,
                         help="vary ECC-S's level smoothing (grid points, inf allowed) instead of the rank smoothing")
-    parser.add_argument("--level-seeds", type=int, default=3, help="level draws per --level-sigmas value")
+    parser.add_argument("--level-seeds", type=int, default=6, help="level draws per --level-sigmas value (default 6)")
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args(argv)

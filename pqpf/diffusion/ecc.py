@@ -2,9 +2,9 @@
 
 At each point, the M diffusion members are ranked (``r = 1..M``, ties broken at random
 with a seeded generator) and the member of rank ``r`` is replaced by a value of the
-U-Net's distribution from the probability interval ``[(r-1)/M, r/M]``: the interval's
-mean (ECC-M, the default, below) or, in the ECC-Q of Schefzik et al. (2013), its quantile
-at the midpoint level
+U-Net's distribution from the probability interval ``[(r-1)/M, r/M]``: a level drawn
+inside it (ECC-S, the default, below), the interval's mean (ECC-M, below) or, in the ECC-Q
+of Schefzik et al. (2013), its quantile at the midpoint level
 
     q_r = (r - 1/2) / M.
 
@@ -22,8 +22,8 @@ ECC-Q. Where ``U`` comes from is ``level_smoothing_px``:
 
 * ``0``: one ``U`` per point and rank, independent from point to point. The values jump
   inside their intervals from one point to the next, which adds power at the shortest
-  wavelengths (5.6x MRMS's at 8-16 km on the demo).
-* ``> 0`` (coherent ECC-S, the default): member m's ``U`` is a smooth random field
+  wavelengths (about 5x MRMS's at 8-16 km on the demo).
+* ``> 0`` (coherent ECC-S, the default, 32): member m's ``U`` is a smooth random field
   (:func:`coherent_uniforms`: white noise Gaussian-filtered over that many grid points,
   mapped to exactly U(0, 1) at every point), so a member sits high or low in its interval
   over areas of that size. At each point the M levels are still independent uniforms
@@ -84,18 +84,22 @@ __all__ = ["DEFAULT_ECC_LEVELS", "DEFAULT_ECC_LEVEL_SMOOTHING_PX", "DEFAULT_ECC_
 #: The value each rank takes (module docstring): the quantile at the interval midpoint
 #: (ECC-Q), at a uniform draw inside the interval (ECC-S), or the interval's mean (ECC-M).
 ECC_LEVELS = ("quantile", "stratified", "mean")
-#: The default, chosen by the demo's scores (docs/diffusion_ensemble.md): coherent ECC-S
-#: members are random draws from the U-Net, so they keep its spread and a flat rank
-#: histogram, where ECC-Q's midpoints shrink the spread and ECC-M's top interval mean
-#: empties the top rank bin; smooth levels keep the spectra free of point noise.
+#: The default, chosen by the demo's scores (docs/diffusion_ensemble.md): ECC-S members
+#: are random draws from the U-Net, so their spread and rank histogram follow the U-Net's
+#: (up to the stratified sample's own signature: rank-histogram ends near (M+1)/(2M) of
+#: uniform, spread-skill about 1.13 at M = 8, for a calibrated U-Net), where ECC-Q's
+#: midpoints shrink the spread and ECC-M's top interval mean empties the top rank bin;
+#: smooth level fields keep the spectra free of point noise.
 DEFAULT_ECC_LEVELS = "stratified"
 #: Gaussian smoothing (grid points) of the members' variable z before ranking (module
 #: docstring, "Rank template"); chosen on held-out inits other than the ones the demo
 #: reports (docs/diffusion_ensemble.md, bench/ecc_smoothing.py).
 DEFAULT_ECC_SMOOTHING_PX = 2.0
-#: Gaussian smoothing (grid points) of ECC-S's level fields (module docstring), chosen with
-#: the rank smoothing's method on the same inits (bench/ecc_smoothing.py --level-sigmas).
-DEFAULT_ECC_LEVEL_SMOOTHING_PX = 16.0
+#: Gaussian smoothing (grid points) of ECC-S's level fields (module docstring), chosen on
+#: held-out inits other than the ones the demo reports, over six level seeds
+#: (bench/ecc_smoothing.py --level-sigmas; docs/diffusion_ensemble.md): every smoothing
+#: removes the point noise, 32 px brought the spectra closest to MRMS.
+DEFAULT_ECC_LEVEL_SMOOTHING_PX = 32.0
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +130,7 @@ def member_ranks(members: ArrayLike, rng: np.random.Generator) -> NDArray[np.int
         A permutation of ``0..M-1`` at each point, non-decreasing in the member value.
     """
     x = np.asarray(members)
-    keys = rng.random(x.shape)
+    keys = rng.random(x.shape[::-1]).T  # point by point (M keys each): the same keys however points are chunked
     order = np.lexsort((keys, x), axis=0)  # by value, then by the random key
     ranks = np.empty(x.shape, dtype=np.int64)
     expand = (slice(None),) + (None,) * (x.ndim - 1)
@@ -173,8 +177,11 @@ def coherent_uniforms(n_members: int, space: tuple[int, ...], smoothing_px: floa
     deviation ``smoothing_px`` grid points (periodic, so every point sees the whole kernel
     and the field is stationary), scaled to unit variance (Parseval: the variance is the
     mean of the squared gain) and mapped through the normal CDF. Two points ``d`` grid
-    points apart have Gaussian correlation ``exp(-d^2 / (4 s^2))`` before the mapping.
-    ``inf`` gives one uniform per member, the same at every point.
+    points apart have Gaussian correlation ``exp(-d^2 / (4 s^2))`` before the mapping (for
+    ``s`` of a grid point or more; the field wraps around, so opposite edges are
+    correlated too). ``inf`` gives one uniform per member, the same at every point.
+    Values are below 1 (float32 would round the largest up to 1, the top rank's level to
+    the end of the tail).
 
     Returns
     -------
@@ -182,9 +189,10 @@ def coherent_uniforms(n_members: int, space: tuple[int, ...], smoothing_px: floa
     """
     from scipy.special import ndtr
 
-    if math.isinf(smoothing_px) or not space:
-        return np.broadcast_to(rng.random(n_members).astype(np.float32).reshape((n_members,) + (1,) * len(space)),
-                               (n_members, *space)).copy()
+    below_one = np.nextafter(np.float32(1.0), np.float32(0.0))
+    if math.isinf(smoothing_px) or not space or 0 in space:
+        one_each = np.minimum(rng.random(n_members).astype(np.float32), below_one)
+        return np.broadcast_to(one_each.reshape((n_members,) + (1,) * len(space)), (n_members, *space)).copy()
     out = np.empty((n_members, *space), dtype=np.float32)
     axes = tuple(range(len(space)))
     freqs = np.meshgrid(*[np.fft.fftfreq(n) for n in space[:-1]], np.fft.rfftfreq(space[-1]), indexing="ij")
@@ -193,7 +201,7 @@ def coherent_uniforms(n_members: int, space: tuple[int, ...], smoothing_px: floa
     norm = np.sqrt(np.mean(np.exp(-4.0 * (np.pi * smoothing_px) ** 2 * sum(f ** 2 for f in full))))
     for m in range(n_members):
         field = np.fft.irfftn(np.fft.rfftn(rng.standard_normal(space)) * gain, s=space, axes=axes) / norm
-        out[m] = ndtr(field)
+        out[m] = np.minimum(ndtr(field).astype(np.float32), below_one)
     return out
 
 

@@ -334,9 +334,10 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     stamps, gif = ensemble_stamps_png_path(config, init, lead_h), ensemble_gif_path(config, init, lead_h)
     nc = ensemble_netcdf_path(config, init, lead_h) if netcdf else None
     outputs = [p for p in (store, nc, *((stamps, gif) if plot else ())) if p is not None]
-    if kept(*outputs, overwrite=overwrite):
+    if not overwrite and all(p.exists() for p in outputs):  # before kept() logs that they are kept
         template = f"z smoothed {float(ecc_smoothing_px):g} px" if ecc else None
         _check_kept(config, lead_h, store, members, seed, mode, steps, churn, template, ecc_level_smoothing_px)
+    if kept(*outputs, overwrite=overwrite):
         return EnsembleResult(store, stamps if plot else None, gif if plot else None, skipped=True)
     clean_temporaries(store.parent, stamps.parent)
     dev = select_device(device)

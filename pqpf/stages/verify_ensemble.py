@@ -220,12 +220,16 @@ class _Run:
         self.verifier.update(weighted, day)
 
 
+def _px(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
+
+
 def _model_key(ens: EnsembleForecast, unet_checkpoint: str) -> str:
     p = ens.provenance
     sampler = ", ".join(f"{k} {p.sampler[k]}" for k in ("n_steps", "s_churn") if k in p.sampler)
     return (f"diffusion {p.diffusion_checkpoint} on U-Net {p.unet_checkpoint}, ECC {p.ecc_mode}"
             f"{'' if not p.ecc else f' (ranks of {p.ecc_template})'}"
-            f"{'' if p.ecc_level_smoothing_px is None else f' (levels smoothed {p.ecc_level_smoothing_px} px)'}"
+            f"{'' if p.ecc_level_smoothing_px is None else f' (levels smoothed {_px(p.ecc_level_smoothing_px)} px)'}"
             f", {sampler}; "
             f"U-Net file from {unet_checkpoint}")
 

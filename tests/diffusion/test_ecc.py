@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -130,7 +132,7 @@ def test_stratified_levels_do_not_depend_on_the_chunk_size_and_share_ecc_q_tie_b
     whole = ensemble_copula_coupling(members, probs, EDGES, levels="stratified", level_smoothing_px=0, **kw)
     coherent = ensemble_copula_coupling(members, probs, EDGES, levels="stratified", **kw)
     quant = ensemble_copula_coupling(members, probs, EDGES, levels="quantile", **kw)
-    monkeypatch.setattr(ecc, "_CHUNK", 300)
+    monkeypatch.setattr(ecc, "_CHUNK", 7)  # 43 chunks, the last one short
     np.testing.assert_array_equal(
         ensemble_copula_coupling(members, probs, EDGES, levels="stratified", level_smoothing_px=0, **kw), whole)
     np.testing.assert_array_equal(ensemble_copula_coupling(members, probs, EDGES, levels="stratified", **kw), coherent)
@@ -158,11 +160,28 @@ def test_coherent_uniforms_are_uniform_at_every_point_with_the_gaussian_filter_s
     for d in (1, 3, 6):
         rho = np.mean(g[:, :, :-d] * g[:, :, d:]) / np.mean(g * g)
         assert abs(rho - np.exp(-d * d / (4 * s * s))) < 0.03, (d, rho)
-    # a grid shorter than the filter: still unit variance; 1-D grids; inf: one value per field
-    np.testing.assert_allclose(ndtri(coherent_uniforms(2000, (5,), 50.0, np.random.default_rng(3)).astype(float)).var(),
-                               1.0, atol=0.1)
+    # inf: one value per field; an empty grid: nothing
     const = coherent_uniforms(4, (6, 7), float("inf"), np.random.default_rng(4))
     assert (const == const[:, :1, :1]).all() and np.unique(const[:, 0, 0]).size == 4
+    assert coherent_uniforms(3, (0, 5), 4.0, np.random.default_rng(4)).shape == (3, 0, 5)
+
+
+@pytest.mark.parametrize("space, s", [((40, 50), 3.0), ((41, 37), 8.0), ((5,), 50.0), ((1, 9), 2.0), ((6, 4, 5), 1.5)])
+def test_coherent_uniforms_have_exactly_unit_variance_by_parseval(space, s):
+    """Fed a unit impulse instead of white noise, the field is the filter's impulse
+    response scaled by the normalisation: its squared values must sum to exactly 1 (the
+    variance white noise gets), on odd, even, 1-D and 3-D grids and grids shorter than
+    the filter."""
+    from scipy.special import ndtri
+
+    class Impulse:
+        def standard_normal(self, shape):
+            out = np.zeros(shape)
+            out[(0,) * len(shape)] = 1.0
+            return out
+
+    field = ndtri(coherent_uniforms(1, space, s, Impulse())[0].astype(np.float64))  # type: ignore[arg-type]
+    np.testing.assert_allclose(np.sum(field ** 2), 1.0, rtol=2e-3)
 
 
 def test_coherent_stratified_levels_keep_the_intervals_and_ranks_and_move_smoothly_inside_them():
@@ -186,10 +205,20 @@ def test_coherent_stratified_levels_keep_the_intervals_and_ranks_and_move_smooth
         np.testing.assert_array_equal(np.argsort(out, axis=0, kind="stable"), np.argsort(members, axis=0))
         u = position(out)
         assert u.min() > -1e-3 and u.max() < 1 + 1e-3  # inside the rank's interval
-        assert abs(u.mean() - 0.5) < 0.05 and abs(u.var() - 1 / 12) < 0.015  # uniform, pooled
         neighbour[sigma] = float(np.corrcoef(u[:, :, :-1].ravel(), u[:, :, 1:].ravel())[0, 1])
+        if math.isinf(sigma):  # one position per member, whatever rank it holds
+            assert np.ptp(u, axis=(1, 2)).max() < 1e-4 and np.unique(np.round(u[:, 0, 0], 4)).size == m
+            continue
+        assert abs(u.mean() - 0.5) < 0.05 and abs(u.var() - 1 / 12) < 0.015  # uniform, pooled
         assert abs(np.corrcoef(u[0].ravel(), u[1].ravel())[0, 1]) < 0.2  # members' fields independent
-    assert abs(neighbour[0.0]) < 0.02 and neighbour[4.0] > 0.95 and neighbour[float("inf")] > 0.999
+    assert abs(neighbour[0.0]) < 0.02 and neighbour[4.0] > 0.95
+    # with the dry bin a point mass (the default), a level inside it gives exactly 0 mm
+    dry = ensemble_copula_coupling(members, probs, EDGES, rng=1, levels="stratified", level_smoothing_px=4.0)
+    wet = ensemble_copula_coupling(members, probs, EDGES, rng=1, dry_bin="uniform", levels="stratified",
+                                   level_smoothing_px=4.0)
+    below = wet < EDGES[1]
+    assert below.mean() > 0.1 and (dry[below] == 0).all()
+    np.testing.assert_array_equal(dry[~below], wet[~below])
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="level_smoothing_px"):
             ensemble_copula_coupling(members, probs, EDGES, rng=1, levels="stratified", level_smoothing_px=bad)
