@@ -17,7 +17,8 @@ With ``--level-sigmas``, the rank smoothing stays at its default and ECC-S's lev
 levels drawn point by point; inf: one per member). The levels are random, so each
 smoothing is drawn with ``--level-seeds`` seeds (ECC seeds 0, 1, ...: the level fields
 and the rank tie-breaks) and the table gives their mean (and the range of the
-worst-annulus measure); the point-wise scores then differ only by chance.
+worst-annulus measure); the point-wise scores then differ only by chance. The rank
+smoothing is averaged over the same seeds when the default levels are random (ECC-S).
 
 Pick it on held-out inits other than the ones you report: by default every held-out
 init of the demo with a probabilities file and MRMS, except the two inits the demo's own
@@ -138,10 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         print("no held-out inits with probabilities and MRMS found", file=sys.stderr)
         return 1
     levels = args.level_sigmas is not None
+    random_levels = levels or DEFAULT_ECC_LEVELS == "stratified"  # then average over --level-seeds
     sigmas = args.level_sigmas if levels else args.sigmas
     # (smoothing, seed) -> (levels, rank smoothing, level smoothing)
     variants = {(s, k): ("stratified", DEFAULT_ECC_SMOOTHING_PX, s) if levels else (DEFAULT_ECC_LEVELS, s, None)
-                for s in sigmas for k in range(args.level_seeds if levels else 1)}
+                for s in sigmas for k in range(args.level_seeds if random_levels else 1)}
     device = select_device("cpu")
     models = load_models_for_lead(config, args.lead, device)
     work = Path(tempfile.mkdtemp(prefix="ecc_smoothing_"))
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             per_seed.setdefault(sigma, []).append(_summary(report.result))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rows = {sigma: _mean_summary(r) if levels else r[0] for sigma, r in per_seed.items()}
+    rows = {sigma: _mean_summary(r) if random_levels else r[0] for sigma, r in per_seed.items()}
     _print_table(rows, "levels" if levels else "ranks")
     return 0
 
