@@ -195,10 +195,16 @@ def coherent_uniforms(n_members: int, space: tuple[int, ...], smoothing_px: floa
         return np.broadcast_to(one_each.reshape((n_members,) + (1,) * len(space)), (n_members, *space)).copy()
     out = np.empty((n_members, *space), dtype=np.float32)
     axes = tuple(range(len(space)))
-    freqs = np.meshgrid(*[np.fft.fftfreq(n) for n in space[:-1]], np.fft.rfftfreq(space[-1]), indexing="ij")
-    gain = np.exp(-2.0 * (np.pi * smoothing_px) ** 2 * sum(f ** 2 for f in freqs))
-    full = np.meshgrid(*[np.fft.fftfreq(n) for n in space], indexing="ij")
-    norm = np.sqrt(np.mean(np.exp(-4.0 * (np.pi * smoothing_px) ** 2 * sum(f ** 2 for f in full))))
+    # the Gaussian gain is separable: per axis on the rfft grid, and the mean of its square
+    # over the full grid (the filtered white noise's variance) is the product of the axes'
+    def axis_gain(f: NDArray[np.floating]) -> NDArray[np.float64]:
+        return np.exp(-2.0 * (np.pi * smoothing_px * np.asarray(f, dtype=np.float64)) ** 2)
+
+    per_axis = [axis_gain(np.fft.fftfreq(n)) for n in space[:-1]] + [axis_gain(np.fft.rfftfreq(space[-1]))]
+    gain = per_axis[0]
+    for g in per_axis[1:]:
+        gain = np.multiply.outer(gain, g)
+    norm = math.sqrt(float(np.prod([np.mean(axis_gain(np.fft.fftfreq(n)) ** 2) for n in space])))
     for m in range(n_members):
         field = np.fft.irfftn(np.fft.rfftn(rng.standard_normal(space)) * gain, s=space, axes=axes) / norm
         out[m] = np.minimum(ndtr(field).astype(np.float32), below_one)
@@ -282,13 +288,9 @@ def ensemble_copula_coupling(
                               zero_first_bin=dry_bin == "point")
         elif level_rng is None:
             q = quantiles(safe, edge_list, level_list, dim=0, tail_scale_mm=tail_scale_mm)
-        elif coherent is not None:  # member m's level: (its rank + its own smooth U) / M
+        elif coherent is not None:  # member m's level: (its rank + its own smooth U) / M, by member
             level = np.minimum((ranks + coherent[:, cols]) / n_members, np.nextafter(1.0, 0.0))
             q = pointwise_quantiles(safe, edge_list, level, tail_scale_mm=tail_scale_mm)
-            if dry_bin == "point":
-                q = np.where(q < edges[1], np.float32(0.0), q)
-            out[:, cols] = np.where(ok, q, np.nan)
-            continue
         else:  # the level of rank r: (r + U) / M, one U per rank and point
             strata = np.arange(n_members, dtype=np.float64)[:, None]
             uniform = level_rng.random(xs.shape[::-1]).T
@@ -296,7 +298,7 @@ def ensemble_copula_coupling(
             q = pointwise_quantiles(safe, edge_list, level, tail_scale_mm=tail_scale_mm)
         if dry_bin == "point" and levels != "mean":
             q = np.where(q < edges[1], np.float32(0.0), q)
-        coupled = np.take_along_axis(q, ranks, axis=0)
+        coupled = q if coherent is not None else np.take_along_axis(q, ranks, axis=0)  # by rank -> by member
         out[:, cols] = np.where(ok, coupled, np.nan)
     logger.debug("ECC (%s levels): %d members at %d points", levels, n_members, x_flat.shape[1])
     return out.reshape((n_members, *space))
