@@ -8,7 +8,9 @@ init once (the demo's models, ``--members`` members, seed 0), builds the ECC-M m
 ranked by their variable z Gaussian-smoothed over each ``--sigmas`` value (grid points),
 verifies each set with ``verify_ensemble`` and prints, per smoothing, the members' power
 relative to MRMS per octave and per annulus at 16-128 km and the members' FSS at 1 mm
-against their own pair FSS (Dey et al. 2014). The smoothing whose worst 16-128 km
+against their own pair FSS (Dey et al. 2014), then the rain objects at 5, 10 and 25 mm
+(:mod:`pqpf.verify.objects`: the members' point-weighted object size over MRMS's, and the
+largest object; with random levels both are means over the seeds). The smoothing whose worst 16-128 km
 annulus is closest to MRMS (smallest max |log ratio|) is printed last, after the one
 closest over the four octaves (smallest mean |log ratio|).
 
@@ -45,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from pqpf.cli.common import smoothing_px  # noqa: E402
 
 DEMO_ENSEMBLE_INITS = ("2025062900", "2025063012")  # what run_demo.py's ensemble step reports
+OBJECT_THRESHOLDS_MM = (5.0, 10.0, 25.0)  # rain objects printed (pqpf.verify.objects)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,7 +80,23 @@ def _summary(result: dict) -> dict:
             "octaves": octaves, "fss": [members["fss"][k] for k in at],
             "gap": [members["fss"][k] - pairs["fss"][k] for k in at],
             "crps": result["crps"]["crpss_plain_vs_unet"], "spread_skill": result["spread_skill"]["ratio"],
-            "rank": [result["rank_histogram"]["min_over_uniform"], result["rank_histogram"]["max_over_uniform"]]}
+            "rank": [result["rank_histogram"]["min_over_uniform"], result["rank_histogram"]["max_over_uniform"]],
+            **_objects(result)}
+
+
+def _objects(result: dict) -> dict:
+    """Rain objects at 5, 10 and 25 mm: the members' point-weighted size over MRMS's, and the
+    largest object of any member and of MRMS (grid points)."""
+    objects = result["objects"]
+    at = [objects["thresholds_mm"].index(t) for t in OBJECT_THRESHOLDS_MM]
+    rows = {name: objects["sources"][name]["per_threshold"] for name in ("members", "mrms")}
+
+    def ratio(k: int) -> float:
+        mem, obs = rows["members"][k]["point_weighted_size_px"], rows["mrms"][k]["point_weighted_size_px"]
+        return mem / obs if mem is not None and obs else math.nan
+
+    return {"size_ratio": [ratio(k) for k in at], "largest": [float(rows["members"][k]["max_largest_px"]) for k in at],
+            "largest_mrms": [float(rows["mrms"][k]["max_largest_px"]) for k in at]}
 
 
 def _mean_summary(rows: list[dict]) -> dict:
@@ -110,6 +129,11 @@ def _print_table(rows: dict, what: str) -> None:
               f"{r['rank'][0]:.2f}..{r['rank'][1]:.2f} | {r['band']:.3f} ({r['min']:.2f}..{r['max']:.2f})      "
               + "  ".join(f"{o:5.2f}" for o in r["octaves"])
               + " | " + " ".join(f"{v:.3f}" for v in r["fss"]) + "   " + " ".join(f"{v:+.3f}" for v in r["gap"]))
+    heads = " / ".join(f"{t:g}" for t in OBJECT_THRESHOLDS_MM)
+    print(f"rain objects at {heads} mm: members' point-weighted size / MRMS's;  largest member object (MRMS's), px")
+    for sigma, r in rows.items():
+        print(f"{sigma:6g} px  " + " / ".join(f"{v:.2f}" for v in r["size_ratio"]) + "      "
+              + " / ".join(f"{m:.0f} ({o:.0f})" for m, o in zip(r["largest"], r["largest_mrms"], strict=True)))
     octaves = {s: sum(abs(math.log(o)) for o in r["octaves"]) / len(r["octaves"]) for s, r in rows.items()}
     closest = min(octaves, key=lambda s: octaves[s])
     print(f"closest to MRMS over the octaves 8-128 km (mean |log ratio|): {what} {closest:g} px "

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from pqpf.config import Config, load_config, resolve_config_path
-from pqpf.dates import parse_yyyymmddhh, validate_lead
+from pqpf.dates import format_yyyymmddhh, hour_range, parse_yyyymmddhh, validate_lead
 from pqpf.errors import PqpfError, UsageError
 
 __all__ = [
@@ -156,6 +156,32 @@ def add_init_lead(parser: argparse.ArgumentParser) -> None:
     """Positional ``INIT`` (YYYYMMDDHH) and ``LEAD`` (hours)."""
     parser.add_argument("init", metavar="INIT", type=date_arg, help="initialisation time, YYYYMMDDHH")
     parser.add_argument("lead", metavar="LEAD", type=lead_arg, help="lead time in hours, e.g. 12")
+
+
+def add_until_every(parser: argparse.ArgumentParser, loaded: str) -> None:
+    """``--until END`` and ``--every H``: many inits in one process (``loaded``: what is
+    loaded once, for the help)."""
+    parser.add_argument("--until", type=date_arg, default=None, metavar="END",
+                        help=f"run every init from INIT to END (inclusive) in this one process: {loaded} loaded once")
+    parser.add_argument("--every", type=positive_int, default=None, metavar="H",
+                        help="hours between inits with --until (default 12: the 00 and 12 UTC cycles)")
+
+
+def inits_from_args(args: argparse.Namespace) -> list[dt.datetime] | None:
+    """The inits of ``--until``/``--every`` (:func:`add_until_every`), or None without ``--until``.
+
+    Raises
+    ------
+    UsageError
+        ``--every`` without ``--until``, or ``--until`` before INIT.
+    """
+    if args.until is None:
+        if args.every is not None:
+            raise UsageError("--every needs --until")
+        return None
+    if args.until < args.init:
+        raise UsageError(f"--until {format_yyyymmddhh(args.until)} is before INIT {format_yyyymmddhh(args.init)}")
+    return list(hour_range(args.init, args.until, step_h=args.every or 12))
 
 
 def add_begin_end(parser: argparse.ArgumentParser, what: str = "hour") -> None:

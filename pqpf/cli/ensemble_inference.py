@@ -10,8 +10,10 @@ from pathlib import Path
 from pqpf.cli.common import (
     add_init_lead,
     add_threads,
+    add_until_every,
     apply_threads,
     check_lead,
+    inits_from_args,
     load_config_from_args,
     non_negative_float,
     non_negative_int,
@@ -44,6 +46,7 @@ examples:
   ensemble_inference.py 2025120412 12 --members 16 --seed 1
   ensemble_inference.py 2025120412 12 --no-ecc --netcdf
   ensemble_inference.py 2025120412 12 --steps 32 --churn 10   # another sampler, same model
+  ensemble_inference.py 2025120400 12 --until 2025120712 --members 8   # every 00/12 UTC init
 """
 
 
@@ -80,11 +83,12 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--netcdf", action="store_true", help="also write the store as netCDF")
     parser.add_argument("--overwrite", action="store_true", help="redo existing outputs")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG and GIF")
+    add_until_every(parser, "the models are")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pqpf.stages.ensemble_inference import run_ensemble_inference
+    from pqpf.stages.ensemble_inference import run_ensemble_inference, run_ensemble_range
 
     for option, value in (("--ecc-levels", args.ecc_levels), ("--ecc-smoothing", args.ecc_smoothing),
                           ("--ecc-level-smoothing", args.ecc_level_smoothing)):
@@ -93,17 +97,22 @@ def _run(args: argparse.Namespace) -> int:
     levels = args.ecc_levels or DEFAULT_ECC_LEVELS
     if args.ecc_level_smoothing is not None and levels != "stratified":
         raise UsageError(f"--ecc-level-smoothing applies to --ecc-levels stratified, not {levels}")
+    inits = inits_from_args(args)
     config = load_config_from_args(args)
     apply_threads(args, config)
     lead = check_lead(config, args.lead)
-    result = run_ensemble_inference(config, args.init, lead, members=args.members, seed=args.seed, ecc=args.ecc,
-                                    device=args.device, overwrite=args.overwrite, plot=not args.no_plot,
-                                    netcdf=args.netcdf, steps=args.steps, churn=args.churn,
-                                    ecc_levels=levels,
-                                    ecc_smoothing_px=DEFAULT_ECC_SMOOTHING_PX if args.ecc_smoothing is None
-                                    else args.ecc_smoothing,
-                                    ecc_level_smoothing_px=DEFAULT_ECC_LEVEL_SMOOTHING_PX
-                                    if args.ecc_level_smoothing is None else args.ecc_level_smoothing)
+    options = dict(members=args.members, seed=args.seed, ecc=args.ecc, device=args.device, overwrite=args.overwrite,
+                   plot=not args.no_plot, netcdf=args.netcdf, steps=args.steps, churn=args.churn, ecc_levels=levels,
+                   ecc_smoothing_px=DEFAULT_ECC_SMOOTHING_PX if args.ecc_smoothing is None else args.ecc_smoothing,
+                   ecc_level_smoothing_px=DEFAULT_ECC_LEVEL_SMOOTHING_PX if args.ecc_level_smoothing is None
+                   else args.ecc_level_smoothing)
+    if inits is not None:
+        report = run_ensemble_range(config, inits, lead, **options)
+        failed = "; ".join(f"{i}: {why}" for i, why in report.failed)
+        print(f"ensemble_inference.py: {len(report.written)} written, {len(report.skipped)} skipped (already "
+              f"there), {len(report.failed)} failed{f' ({failed})' if failed else ''}")
+        return 1 if report.failed else 0
+    result = run_ensemble_inference(config, args.init, lead, **options)
     print(result.store)
     for path in (result.stamps_png, result.gif):
         if path:

@@ -10,16 +10,14 @@ from pathlib import Path
 from pqpf.cli.common import (
     add_init_lead,
     add_threads,
+    add_until_every,
     apply_threads,
     check_lead,
-    date_arg,
+    inits_from_args,
     load_config_from_args,
-    positive_int,
     run_cli,
 )
 from pqpf.cli.common import build_parser as _base_parser
-from pqpf.dates import format_yyyymmddhh, hour_range
-from pqpf.errors import UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -44,11 +42,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     add_threads(parser)
     parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    parser.add_argument("--until", type=date_arg, default=None, metavar="END",
-                        help="run every init from INIT to END (inclusive) in this one process: the model and "
-                             "terrain are loaded once")
-    parser.add_argument("--every", type=positive_int, default=None, metavar="H",
-                        help="hours between inits with --until (default 12: the 00 and 12 UTC cycles)")
+    add_until_every(parser, "the model and terrain are")
     parser.add_argument("--allow-other-grid", action="store_true",
                         help="apply a model trained on another grid (a warning names both grids)")
     return parser
@@ -60,18 +54,14 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config_from_args(args)
     apply_threads(args, config)
     lead = check_lead(config, args.lead)
-    if args.until is None:
-        if args.every is not None:
-            raise UsageError("--every needs --until")
+    inits = inits_from_args(args)
+    if inits is None:
         result = run_inference(config, args.init, lead, device=args.device, overwrite=args.overwrite,
                                plot=not args.no_plot, allow_other_grid=args.allow_other_grid)
         print(result.nc_path)
         if result.png_path:
             print(result.png_path)
         return 0
-    if args.until < args.init:
-        raise UsageError(f"--until {format_yyyymmddhh(args.until)} is before INIT {format_yyyymmddhh(args.init)}")
-    inits = list(hour_range(args.init, args.until, step_h=args.every or 12))
     report = run_inference_range(config, inits, lead, device=args.device, overwrite=args.overwrite,
                                  plot=not args.no_plot, allow_other_grid=args.allow_other_grid)
     failed = "; ".join(f"{i}: {why}" for i, why in report.failed)

@@ -19,7 +19,8 @@ __all__ = ["SCORES_SCHEMA", "write_scores_json", "write_scores_csv", "read_score
 #: made by an older version (without the scores added since) are recomputed, not reused.
 #: 2: reliability-bin intervals, member-pair FSS. 3: spectra per octave. 4: mean amounts vs MRMS.
 #: 5: random draws from the U-Net (rank histogram, spread-skill) beside the members'.
-SCORES_SCHEMA = 5
+#: 6: rain-object sizes (:mod:`pqpf.verify.objects`) of members, MRMS, U-Net median and GRAF.
+SCORES_SCHEMA = 6
 
 
 def write_scores_json(path: Path, scores: dict[str, Any]) -> Path:

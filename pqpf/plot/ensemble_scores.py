@@ -1,5 +1,5 @@
 """Figures of the ensemble verification (PNG): rank histogram, spread-error diagram, FSS
-against scale, power spectra, reliability of the member probabilities.
+against scale, power spectra, reliability of the member probabilities, rain area by object size.
 
 Each takes the matching part of :meth:`pqpf.verify.ensemble_verifier.EnsembleVerifier.result`
 (or the same read back from ``ensemble_scores.json``, where NaN is None) and writes one
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = ["SOURCE_STYLE", "plot_rank_histogram", "plot_spread_skill", "plot_fss_scales", "plot_spectra",
-           "plot_member_reliability"]
+           "plot_member_reliability", "plot_object_sizes"]
 
 #: Colour and legend label of each forecast source on every figure.
 SOURCE_STYLE: dict[str, tuple[str, str]] = {
@@ -258,4 +258,43 @@ def plot_member_reliability(path: str | Path, brier: Sequence[Mapping[str, Any]]
     for ax in axes[len(brier):]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=11)
+    return save_png(fig, path)
+
+
+def plot_object_sizes(path: str | Path, objects: Mapping[str, Any], title: str) -> Path:
+    """Rain area by object size, one panel per threshold: the share of the area at or
+    above the threshold that lies in objects of at least a given size, for every source.
+
+    Parameters
+    ----------
+    path : path
+    objects : mapping
+        ``result["objects"]`` (:meth:`pqpf.verify.objects.ObjectSizes.result`).
+    title : str
+    """
+    thresholds = objects["thresholds_mm"]
+    sizes = _arr(objects["size_classes_px"])
+    dx = objects.get("dx_km")
+    scale, unit = (dx * dx, "km$^2$") if dx else (1.0, "grid points")
+    fig = new_figure(3.0 * len(thresholds) + 0.6, 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(thresholds), sharey=True))
+    for ax, (k, t) in zip(axes, enumerate(thresholds), strict=True):
+        for name, entry in objects["sources"].items():
+            row = entry["per_threshold"][k]
+            share = _arr(row["area_share_at_least_px"])
+            ok = np.isfinite(share) & (share > 0)
+            if not ok.any():
+                continue
+            colour, label = SOURCE_STYLE[name]
+            ax.step(sizes[ok] * scale, share[ok], where="post", color=colour, lw=1.6 if name == "mrms" else 1.2,
+                    label=f"{label} (largest {row['max_largest_px']} px)")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f">= {format_mm(t)} mm", fontsize=9)
+        ax.set_xlabel(f"object size at least ({unit})", fontsize=8)
+        ax.grid(alpha=0.25, lw=0.5, which="both")
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("share of the rain area", fontsize=9)
+    fig.suptitle(f"{title}\nrain objects: connected areas at or above the threshold", fontsize=10)
     return save_png(fig, path)

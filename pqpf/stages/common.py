@@ -1,14 +1,20 @@
-"""What every stage shares: the rule that finished outputs are kept, and the clean-up of
-what killed runs left."""
+"""What every stage shares: the rule that finished outputs are kept, the clean-up of what
+killed runs left, and many inits in one process."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pqpf.dates import format_yyyymmddhh
+from pqpf.errors import InputFileError
 from pqpf.io.atomic import remove_stale_temporaries
+from pqpf.progress import Progress
 
-__all__ = ["kept", "clean_temporaries"]
+__all__ = ["RangeReport", "clean_temporaries", "kept", "run_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +40,36 @@ def clean_temporaries(*folders: Path) -> None:
         removed = remove_stale_temporaries(folder)
         if removed:
             logger.info("removed %d temporaries of killed runs from %s", removed, folder)
+
+
+@dataclass
+class RangeReport:
+    """What a stage did over many inits (``--until``), init by init."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def run_range(inits: list[dt.datetime], run_one: Callable[[dt.datetime], tuple[Path, bool]],
+              shared: Callable[[InputFileError], bool]) -> RangeReport:
+    """Run ``run_one(init) -> (output, skipped)`` for every init in one process.
+
+    An init whose own input is missing or damaged (an :class:`InputFileError` for which
+    ``shared`` is false) is counted as failed and the rest run; an input every init
+    shares (``shared`` true: a model, the terrain) or any other error stops the range.
+    """
+    report = RangeReport()
+    progress = Progress(len(inits), "inits", logger)
+    for init in inits:
+        try:
+            output, skipped = run_one(init)
+        except InputFileError as exc:
+            if shared(exc):
+                raise
+            logger.warning("%s failed: %s", format_yyyymmddhh(init), exc)
+            report.failed.append((format_yyyymmddhh(init), str(exc)))
+        else:
+            (report.skipped if skipped else report.written).append(output)
+        progress.step()
+    return report

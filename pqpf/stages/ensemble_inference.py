@@ -68,13 +68,13 @@ from pqpf.ordinal import bin_probs_from_exceedance, exceedance_probs
 from pqpf.plot.ensemble import plot_postage_stamps, write_member_gif
 from pqpf.plot.maps import forecast_title
 from pqpf.predict import LoadedModel, load_resunet
-from pqpf.stages.common import clean_temporaries, kept
+from pqpf.stages.common import RangeReport, clean_temporaries, kept, run_range
 from pqpf.stages.inference import check_provenance, run_inference
 from pqpf.stitching import inference_window, windows_per_call
 from pqpf.verify.ensemble_fields import unet_mean_amount
 
-__all__ = ["Draw", "EnsembleResult", "draw_members", "ensemble_product", "load_models_for_lead",
-           "run_ensemble_inference"]
+__all__ = ["Draw", "EnsembleRangeReport", "EnsembleResult", "ModelCache", "draw_members", "ensemble_product",
+           "load_models_for_lead", "run_ensemble_inference", "run_ensemble_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,39 @@ class EnsembleResult:
     stamps_png: Path | None
     gif: Path | None
     skipped: bool = False
+
+
+#: What :func:`run_ensemble_range` did.
+EnsembleRangeReport = RangeReport
+
+
+class ModelCache:
+    """The lead's U-Net and diffusion model, loaded on first use and kept: many inits in
+    one process load them once."""
+
+    def __init__(self) -> None:
+        self._models: tuple[LoadedModel, LoadedDiffusion] | None = None
+        self._key: tuple[int, str] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._models is not None
+
+    def shared_files(self, config: Config) -> set[Path]:
+        """What every init reads: the terrain file and the loaded checkpoints."""
+        models = self._models or ()
+        return {config.paths.terrain_file, *(m.checkpoint for m in models)}
+
+    def _check(self, lead_h: int, device: Any) -> None:
+        if self._key != (lead_h, str(device)):
+            self._models = None
+            self._key = (lead_h, str(device))
+
+    def models(self, config: Config, lead_h: int, device: Any) -> tuple[LoadedModel, LoadedDiffusion]:
+        self._check(lead_h, device)
+        if self._models is None:
+            self._models = load_models_for_lead(config, lead_h, device)
+        return self._models
 
 
 def load_models_for_lead(config: Config, lead_h: int, device: Any) -> tuple[LoadedModel, LoadedDiffusion]:
@@ -284,7 +317,8 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
                            netcdf: bool = False, steps: int | None = None,
                            churn: float | None = None, ecc_levels: str = DEFAULT_ECC_LEVELS,
                            ecc_smoothing_px: float = DEFAULT_ECC_SMOOTHING_PX,
-                           ecc_level_smoothing_px: float = DEFAULT_ECC_LEVEL_SMOOTHING_PX) -> EnsembleResult:
+                           ecc_level_smoothing_px: float = DEFAULT_ECC_LEVEL_SMOOTHING_PX,
+                           cache: ModelCache | None = None) -> EnsembleResult:
     """The stage behind ``ensemble_inference.py INIT LEAD``.
 
     Parameters
@@ -313,6 +347,8 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
         Heun steps and ``S_churn`` instead of the diffusion model's hyper-parameter set
         (``sampler.n_steps``, ``sampler.s_churn``); the store's attributes record the
         sampler used.
+    cache : ModelCache, optional
+        Models kept between calls (:func:`run_ensemble_range`); loaded here when absent.
 
     Raises
     ------
@@ -341,7 +377,8 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
         return EnsembleResult(store, stamps if plot else None, gif if plot else None, skipped=True)
     clean_temporaries(store.parent, stamps.parent)
     dev = select_device(device)
-    models = load_models_for_lead(config, lead_h, dev)
+    cache = cache or ModelCache()
+    models = cache.models(config, lead_h, dev)
     run_inference(config, init, lead_h, device=device, plot=plot)  # verification reads the U-Net file
     base = models[1].sampler
     sampler = replace(base, n_steps=base.n_steps if steps is None else steps,
@@ -354,3 +391,22 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     logger.info("%s +%d h: %d members (seed %d, ECC %s, %d Heun steps, churn %g) -> %s", format_yyyymmddhh(init),
                 lead_h, members, seed, mode, sampler.n_steps, sampler.s_churn, store)
     return EnsembleResult(store, stamps if plot else None, gif if plot else None)
+
+
+def run_ensemble_range(config: Config, inits: list[dt.datetime], lead_h: int, **options: Any) -> EnsembleRangeReport:
+    """Many inits of one lead in one process (``ensemble_inference.py INIT LEAD --until END``):
+    the models are loaded once; ``options`` are :func:`run_ensemble_inference`'s.
+
+    An init whose GRAF file is missing or damaged is counted as failed and the rest run;
+    a problem with the models (or any other error, e.g. a full disk) stops the range.
+    """
+    cache = ModelCache()
+
+    def one(init: dt.datetime) -> tuple[Path, bool]:
+        result = run_ensemble_inference(config, init, lead_h, cache=cache, **options)
+        return result.store, result.skipped
+
+    def shared(exc: InputFileError) -> bool:  # the registry, a model or the terrain: every init would fail
+        return not cache.loaded or exc.path in cache.shared_files(config)
+
+    return run_range(inits, one, shared)

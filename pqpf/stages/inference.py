@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +32,8 @@ from pqpf.io.terrain_file import read_terrain
 from pqpf.layout import graf_laptop_path, probs_grib_path, probs_path, probs_png_path, registry_path, require_graf
 from pqpf.plot import plot_probability_maps
 from pqpf.predict import LoadedModel, load_resunet, predict_probabilities
-from pqpf.progress import Progress
 from pqpf.reference import exceedance, reference_sigma_px, smoothed_exceedance
-from pqpf.stages.common import clean_temporaries, kept
+from pqpf.stages.common import RangeReport, clean_temporaries, kept, run_range
 from pqpf.terrain import Terrain
 
 if TYPE_CHECKING:
@@ -234,13 +233,8 @@ def run_inference(config: Config, init: dt.datetime, lead_h: int, device: str = 
     return InferenceResult(out, png_out, session.model.checkpoint)
 
 
-@dataclass
-class InferenceRangeReport:
-    """What :func:`run_inference_range` did, init by init."""
-
-    written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+#: What :func:`run_inference_range` did (the report every ``--until`` range gives).
+InferenceRangeReport = RangeReport
 
 
 def run_inference_range(config: Config, inits: list[dt.datetime], lead_h: int, device: str = "auto",
@@ -251,20 +245,16 @@ def run_inference_range(config: Config, inits: list[dt.datetime], lead_h: int, d
     An init whose GRAF file is missing or damaged is counted as failed and the rest run;
     a write failure (full disk) or a problem with the model or terrain stops the range.
     """
-    report = InferenceRangeReport()
     session: InferenceSession | None = None
-    progress = Progress(len(inits), "inits", logger)
-    for init in inits:
-        try:
-            if session is None and not kept(probs_path(config, init, lead_h), overwrite=overwrite):
-                session = InferenceSession.open(config, lead_h, device, allow_other_grid)
-            result = run_inference(config, init, lead_h, device, overwrite, plot, session, allow_other_grid)
-        except InputFileError as exc:
-            if session is None or exc.path in (config.paths.terrain_file, session.model.checkpoint):
-                raise
-            logger.warning("%s failed: %s", format_yyyymmddhh(init), exc)
-            report.failed.append((format_yyyymmddhh(init), str(exc)))
-        else:
-            (report.skipped if result.skipped else report.written).append(result.nc_path)
-        progress.step()
-    return report
+
+    def one(init: dt.datetime) -> tuple[Path, bool]:
+        nonlocal session
+        if session is None and not kept(probs_path(config, init, lead_h), overwrite=overwrite):
+            session = InferenceSession.open(config, lead_h, device, allow_other_grid)
+        result = run_inference(config, init, lead_h, device, overwrite, plot, session, allow_other_grid)
+        return result.nc_path, result.skipped
+
+    def shared(exc: InputFileError) -> bool:
+        return session is None or exc.path in (config.paths.terrain_file, session.model.checkpoint)
+
+    return run_range(inits, one, shared)

@@ -52,6 +52,7 @@ from pqpf.ordinal import bin_probs_from_exceedance
 from pqpf.plot.ensemble_scores import (
     plot_fss_scales,
     plot_member_reliability,
+    plot_object_sizes,
     plot_rank_histogram,
     plot_spectra,
     plot_spread_skill,
@@ -100,7 +101,7 @@ ECC_M_CAVEAT = (
 _CAVEATS = {"quantile": ECC_CAVEAT, "stratified": ECC_S_CAVEAT, "mean": ECC_M_CAVEAT}
 #: Figure files of a run, by what they show.
 FIGURES = {"rank_histogram": "rank_histogram.png", "spread_skill": "spread_skill.png", "fss": "fss.png",
-           "spectra": "spectra.png", "reliability": "reliability_members.png"}
+           "spectra": "spectra.png", "reliability": "reliability_members.png", "objects": "object_sizes.png"}
 _JSON, _CSV = "ensemble_scores.json", "ensemble_scores.csv"
 
 
@@ -297,7 +298,8 @@ def _figures(out_dir: Path, result: dict[str, Any], title: str) -> list[Path]:
             plot_spread_skill(out_dir / FIGURES["spread_skill"], result["spread_skill"], title),
             plot_fss_scales(out_dir / FIGURES["fss"], result["fss"], title),
             plot_spectra(out_dir / FIGURES["spectra"], result["spectra"], title),
-            plot_member_reliability(out_dir / FIGURES["reliability"], result["brier"], title)]
+            plot_member_reliability(out_dir / FIGURES["reliability"], result["brier"], title),
+            plot_object_sizes(out_dir / FIGURES["objects"], result["objects"], title)]
 
 
 def _reuse(report: EnsembleVerificationReport, out_dir: Path, previous: dict[str, Any]) -> EnsembleVerificationReport:

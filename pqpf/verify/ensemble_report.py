@@ -141,6 +141,32 @@ def _spectra_lines(r: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+#: Labels of the object sources in the printed table.
+_OBJECT_LABELS = {"mrms": "MRMS", "members": "members", "unet_p50": "U-Net median", "graf": "raw GRAF"}
+
+
+def _object_lines(r: Mapping[str, Any]) -> list[str]:
+    """Rain objects per threshold and source (absent from scores of schema < 6)."""
+    objects = r.get("objects")
+    if not objects:
+        return []
+    dx = objects.get("dx_km")
+    lines = ["rain objects (connected areas at or above the threshold, points sharing an edge"
+             + (f"; 1 px = {dx * dx:.3g} km2" if dx else "") + "):",
+             " thresh  source         objects  area    point-weighted  largest px:   size / MRMS's",
+             "                        /field   share   size (px)       mean (max)"]
+    for k, t in enumerate(objects["thresholds_mm"]):
+        for name, entry in objects["sources"].items():
+            row = entry["per_threshold"][k]
+            ratio = "" if name == "mrms" else _iv(r, f"object_size_ratio_{name}_vs_mrms@{t:g}mm", ".2f")
+            largest = f"{_num(row['mean_largest_px'], '.1f')} ({row['max_largest_px']})"
+            lines.append((f"{(f'{t:g} mm') if name == 'mrms' else '':>7}  {_OBJECT_LABELS.get(name, name):<13} "
+                          f"{_num(row['objects_per_field'], '.1f'):>7}  {_num(row['area_fraction'], '.2%'):>6}  "
+                          f"{_num(row['point_weighted_size_px'], '.1f'):>10}      {largest:<16}  " + ratio).rstrip())
+    lines.append("  (point-weighted size: the size of the object a point at or above the threshold belongs to)")
+    return lines
+
+
 def format_ensemble_table(result: Mapping[str, Any]) -> str:
     """The printed summary of an ensemble verification (intervals: block bootstrap by init date)."""
     crps = result["crps"]
@@ -160,6 +186,7 @@ def format_ensemble_table(result: Mapping[str, Any]) -> str:
                      "indistinguishable from a member; below it = members farther from MRMS than from each other: "
                      "too alike at that scale, or biased in frequency)")
     parts += _spectra_lines(result)
+    parts += _object_lines(result)
     parts += [f"note: {c}" for c in result.get("caveats", [])]
     if some:
         parts.append(f"[intervals: {100 * some['level']:g} % block bootstrap over {some['n_days']} init dates, "
@@ -240,4 +267,23 @@ def ensemble_csv_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     for name, octaves in spectra.get("octave_ratios_vs_mrms", {}).items():
         for o in octaves:
             rows.append(_row("power_ratio_vs_mrms_octave", o["ratio"], name, wavelength_km=o["band_km"][0]))
+    return rows + _object_rows(result)
+
+
+def _object_rows(r: Mapping[str, Any]) -> list[dict[str, Any]]:
+    objects = r.get("objects")
+    if not objects:
+        return []
+    iv = r.get("intervals", {})
+    rows = []
+    for name, entry in objects["sources"].items():
+        for row in entry["per_threshold"]:
+            t = row["threshold_mm"]
+            rows += [_row(f"objects_{key}", row[key], name, threshold_mm=t) for key in
+                     ("objects_per_field", "area_fraction", "point_weighted_size_px", "mean_largest_px",
+                      "max_largest_px")]
+            if name != "mrms":
+                got = iv.get(f"object_size_ratio_{name}_vs_mrms@{t:g}mm")
+                rows.append(_row("object_size_ratio_vs_mrms", got.get("estimate") if got else None, name, got,
+                                 threshold_mm=t))
     return rows

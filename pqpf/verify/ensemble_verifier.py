@@ -32,6 +32,9 @@ Scores (conventions and references in :mod:`pqpf.verify.ensemble`,
   GRAF over the scored points, and each one's ratio to MRMS's: the multiplicative bias,
   as of areal totals (ECC-Q members fall short of the U-Net's mean by construction,
   :mod:`pqpf.diffusion.ecc`).
+* Rain objects (:mod:`pqpf.verify.objects`): connected areas at or above thresholds in
+  MRMS, each member, the U-Net's median field and GRAF; how many, how large (the
+  point-weighted mean size, the largest), and each source's size over MRMS's.
 """
 
 from __future__ import annotations
@@ -65,9 +68,11 @@ from pqpf.verify.ensemble_fields import (
     unet_median_amount,
 )
 from pqpf.verify.fss import DEFAULT_WIDTHS_PX, FssAccumulator
+from pqpf.verify.objects import DEFAULT_OBJECT_THRESHOLDS_MM, ObjectSizes
 from pqpf.verify.verifier import Verifier
 
-__all__ = ["AMOUNT_SOURCES", "FSS_SOURCES", "SPECTRUM_SOURCES", "EnsembleCase", "EnsembleSettings", "EnsembleVerifier"]
+__all__ = ["AMOUNT_SOURCES", "FSS_SOURCES", "OBJECT_SOURCES", "SPECTRUM_SOURCES", "EnsembleCase", "EnsembleSettings",
+           "EnsembleVerifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +85,8 @@ FSS_SOURCES: dict[str, str] = {"members": "amount", "ens_prob": "prob", "unet_pr
 SPECTRUM_SOURCES: tuple[str, ...] = ("mrms", "members", "unet_mean", "graf")
 #: Mean amounts kept, the observation first (the ratios are to it).
 AMOUNT_SOURCES: tuple[str, ...] = ("mrms", "members", "unet_mean", "graf")
+#: Sources of the rain objects, the observation first (the size ratios are to it).
+OBJECT_SOURCES: tuple[str, ...] = ("mrms", "members", "unet_p50", "graf")
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +134,8 @@ class EnsembleSettings:
         FSS thresholds and odd neighbourhood widths.
     band_km : (float, float)
         Wavelength band of the spectral ratios.
+    object_thresholds_mm : tuple of float
+        Thresholds of the rain objects (:mod:`pqpf.verify.objects`).
     spectrum_min_valid_fraction : float
         A field with fewer valid points is left out of the spectra (all sources alike).
     seed : int
@@ -145,6 +154,7 @@ class EnsembleSettings:
     fss_thresholds_mm: tuple[float, ...] = (1.0, 5.0)
     fss_widths_px: tuple[int, ...] = DEFAULT_WIDTHS_PX
     band_km: tuple[float, float] = (16.0, 128.0)
+    object_thresholds_mm: tuple[float, ...] = DEFAULT_OBJECT_THRESHOLDS_MM
     spectrum_min_valid_fraction: float = 0.5
     seed: int = 0
     dry_bin: str = "point"
@@ -193,6 +203,7 @@ class EnsembleVerifier:
                                   pairs=("members",))
         self.spectra = {name: PowerSpectrum(s.shape, s.dx_km, min_valid_fraction=s.spectrum_min_valid_fraction)
                         for name in SPECTRUM_SOURCES}
+        self.objects = ObjectSizes(OBJECT_SOURCES, s.object_thresholds_mm)
         self.extra = np.zeros(1 + len(s.thresholds_mm))  # sum w |graf - y|, fair Brier penalties
         self.amounts = np.zeros(len(AMOUNT_SOURCES))  # sum w x, in the order of AMOUNT_SOURCES
         self.daily: DailySums | None = None
@@ -259,6 +270,7 @@ class EnsembleVerifier:
             "unet_p50": unet_median_amount(bins, s.edges_mm, dry_bin=s.dry_bin), "graf": graf,
         }
         self.fss.update(forecasts, obs, valid=use, weight=weight)
+        self.objects.update({"mrms": obs, **forecasts}, use)
         fields: dict[str, NDArray[np.floating]] = {
             "mrms": obs, "members": members, "unet_mean": unet_mean, "graf": graf}
         for name in SPECTRUM_SOURCES:
@@ -298,6 +310,7 @@ class EnsembleVerifier:
         for name, spec in self.spectra.items():
             out[_name("psd", name)] = float(spec.power_sum[band].sum())
             out[_name("psd_n", name)] = float(spec.counts[0])
+        out.update(self.objects.named_sums())
         return {k: float(v) for k, v in out.items()}
 
     def skills(self) -> list[Skill]:
@@ -333,6 +346,9 @@ class EnsembleVerifier:
         for name in ("members", "unet_mean", "graf"):
             skills.append(FunctionSkill(_name("psd_ratio", f"{name}_vs_mrms"), self._psd_ratio(name)))
             skills.append(FunctionSkill(_name("amount_ratio", f"{name}_vs_mrms"), self._amount_ratio(name)))
+        for name in OBJECT_SOURCES[1:]:
+            skills += [FunctionSkill(_name("object_size_ratio", f"{name}_vs_mrms", t),
+                                     ObjectSizes.size_ratio(name, "mrms", t)) for t in s.object_thresholds_mm]
         return skills
 
     @staticmethod
@@ -393,7 +409,8 @@ class EnsembleVerifier:
             "spread_skill": {**self.spread.result(), "binned": self.spread_binned.result()},
             "rank_histogram": rank, "unet_draws": self.unet_draws.result(), "brier": self._brier_result(),
             "fss": self.fss.result(),
-            "spectra": self._spectra_result(), "amounts": self._amounts_result(), "days": list(self.daily.days),
+            "spectra": self._spectra_result(), "amounts": self._amounts_result(),
+            "objects": self.objects.result(s.dx_km), "days": list(self.daily.days),
             "intervals": {k: v.as_dict() for k, v in intervals.items()},
         }
 

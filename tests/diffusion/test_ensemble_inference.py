@@ -357,3 +357,41 @@ def test_calibration_check_of_verification_reads_old_and_odd_attributes(tmp_path
         _check_same_calibration(store("mean"), {"calibrated": np.int64(1)}, ens_path, probs)
     with pytest.raises(InputFileError, match=r"p.nc: attribute calibrated must be 0 or 1, got 'true'"):
         _check_same_calibration(store("mean", unet_calibrated=1), {"calibrated": "true"}, ens_path, probs)
+
+
+def test_many_inits_in_one_process_load_the_models_once_and_count_a_missing_init(trained, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """--until/--every: the members of each init are those of a call of their own; an init
+    without GRAF is counted and the rest run (exit 1); a bad range is a usage error."""
+    import dataclasses
+
+    from pqpf.cli import ensemble_inference
+    from pqpf.config import write_config
+    from pqpf.stages import ensemble_inference as stage
+
+    def moved(name):
+        paths = dataclasses.replace(trained.paths, probs_dir=tmp_path / name / "probs",
+                                    plots_dir=tmp_path / name / "plots")
+        return load_config(write_config(dataclasses.replace(trained, paths=paths), tmp_path / f"{name}.ini"))
+
+    many, one = moved("many"), moved("one")
+    loads = []
+    real = stage.load_models_for_lead
+    monkeypatch.setattr(stage, "load_models_for_lead", lambda *a, **k: loads.append(1) or real(*a, **k))
+    status = ensemble_inference.main(["2025070712", str(LEAD), "--until", "2025070900", "--members", str(M),
+                                      "--seed", "3", "--config", str(many.source), "--device", "cpu", "--no-plot",
+                                      "-q"])
+    out, err = capsys.readouterr()
+    assert status == 1 and len(loads) == 1, err + out
+    assert "ensemble_inference.py: 3 written, 0 skipped (already there), 1 failed (2025070900: " in out
+    init = dt.datetime(2025, 7, 8, 0)
+    run_ensemble_inference(one, init, LEAD, members=M, seed=3, device="cpu", plot=False)
+    np.testing.assert_array_equal(read_ensemble(ensemble_path(many, init, LEAD)).members_mm,
+                                  read_ensemble(ensemble_path(one, init, LEAD)).members_mm)
+    loads.clear()
+    assert ensemble_inference.main(["2025070712", str(LEAD), "--until", "2025070812", "--members", str(M), "--seed",
+                                    "3", "--config", str(many.source), "--device", "cpu", "--no-plot", "-q"]) == 0
+    assert "0 written, 3 skipped" in capsys.readouterr().out and loads == []
+    for bad in (["--every", "6"], ["--until", "2025070700"]):
+        assert ensemble_inference.main(["2025070712", str(LEAD), *bad, "--config", str(many.source)]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -55,6 +55,15 @@ def test_table_reports_every_score_with_its_interval(result):
     assert "[intervals: 90 % block bootstrap over 2 init dates, 100 replicates]" in text
     for t in ("0.25 mm", "   25 mm"):
         assert t in text
+    assert "rain objects (connected areas at or above the threshold, points sharing an edge; 1 px = 16 km2):" in text
+    mem = result["objects"]["sources"]["members"]["per_threshold"][0]
+    ob = result["intervals"]["object_size_ratio_members_vs_mrms@1mm"]
+    row = next(line for line in text.splitlines() if line.startswith("         members  ") and
+               f"{mem['point_weighted_size_px']:10.1f}" in line)
+    assert row.rstrip().endswith(f"{ob['estimate']:.2f} [{ob['low']:.2f}, {ob['high']:.2f}]")
+    assert any(line.startswith("   1 mm  MRMS") for line in text.splitlines())
+    old = {k: v for k, v in result.items() if k != "objects"}  # scores of schema < 6
+    assert "rain objects" not in format_ensemble_table(old) and ensemble_csv_rows(old)
 
 
 def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
@@ -91,6 +100,14 @@ def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
     assert (amounts["members"]["value"], amounts["members"]["ci_low"]) == (
         result["amounts"]["ratio_vs_mrms"]["members"], result["intervals"]["amount_ratio_members_vs_mrms"]["low"])
     assert {r["source"] for r in rows if r["metric"] == "mean_amount_mm"} == {"mrms", "members", "unet_mean", "graf"}
+    sizes = {(r["source"], r["threshold_mm"]): r for r in rows if r["metric"] == "objects_point_weighted_size_px"}
+    assert len(sizes) == 4 * 4
+    assert sizes[("mrms", 10.0)]["value"] == result["objects"]["sources"]["mrms"]["per_threshold"][2][
+        "point_weighted_size_px"]
+    ratios = {(r["source"], r["threshold_mm"]): r for r in rows if r["metric"] == "object_size_ratio_vs_mrms"}
+    assert sorted({s for s, _ in ratios}) == ["graf", "members", "unet_p50"]
+    got = result["intervals"]["object_size_ratio_members_vs_mrms@5mm"]
+    assert (ratios[("members", 5.0)]["value"], ratios[("members", 5.0)]["ci_high"]) == (got["estimate"], got["high"])
 
 
 def test_absurd_interval_ends_of_rare_events_are_bounded_in_print_not_in_json(result):

@@ -118,3 +118,18 @@ def test_member_reliability_draws_members_and_unet_per_threshold(tmp_path, resul
     assert "U-Net" in lines and f"{row['bss_members_vs_unet']:+.3f}" in panels[1].get_title()
     with pytest.raises(ValueError, match="nothing to plot"):
         figs.plot_member_reliability(tmp_path / "x.png", [], "")
+
+
+def test_object_size_figure_draws_the_area_share_of_every_source_per_threshold(tmp_path, result, kept):
+    figs.plot_object_sizes(tmp_path / "objects.png", result["objects"], "objects")
+    objects = result["objects"]
+    panels = kept[0].axes
+    assert len(panels) == len(objects["thresholds_mm"])
+    row = objects["sources"]["members"]["per_threshold"][0]
+    line = _lines(panels[0])[f"members (largest {row['max_largest_px']} px)"]
+    share = np.array([np.nan if v is None else v for v in row["area_share_at_least_px"]])
+    ok = np.isfinite(share) & (share > 0)
+    np.testing.assert_allclose(line.get_ydata(), share[ok])
+    np.testing.assert_allclose(line.get_xdata(), np.asarray(objects["size_classes_px"])[ok] * 16.0)
+    assert line.get_ydata()[0] == pytest.approx(1.0)  # every rain point is in an object of >= 1 point
+    assert {f"{lab.split(' (')[0]}" for lab in _lines(panels[0])} == {"MRMS", "members", "U-Net median", "raw GRAF"}

@@ -25,6 +25,7 @@ from pqpf.io.probs_file import ProbabilityForecast, write_probabilities
 from pqpf.layout import ensemble_path, ensemble_verification_dir, mrms_remapped_path, probs_path
 from pqpf.quality import good_quality_mask
 from pqpf.verify.area import area_weights
+from pqpf.verify.objects import object_sizes
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LEAD = 6
@@ -145,6 +146,28 @@ def test_fair_crps_equals_properscoring_on_the_files_with_true_area_weights(cali
         den += w.sum()
     assert report.result["crps"]["n"] == 8 * (GRID.ny * GRID.nx - 8 * 16 - 4)
     assert report.result["crps"]["crps_fair"] == pytest.approx(num / den, rel=1e-9)
+
+
+def test_rain_objects_are_counted_on_the_files_with_the_scored_points(calibrated):
+    """Objects of the read-back members and MRMS, labelled here on the good-quality points
+    (where MRMS is NaN or of poor quality nothing is wet), give the stored sums."""
+    config, report = calibrated
+    objects = report.result["objects"]
+    k = objects["thresholds_mm"].index(5.0)
+    got = {name: objects["sources"][name]["per_threshold"][k] for name in ("mrms", "members")}
+    sums = {name: np.zeros(3) for name in got}  # fields, sum s, sum s^2
+    for init in INITS:
+        members, obs, good = _read_back(config, init)
+        for name, fields in (("mrms", obs[None]), ("members", members)):
+            for f in fields:
+                sizes = object_sizes((f >= 5.0) & good & np.isfinite(obs)).astype(np.float64)
+                sums[name] += [1, sizes.sum(), sizes @ sizes]
+    for name in got:
+        assert got[name]["n_fields"] == sums[name][0]
+        assert got[name]["point_weighted_size_px"] == pytest.approx(sums[name][2] / sums[name][1], rel=1e-12)
+    ratio = report.result["intervals"]["object_size_ratio_members_vs_mrms@5mm"]["estimate"]
+    assert ratio == pytest.approx((sums["members"][2] / sums["members"][1]) / (sums["mrms"][2] / sums["mrms"][1]))
+    assert objects["dx_km"] == pytest.approx(4.0) and objects["connectivity"] == 4
 
 
 def test_fss_of_members_and_graf_equals_scores_fss_2d_on_interior_windows(tmp_path, synth, monkeypatch):
