@@ -35,7 +35,8 @@ def test_demo_pipeline_trains_a_model_that_beats_the_smoothed_graf_reference(tmp
     from pqpf.cli.demo import run_demo
 
     work = tmp_path / "demo"
-    assert run_demo(work, days=24, lead_h=6, test_days=5, seed=1, last_day=dt.date(2025, 6, 24)) == 0
+    assert run_demo(work, days=24, lead_h=6, test_days=5, seed=1, last_day=dt.date(2025, 6, 24),
+                    ensemble_inits=2) == 0
     out = capsys.readouterr().out
     config = load_config(work / "config.ini")
 
@@ -77,3 +78,15 @@ def test_demo_pipeline_trains_a_model_that_beats_the_smoothed_graf_reference(tmp
     assert "BSS vs ref" in out and str(vdir / "reliability.png") in out
     for png in [vdir / "reliability.png", *config.paths.plots_dir.glob("2025062*_6h_probs.png")]:
         assert png.stat().st_size > 50_000
+
+    # the ensemble: stamps for the maps' init only, verified with the last other held-out init
+    stamps = sorted(config.paths.plots_dir.glob("*_6h_ensemble_stamps.png"))
+    assert len(stamps) == 1, stamps
+    shown = stamps[0].name[:10]
+    (edir,) = config.paths.plots_dir.glob("verification_ensemble_*_6h")
+    ens = json.loads((edir / "ensemble_scores.json").read_text())
+    assert len(ens["inits_used"]) == 2 and shown in ens["inits_used"]
+    assert ens["inits_used"][-1] in ("2025062412", "2025062400")
+    members = ens["objects"]["sources"]["members"]["per_threshold"][0]
+    assert members["n_fields"] == 2 * 8 and members["n_objects"] > 0
+    assert "rain objects" in out and (edir / "object_sizes.png").stat().st_size > 20_000

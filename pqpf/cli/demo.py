@@ -5,9 +5,9 @@ archive (demo grid, 200 x 250 points at 4 km; 56 days ending 2025-06-30, the las
 out) and runs, with the same command-line
 entry points a user types, terrain -> MRMS remapping -> patch extraction -> training of
 the ``demo`` U-Net -> inference for the inits after the training period -> verification,
-then the ``diffusion_demo`` model on the U-Net's residual -> an 8-member ensemble for two
-held-out inits -> ensemble verification, and prints the score tables and the paths of the
-PNGs. Each step prints the
+then the ``diffusion_demo`` model on the U-Net's residual -> an 8-member ensemble for every
+held-out init (postage stamps and GIF of the one the maps show) -> ensemble verification,
+and prints the score tables and the paths of the PNGs. Each step prints the
 command that does it by hand. Stages skip what already exists, so a second run is quick;
 ``--fresh`` starts from nothing.
 """
@@ -121,9 +121,8 @@ class _Plan:
 
 
 TOTAL_STEPS = 11
-#: Members and held-out inits of the demo ensemble (small: sampling runs on 2 CPU cores).
+#: Members of the demo ensemble (small: sampling runs on 2 CPU cores).
 ENSEMBLE_MEMBERS = 8
-ENSEMBLE_INITS = 2
 DIFFUSION_HPARAMS = "diffusion_demo"
 
 
@@ -187,8 +186,17 @@ def _infer_and_verify(plan: _Plan, config: Config, test_inits: list[dt.datetime]
     return verification_dir(config, test_inits[0], test_inits[-1], lead)
 
 
-def _ensemble(plan: _Plan, config: Config, test_inits: list[dt.datetime], shown: dt.datetime) -> Path:
-    """Steps 9-11: the diffusion model, a small ensemble for a couple of held-out inits, its scores."""
+def _ensemble_inits(test_inits: list[dt.datetime], shown: dt.datetime, n_inits: int | None) -> list[dt.datetime]:
+    """Every held-out init (``n_inits`` None), else the shown one and the last ``n_inits - 1`` others."""
+    if n_inits is None or n_inits >= len(test_inits):
+        return list(test_inits)
+    others = [t for t in test_inits if t != shown]
+    return sorted([shown, *others[len(others) - (n_inits - 1):]])
+
+
+def _ensemble(plan: _Plan, config: Config, test_inits: list[dt.datetime], shown: dt.datetime,
+              n_inits: int | None) -> Path:
+    """Steps 9-11: the diffusion model, an ensemble for the held-out inits, its scores."""
     cfg, lead, init = plan.cfg, plan.lead_h, ymdh(plan.first_test)
     entry = Registry(registry_path(config)).entry("diffusion", lead) or {}
     unet = Registry(registry_path(config)).entry("resunet", lead) or {}
@@ -200,29 +208,30 @@ def _ensemble(plan: _Plan, config: Config, test_inits: list[dt.datetime], shown:
               f"python train_diffusion.py {init} {lead} --hparams-name {DIFFUSION_HPARAMS} --config {plan.config_path}",
               lambda: train_diffusion.main([init, str(lead), "--hparams-name", DIFFUSION_HPARAMS, "--overwrite",
                                             *cfg]))
-    others = [t for t in test_inits if t != shown]
-    chosen = sorted([shown, *others[-(ENSEMBLE_INITS - 1):]]) if ENSEMBLE_INITS > 1 else [shown]
+    chosen = _ensemble_inits(test_inits, shown, n_inits)
+    first, last = ymdh(chosen[0]), ymdh(chosen[-1])
 
-    def sample() -> int:
+    def sample() -> int:  # resampled on every run: the stores follow the current ECC defaults
         for t in chosen:
+            plots = [] if t == shown else ["--no-plot"]  # stamps and GIF of the hour the maps show
             status = ensemble_inference.main([ymdh(t), str(lead), "--members", str(ENSEMBLE_MEMBERS), *cfg, "-q",
-                                              "--overwrite"])
+                                              "--overwrite", *plots])
             if status:
                 return status
         return 0
 
     _step(10, TOTAL_STEPS, f"{ENSEMBLE_MEMBERS}-member ensembles for {len(chosen)} held-out inits",
-          f"python ensemble_inference.py {ymdh(shown)} {lead} --members {ENSEMBLE_MEMBERS} "
-          f"--config {plan.config_path}   (and {len(chosen) - 1} more)", sample)
-    first, last = ymdh(chosen[0]), ymdh(chosen[-1])
-    _step(11, TOTAL_STEPS, "ensemble verification against MRMS (inits in between without an ensemble are skipped)",
+          f"python ensemble_inference.py {first} {lead} --until {last} --members {ENSEMBLE_MEMBERS} --no-plot "
+          f"--config {plan.config_path}   (stamps and GIF: the same for {ymdh(shown)} without --no-plot)", sample)
+    _step(11, TOTAL_STEPS, "ensemble verification against MRMS",
           f"python verify_ensemble.py {first} {last} {lead} --config {plan.config_path}",
           lambda: verify_ensemble.main([first, last, str(lead), *cfg, "-q"]))
     return ensemble_stamps_png_path(config, shown, lead)
 
 
 def run_demo(workdir: Path, days: int = DAYS, lead_h: int = 6, test_days: int = 6, seed: int = 1,
-             hparams_name: str = "demo", fresh: bool = False, last_day: dt.date = LAST_DAY) -> int:
+             hparams_name: str = "demo", fresh: bool = False, last_day: dt.date = LAST_DAY,
+             ensemble_inits: int | None = None) -> int:
     """Run every stage; return 0 on success.
 
     Parameters
@@ -236,6 +245,9 @@ def run_demo(workdir: Path, days: int = DAYS, lead_h: int = 6, test_days: int = 
         The lead time demonstrated.
     last_day : date
         The archive's last day (the held-out days end there).
+    ensemble_inits : int, optional
+        Held-out inits given an ensemble: all (None), else the maps' init and the last
+        ``ensemble_inits - 1`` others.
 
     Raises
     ------
@@ -255,7 +267,7 @@ def run_demo(workdir: Path, days: int = DAYS, lead_h: int = 6, test_days: int = 
     shown = _wettest(config, test_inits, lead_h)  # the held-out hour the maps show
     _train(plan, config, shown)
     vdir = _infer_and_verify(plan, config, test_inits, shown)
-    stamps = _ensemble(plan, config, test_inits, shown)
+    stamps = _ensemble(plan, config, test_inits, shown, ensemble_inits)
     _say(f"\ndemo finished in {(time.perf_counter() - t_all) / 60:.1f} min. Pictures:")
     for png in (probs_png_path(config, shown, lead_h), vdir / "reliability.png",
                 config.paths.plots_dir / f"graf_mrms_{ymdh(shown)}_{lead_h}h.png", stamps,
@@ -289,6 +301,8 @@ def main(argv: Sequence[str] | None = None, script_dir: Path | None = None) -> i
     parser.add_argument("--test-days", type=positive_int, default=6, help="held-out days at the end (default 6)")
     parser.add_argument("--hparams-name", default="demo", help="hyper-parameter set (default demo)")
     parser.add_argument("--seed", type=non_negative_int, default=1)
+    parser.add_argument("--ensemble-inits", type=positive_int, default=None, metavar="N",
+                        help="held-out inits given an ensemble (default: all of them; about 12 s each)")
     parser.add_argument("--fresh", action="store_true", help="delete the work directory first")
     args = parser.parse_args(argv)
     if args.days - args.test_days < 10:
@@ -296,7 +310,7 @@ def main(argv: Sequence[str] | None = None, script_dir: Path | None = None) -> i
     logging.basicConfig(level=logging.INFO, format="      %(message)s", stream=sys.stdout)
     try:
         return run_demo(args.workdir.resolve(), args.days, args.lead, args.test_days, args.seed,
-                        args.hparams_name, args.fresh)
+                        args.hparams_name, args.fresh, ensemble_inits=args.ensemble_inits)
     except PqpfError as exc:
         print(f"run_demo.py: error: {exc}", file=sys.stderr)
         return 1

@@ -286,7 +286,9 @@ def plot_object_sizes(path: str | Path, objects: Mapping[str, Any], title: str) 
             if not ok.any():
                 continue
             colour, label = SOURCE_STYLE[name]
-            ax.step(sizes[ok] * scale, share[ok], where="post", color=colour, lw=1.6 if name == "mrms" else 1.2,
+            # down to 0 where the class of the largest object ends
+            x = np.append(sizes[ok], 2 * sizes[ok][-1]) * scale
+            ax.step(x, np.append(share[ok], 0.0), where="post", color=colour, lw=1.6 if name == "mrms" else 1.2,
                     label=f"{label} (largest {row['max_largest_px']} px)")
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
@@ -294,7 +296,10 @@ def plot_object_sizes(path: str | Path, objects: Mapping[str, Any], title: str) 
         ax.set_xlabel(f"object size at least ({unit})", fontsize=8)
         ax.grid(alpha=0.25, lw=0.5, which="both")
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
+        if ax.get_lines():
+            ax.legend(fontsize=6)
+        else:
+            ax.text(0.5, 0.5, "no objects", transform=ax.transAxes, ha="center", va="center", fontsize=8)
     axes[0].set_ylabel("share of the rain area", fontsize=9)
     fig.suptitle(f"{title}\nrain objects: connected areas at or above the threshold", fontsize=10)
     return save_png(fig, path)

@@ -129,7 +129,20 @@ def test_object_size_figure_draws_the_area_share_of_every_source_per_threshold(t
     line = _lines(panels[0])[f"members (largest {row['max_largest_px']} px)"]
     share = np.array([np.nan if v is None else v for v in row["area_share_at_least_px"]])
     ok = np.isfinite(share) & (share > 0)
-    np.testing.assert_allclose(line.get_ydata(), share[ok])
-    np.testing.assert_allclose(line.get_xdata(), np.asarray(objects["size_classes_px"])[ok] * 16.0)
+    sizes = np.asarray(objects["size_classes_px"])[ok]
+    np.testing.assert_allclose(line.get_ydata(), [*share[ok], 0.0])  # down to 0 past the largest object's class
+    np.testing.assert_allclose(line.get_xdata(), [*(sizes * 16.0), 2 * sizes[-1] * 16.0])
+    assert sizes[-1] <= row["max_largest_px"] < 2 * sizes[-1]
     assert line.get_ydata()[0] == pytest.approx(1.0)  # every rain point is in an object of >= 1 point
     assert {f"{lab.split(' (')[0]}" for lab in _lines(panels[0])} == {"MRMS", "members", "U-Net median", "raw GRAF"}
+
+
+def test_object_size_figure_says_so_where_no_source_has_an_object(tmp_path, result, kept):
+    objects = json.loads(json.dumps(result["objects"]))
+    for entry in objects["sources"].values():
+        last = entry["per_threshold"][-1]
+        last["area_share_at_least_px"] = [None] * len(last["area_share_at_least_px"])
+    figs.plot_object_sizes(tmp_path / "none.png", objects, "objects")
+    empty = kept[0].axes[-1]
+    assert not empty.get_lines() and empty.get_legend() is None
+    assert [t.get_text() for t in empty.texts] == ["no objects"]
