@@ -456,6 +456,12 @@ def test_many_inits_in_one_process_load_the_model_once_and_count_a_missing_init(
 
     np.testing.assert_array_equal(read_probabilities(one.with_name(same.name)).prob, read_probabilities(same).prob)
     assert resunet_inference.main(["2025070700", str(LEAD), "--every", "6", "--config", str(other), "-q"]) == 2
+    # inits without GRAF before any model is loaded are theirs alone: counted, not the end of the range
+    assert resunet_inference.main(["2025070900", str(LEAD), "--until", "2025070912", "--config", str(other),
+                                   "--no-plot", "-q"]) == 1
+    assert "0 written, 0 skipped (already there), 2 failed (2025070900: " in capsys.readouterr().out
+    assert resunet_inference.main(["2025070700", str(LEAD), "--every", "6", "--config", str(tmp_path / "none.ini"),
+                                   "-q"]) == 2  # the usage error comes before the configuration is read
 
 
 def test_a_model_from_another_grid_is_refused_unless_allowed_with_a_warning_naming_both(trained, caplog):

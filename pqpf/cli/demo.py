@@ -8,8 +8,9 @@ the ``demo`` U-Net -> inference for the inits after the training period -> verif
 then the ``diffusion_demo`` model on the U-Net's residual -> an 8-member ensemble for every
 held-out init (postage stamps and GIF of the one the maps show) -> ensemble verification,
 and prints the score tables and the paths of the PNGs. Each step prints the
-command that does it by hand. Stages skip what already exists, so a second run is quick;
-``--fresh`` starts from nothing.
+command that does it by hand. Stages skip what already exists, so a second run retrains
+nothing (it resamples the ensembles, about two minutes, so they follow the current
+defaults); ``--fresh`` starts from nothing.
 """
 
 from __future__ import annotations
@@ -220,10 +221,15 @@ def _ensemble(plan: _Plan, config: Config, test_inits: list[dt.datetime], shown:
                 return status
         return 0
 
-    _step(10, TOTAL_STEPS, f"{ENSEMBLE_MEMBERS}-member ensembles for {len(chosen)} held-out inits",
-          f"python ensemble_inference.py {first} {lead} --until {last} --members {ENSEMBLE_MEMBERS} --no-plot "
-          f"--config {plan.config_path}   (stamps and GIF: the same for {ymdh(shown)} without --no-plot)", sample)
-    _step(11, TOTAL_STEPS, "ensemble verification against MRMS",
+    every = chosen == list(test_inits)
+    command = (f"python ensemble_inference.py {first} {lead} --until {last} --members {ENSEMBLE_MEMBERS} --no-plot "
+               f"--config {plan.config_path}   (stamps and GIF: the same for {ymdh(shown)} without --no-plot)"
+               if every else
+               f"python ensemble_inference.py {ymdh(shown)} {lead} --members {ENSEMBLE_MEMBERS} --config "
+               f"{plan.config_path}   (and with --no-plot for {', '.join(ymdh(t) for t in chosen if t != shown)})")
+    _step(10, TOTAL_STEPS, f"{ENSEMBLE_MEMBERS}-member ensembles for {len(chosen)} held-out inits", command, sample)
+    _step(11, TOTAL_STEPS, "ensemble verification against MRMS" + (
+        "" if every else " (inits in between without an ensemble are skipped)"),
           f"python verify_ensemble.py {first} {last} {lead} --config {plan.config_path}",
           lambda: verify_ensemble.main([first, last, str(lead), *cfg, "-q"]))
     return ensemble_stamps_png_path(config, shown, lead)

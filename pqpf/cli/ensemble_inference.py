@@ -108,9 +108,7 @@ def _run(args: argparse.Namespace) -> int:
                    else args.ecc_level_smoothing)
     if inits is not None:
         report = run_ensemble_range(config, inits, lead, **options)
-        failed = "; ".join(f"{i}: {why}" for i, why in report.failed)
-        print(f"ensemble_inference.py: {len(report.written)} written, {len(report.skipped)} skipped (already "
-              f"there), {len(report.failed)} failed{f' ({failed})' if failed else ''}")
+        print(report.summary("ensemble_inference.py"))
         return 1 if report.failed else 0
     result = run_ensemble_inference(config, args.init, lead, **options)
     print(result.store)

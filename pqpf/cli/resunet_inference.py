@@ -51,10 +51,10 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from pqpf.stages.inference import run_inference, run_inference_range
 
+    inits = inits_from_args(args)
     config = load_config_from_args(args)
     apply_threads(args, config)
     lead = check_lead(config, args.lead)
-    inits = inits_from_args(args)
     if inits is None:
         result = run_inference(config, args.init, lead, device=args.device, overwrite=args.overwrite,
                                plot=not args.no_plot, allow_other_grid=args.allow_other_grid)
@@ -64,9 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     report = run_inference_range(config, inits, lead, device=args.device, overwrite=args.overwrite,
                                  plot=not args.no_plot, allow_other_grid=args.allow_other_grid)
-    failed = "; ".join(f"{i}: {why}" for i, why in report.failed)
-    print(f"resunet_inference.py: {len(report.written)} written, {len(report.skipped)} skipped (already there), "
-          f"{len(report.failed)} failed{f' ({failed})' if failed else ''}")
+    print(report.summary("resunet_inference.py"))
     return 1 if report.failed else 0
 
 

@@ -289,7 +289,7 @@ def plot_object_sizes(path: str | Path, objects: Mapping[str, Any], title: str) 
             # down to 0 where the class of the largest object ends
             x = np.append(sizes[ok], 2 * sizes[ok][-1]) * scale
             ax.step(x, np.append(share[ok], 0.0), where="post", color=colour, lw=1.6 if name == "mrms" else 1.2,
-                    label=f"{label} (largest {row['max_largest_px']} px)")
+                    label=f"{label} (largest {row['max_largest_px'] * scale:,.0f} {unit})")
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
         ax.set_title(f">= {format_mm(t)} mm", fontsize=9)

@@ -9,12 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
 from pqpf.errors import InputFileError
 from pqpf.io.atomic import remove_stale_temporaries
+from pqpf.layout import registry_path
 from pqpf.progress import Progress
 
-__all__ = ["RangeReport", "clean_temporaries", "kept", "run_range"]
+__all__ = ["RangeReport", "clean_temporaries", "kept", "run_range", "shared_input"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +52,28 @@ class RangeReport:
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
 
+    def summary(self, prog: str) -> str:
+        """The one line a script prints at the end of a range."""
+        failed = "; ".join(f"{i}: {why}" for i, why in self.failed)
+        return (f"{prog}: {len(self.written)} written, {len(self.skipped)} skipped (already there), "
+                f"{len(self.failed)} failed{f' ({failed})' if failed else ''}")
 
-def run_range(inits: list[dt.datetime], run_one: Callable[[dt.datetime], tuple[Path, bool]],
-              shared: Callable[[InputFileError], bool]) -> RangeReport:
+
+def shared_input(config: Config, exc: InputFileError) -> bool:
+    """Whether the input that failed is one every init of a range reads (the terrain file,
+    the model registry or a checkpoint), decided by its path alone, whatever is loaded."""
+    path = exc.path.resolve()
+    shared = {config.paths.terrain_file.resolve(), registry_path(config).resolve()}
+    return path in shared or path.suffix == ".pt"
+
+
+def run_range(config: Config, inits: list[dt.datetime], run_one: Callable[[dt.datetime], tuple[Path, bool]]
+              ) -> RangeReport:
     """Run ``run_one(init) -> (output, skipped)`` for every init in one process.
 
-    An init whose own input is missing or damaged (an :class:`InputFileError` for which
-    ``shared`` is false) is counted as failed and the rest run; an input every init
-    shares (``shared`` true: a model, the terrain) or any other error stops the range.
+    An init whose own input is missing or damaged (its GRAF file, a kept output of its
+    own) is counted as failed and the rest run; an input every init shares
+    (:func:`shared_input`) or any other error (a full disk) stops the range.
     """
     report = RangeReport()
     progress = Progress(len(inits), "inits", logger)
@@ -65,7 +81,7 @@ def run_range(inits: list[dt.datetime], run_one: Callable[[dt.datetime], tuple[P
         try:
             output, skipped = run_one(init)
         except InputFileError as exc:
-            if shared(exc):
+            if shared_input(config, exc):
                 raise
             logger.warning("%s failed: %s", format_yyyymmddhh(init), exc)
             report.failed.append((format_yyyymmddhh(init), str(exc)))

@@ -69,8 +69,9 @@ from pqpf.plot.ensemble import plot_postage_stamps, write_member_gif
 from pqpf.plot.maps import forecast_title
 from pqpf.predict import LoadedModel, load_resunet
 from pqpf.stages.common import RangeReport, clean_temporaries, kept, run_range
-from pqpf.stages.inference import check_provenance, run_inference
+from pqpf.stages.inference import InferenceSession, check_provenance, run_inference
 from pqpf.stitching import inference_window, windows_per_call
+from pqpf.terrain import Terrain
 from pqpf.verify.ensemble_fields import unet_mean_amount
 
 __all__ = ["Draw", "EnsembleRangeReport", "EnsembleResult", "ModelCache", "draw_members", "ensemble_product",
@@ -92,25 +93,17 @@ EnsembleRangeReport = RangeReport
 
 
 class ModelCache:
-    """The lead's U-Net and diffusion model, loaded on first use and kept: many inits in
-    one process load them once."""
+    """The lead's U-Net, diffusion model and terrain, loaded on first use and kept: many
+    inits in one process load them once."""
 
     def __init__(self) -> None:
         self._models: tuple[LoadedModel, LoadedDiffusion] | None = None
+        self._session: InferenceSession | None = None
         self._key: tuple[int, str] | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self._models is not None
-
-    def shared_files(self, config: Config) -> set[Path]:
-        """What every init reads: the terrain file and the loaded checkpoints."""
-        models = self._models or ()
-        return {config.paths.terrain_file, *(m.checkpoint for m in models)}
 
     def _check(self, lead_h: int, device: Any) -> None:
         if self._key != (lead_h, str(device)):
-            self._models = None
+            self._models, self._session = None, None
             self._key = (lead_h, str(device))
 
     def models(self, config: Config, lead_h: int, device: Any) -> tuple[LoadedModel, LoadedDiffusion]:
@@ -118,6 +111,15 @@ class ModelCache:
         if self._models is None:
             self._models = load_models_for_lead(config, lead_h, device)
         return self._models
+
+    def session(self, config: Config, lead_h: int, device: Any) -> InferenceSession:
+        """The U-Net's inference session (terrain, device, the U-Net of :meth:`models`)."""
+        unet = self.models(config, lead_h, device)[0]
+        if self._session is None:
+            terrain = read_terrain(config.paths.terrain_file)
+            check_provenance(unet, terrain, config.paths.terrain_file)
+            self._session = InferenceSession(terrain, device, unet)
+        return self._session
 
 
 def load_models_for_lead(config: Config, lead_h: int, device: Any) -> tuple[LoadedModel, LoadedDiffusion]:
@@ -184,11 +186,14 @@ class Draw:
 
 
 def draw_members(config: Config, init: dt.datetime, lead_h: int, models: tuple[LoadedModel, LoadedDiffusion],
-                 members: int, seed: int, device: Any, sampler: SamplerConfig) -> Draw:
-    """Sample the members of (INIT, LEAD) (nothing written)."""
+                 members: int, seed: int, device: Any, sampler: SamplerConfig, terrain: Terrain | None = None
+                 ) -> Draw:
+    """Sample the members of (INIT, LEAD) (nothing written); ``terrain`` read here when
+    not given (then checked against the U-Net)."""
     unet, diffusion = models
-    terrain = read_terrain(config.paths.terrain_file)
-    check_provenance(unet, terrain, config.paths.terrain_file)
+    if terrain is None:
+        terrain = read_terrain(config.paths.terrain_file)
+        check_provenance(unet, terrain, config.paths.terrain_file)
     graf_path = require_graf(config, init, lead_h, prefer="laptop")
     graf = read_graf(graf_path, lead_h, init=init)
     if not graf.grid.same_as(terrain.grid):
@@ -378,12 +383,12 @@ def run_ensemble_inference(config: Config, init: dt.datetime, lead_h: int, membe
     clean_temporaries(store.parent, stamps.parent)
     dev = select_device(device)
     cache = cache or ModelCache()
-    models = cache.models(config, lead_h, dev)
-    run_inference(config, init, lead_h, device=device, plot=plot)  # verification reads the U-Net file
+    models, session = cache.models(config, lead_h, dev), cache.session(config, lead_h, dev)
+    run_inference(config, init, lead_h, device=device, plot=plot, session=session)  # verification reads it
     base = models[1].sampler
     sampler = replace(base, n_steps=base.n_steps if steps is None else steps,
                       s_churn=base.s_churn if churn is None else churn)
-    draw = draw_members(config, init, lead_h, models, members, seed, dev, sampler)
+    draw = draw_members(config, init, lead_h, models, members, seed, dev, sampler, session.terrain)
     ens = ensemble_product(config, draw, models, mode, ecc_smoothing_px, ecc_level_smoothing_px)
     write_ensemble(store, ens, netcdf_path=nc)
     if plot:
@@ -397,8 +402,9 @@ def run_ensemble_range(config: Config, inits: list[dt.datetime], lead_h: int, **
     """Many inits of one lead in one process (``ensemble_inference.py INIT LEAD --until END``):
     the models are loaded once; ``options`` are :func:`run_ensemble_inference`'s.
 
-    An init whose GRAF file is missing or damaged is counted as failed and the rest run;
-    a problem with the models (or any other error, e.g. a full disk) stops the range.
+    An init whose own input is missing or damaged (its GRAF file, an unreadable kept
+    store) is counted as failed and the rest run; the registry, a model or the terrain
+    failing, or any other error (a full disk), stops the range.
     """
     cache = ModelCache()
 
@@ -406,7 +412,4 @@ def run_ensemble_range(config: Config, inits: list[dt.datetime], lead_h: int, **
         result = run_ensemble_inference(config, init, lead_h, cache=cache, **options)
         return result.store, result.skipped
 
-    def shared(exc: InputFileError) -> bool:  # the registry, a model or the terrain: every init would fail
-        return not cache.loaded or exc.path in cache.shared_files(config)
-
-    return run_range(inits, one, shared)
+    return run_range(config, inits, one)

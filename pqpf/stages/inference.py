@@ -254,7 +254,4 @@ def run_inference_range(config: Config, inits: list[dt.datetime], lead_h: int, d
         result = run_inference(config, init, lead_h, device, overwrite, plot, session, allow_other_grid)
         return result.nc_path, result.skipped
 
-    def shared(exc: InputFileError) -> bool:
-        return session is None or exc.path in (config.paths.terrain_file, session.model.checkpoint)
-
-    return run_range(inits, one, shared)
+    return run_range(config, inits, one)

@@ -62,6 +62,7 @@ from pqpf.quality import good_quality_mask
 from pqpf.verify.area import area_weights
 from pqpf.verify.ensemble_report import ensemble_csv_rows
 from pqpf.verify.ensemble_verifier import EnsembleCase, EnsembleSettings, EnsembleVerifier
+from pqpf.verify.objects import DEFAULT_OBJECT_THRESHOLDS_MM
 
 __all__ = ["CRPS_COMPARISON", "ECC_CAVEAT", "ECC_M_CAVEAT", "ECC_S_CAVEAT", "FIGURES", "EnsembleVerificationReport",
            "verify_ensemble_range"]
@@ -214,6 +215,8 @@ class _Run:
             self.verifier = EnsembleVerifier(EnsembleSettings(
                 thresholds_mm=tuple(self.config.probability.thresholds_mm), edges_mm=inputs.edges,
                 n_members=inputs.ensemble.n_members, shape=grid.shape, dx_km=_grid_spacing_km(grid),
+                object_thresholds_mm=tuple(t for t in DEFAULT_OBJECT_THRESHOLDS_MM
+                                           if np.isclose(inputs.edges, t).any()),
                 seed=self.seed, n_replicates=self.n_replicates))
         case = inputs.case
         weighted = EnsembleCase(case.members_mm, case.obs_mm, case.good, np.asarray(self.weight), case.unet_bins,
@@ -299,7 +302,8 @@ def _figures(out_dir: Path, result: dict[str, Any], title: str) -> list[Path]:
             plot_fss_scales(out_dir / FIGURES["fss"], result["fss"], title),
             plot_spectra(out_dir / FIGURES["spectra"], result["spectra"], title),
             plot_member_reliability(out_dir / FIGURES["reliability"], result["brier"], title),
-            plot_object_sizes(out_dir / FIGURES["objects"], result["objects"], title)]
+            *([plot_object_sizes(out_dir / FIGURES["objects"], result["objects"], title)]
+              if result["objects"]["thresholds_mm"] else [])]
 
 
 def _reuse(report: EnsembleVerificationReport, out_dir: Path, previous: dict[str, Any]) -> EnsembleVerificationReport:

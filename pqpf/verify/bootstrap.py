@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "safe_ratio",
     "DailySums",
     "Skill",
     "RatioSkill",
@@ -154,7 +155,10 @@ class Skill(Protocol):
     def __call__(self, sums: Sums) -> NDArray[np.float64]: ...
 
 
-def _safe_ratio(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:
+def safe_ratio(num: Any, den: Any) -> NDArray[np.float64]:
+    """``num / den`` where ``den > 0``, NaN elsewhere, without warnings (arrays over
+    bootstrap replicates or scalars)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
@@ -170,7 +174,7 @@ class RatioSkill:
     reference: str
 
     def __call__(self, sums: Sums) -> NDArray[np.float64]:
-        return 1.0 - _safe_ratio(np.asarray(sums[self.score]), np.asarray(sums[self.reference]))
+        return 1.0 - safe_ratio(np.asarray(sums[self.score]), np.asarray(sums[self.reference]))
 
 
 @dataclass(frozen=True)
@@ -186,8 +190,8 @@ class ClimatologySkill:
 
     def __call__(self, sums: Sums) -> NDArray[np.float64]:
         w = np.asarray(sums[self.weight])
-        obar = _safe_ratio(np.asarray(sums[self.events]), w)
-        return 1.0 - _safe_ratio(_safe_ratio(np.asarray(sums[self.sse]), w), obar * (1.0 - obar))
+        obar = safe_ratio(np.asarray(sums[self.events]), w)
+        return 1.0 - safe_ratio(safe_ratio(np.asarray(sums[self.sse]), w), obar * (1.0 - obar))
 
 
 @dataclass(frozen=True)
@@ -421,11 +425,11 @@ def reliability_skills(thresholds_mm: Sequence[float], n_bins: int) -> list[Skil
 
 def _ratio_of(num: str, den: str) -> Callable[[Sums], NDArray[np.float64]]:
     def ratio(sums: Sums) -> NDArray[np.float64]:
-        return _safe_ratio(np.asarray(sums[num]), np.asarray(sums[den]))
+        return safe_ratio(np.asarray(sums[num]), np.asarray(sums[den]))
     return ratio
 
 
 def _gap_of(wo: str, wp: str, w: str) -> Callable[[Sums], NDArray[np.float64]]:
     def gap(sums: Sums) -> NDArray[np.float64]:
-        return _safe_ratio(np.asarray(sums[wo]) - np.asarray(sums[wp]), np.asarray(sums[w]))
+        return safe_ratio(np.asarray(sums[wo]) - np.asarray(sums[wp]), np.asarray(sums[w]))
     return gap

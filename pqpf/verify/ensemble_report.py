@@ -148,12 +148,12 @@ _OBJECT_LABELS = {"mrms": "MRMS", "members": "members", "unet_p50": "U-Net media
 def _object_lines(r: Mapping[str, Any]) -> list[str]:
     """Rain objects per threshold and source (absent from scores of schema < 6)."""
     objects = r.get("objects")
-    if not objects:
+    if not objects or not objects["thresholds_mm"]:
         return []
     dx = objects.get("dx_km")
     lines = ["rain objects (connected areas at or above the threshold, points sharing an edge"
              + (f"; 1 px = {dx * dx:.3g} km2" if dx else "") + "):",
-             " thresh  source         objects  area    point-weighted  largest px:   size / MRMS's",
+             " thresh  source         objects  point   point-weighted  largest (px):     size / MRMS's",
              "                        /field   share   size (px)       mean (max)"]
     for k, t in enumerate(objects["thresholds_mm"]):
         for name, entry in objects["sources"].items():
@@ -279,9 +279,10 @@ def _object_rows(r: Mapping[str, Any]) -> list[dict[str, Any]]:
     for name, entry in objects["sources"].items():
         for row in entry["per_threshold"]:
             t = row["threshold_mm"]
-            rows += [_row(f"objects_{key}", row[key], name, threshold_mm=t) for key in
-                     ("objects_per_field", "area_fraction", "point_weighted_size_px", "mean_largest_px",
-                      "max_largest_px")]
+            rows += [_row(metric, row[key], name, threshold_mm=t) for metric, key in
+                     (("objects_per_field", "objects_per_field"), ("objects_point_share", "area_fraction"),
+                      ("objects_point_weighted_size_px", "point_weighted_size_px"),
+                      ("objects_mean_largest_px", "mean_largest_px"), ("objects_max_largest_px", "max_largest_px"))]
             if name != "mrms":
                 got = iv.get(f"object_size_ratio_{name}_vs_mrms@{t:g}mm")
                 rows.append(_row("object_size_ratio_vs_mrms", got.get("estimate") if got else None, name, got,

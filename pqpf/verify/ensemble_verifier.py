@@ -56,6 +56,7 @@ from pqpf.verify.bootstrap import (
     Skill,
     Sums,
     bootstrap_skills,
+    safe_ratio,
 )
 from pqpf.verify.ensemble import EnsembleCRPS, PowerSpectrum, RankHistogram, SpreadSkill, member_exceedance_probs
 from pqpf.verify.ensemble_fields import (
@@ -135,7 +136,8 @@ class EnsembleSettings:
     band_km : (float, float)
         Wavelength band of the spectral ratios.
     object_thresholds_mm : tuple of float
-        Thresholds of the rain objects (:mod:`pqpf.verify.objects`).
+        Thresholds of the rain objects (:mod:`pqpf.verify.objects`), distinct, each a
+        U-Net bin edge (so the U-Net median reaches it exactly where P(>= t) >= 0.5).
     spectrum_min_valid_fraction : float
         A field with fewer valid points is left out of the spectra (all sources alike).
     seed : int
@@ -162,7 +164,10 @@ class EnsembleSettings:
     level: float = 0.9
 
     def __post_init__(self) -> None:
-        validate_bin_edges(self.edges_mm, tuple(self.thresholds_mm) + tuple(self.fss_thresholds_mm))
+        validate_bin_edges(self.edges_mm, tuple(self.thresholds_mm) + tuple(self.fss_thresholds_mm)
+                           + tuple(self.object_thresholds_mm))
+        if len({f"{t:g}" for t in self.object_thresholds_mm}) != len(self.object_thresholds_mm):
+            raise ValueError(f"object thresholds must be distinct, got {list(self.object_thresholds_mm)}")
         if self.n_members < 2:
             raise ValueError(f"ensemble verification needs at least 2 members, got {self.n_members}")
 
@@ -175,11 +180,6 @@ def _name(kind: str, source: str = "", threshold_mm: float | None = None, width_
     if width_px is not None:
         out += f"@{width_px}px"
     return out
-
-
-def _ratio(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 class EnsembleVerifier:
@@ -354,35 +354,35 @@ class EnsembleVerifier:
     @staticmethod
     def _amount_ratio(name: str) -> Any:
         def ratio(x: Sums) -> NDArray[np.float64]:
-            return _ratio(x[_name("amount", name)], x[_name("amount", "mrms")])
+            return safe_ratio(x[_name("amount", name)], x[_name("amount", "mrms")])
         return ratio
 
     @staticmethod
     def _fair_bss(sse_members: str, sse_unet: str, penalty: str) -> Any:
         def skill(x: Sums) -> NDArray[np.float64]:
-            return 1.0 - _ratio(np.asarray(x[sse_members] - x[penalty]), np.asarray(x[sse_unet]))
+            return 1.0 - safe_ratio(np.asarray(x[sse_members] - x[penalty]), np.asarray(x[sse_unet]))
         return skill
 
     @staticmethod
     def _spread_ratio(m: int) -> Any:
         def ratio(x: Sums) -> NDArray[np.float64]:
-            return np.asarray(np.sqrt((m + 1) / m * _ratio(x["ss_var"], x["ss_sq"])))
+            return np.asarray(np.sqrt((m + 1) / m * safe_ratio(x["ss_var"], x["ss_sq"])))
         return ratio
 
     @staticmethod
     def _fss_difference(t: float, width: int, other: str = "graf") -> Any:
         """FSS of the members minus that of ``other`` (a source or ``member_pairs``)."""
         def diff(x: Sums) -> NDArray[np.float64]:
-            members = 1.0 - _ratio(x[_name("fbs", "members", t, width)], x[_name("worst", "members", t, width)])
-            ref = 1.0 - _ratio(x[_name("fbs", other, t, width)], x[_name("worst", other, t, width)])
+            members = 1.0 - safe_ratio(x[_name("fbs", "members", t, width)], x[_name("worst", "members", t, width)])
+            ref = 1.0 - safe_ratio(x[_name("fbs", other, t, width)], x[_name("worst", other, t, width)])
             return members - ref
         return diff
 
     @staticmethod
     def _psd_ratio(name: str) -> Any:
         def ratio(x: Sums) -> NDArray[np.float64]:
-            return _ratio(_ratio(x[_name("psd", name)], x[_name("psd_n", name)]),
-                          _ratio(x[_name("psd", "mrms")], x[_name("psd_n", "mrms")]))
+            return safe_ratio(safe_ratio(x[_name("psd", name)], x[_name("psd_n", name)]),
+                          safe_ratio(x[_name("psd", "mrms")], x[_name("psd_n", "mrms")]))
         return ratio
 
     # -- results --

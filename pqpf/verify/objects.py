@@ -21,11 +21,14 @@ What it reports, per source and threshold:
   above the threshold, picked at random, belongs to. The plain mean over objects
   (``S1 / count``) is set by the many one-point specks and says little of the cores;
 * the largest object per field, its mean over fields and its maximum;
-* the share of the scored area at or above the threshold;
+* the share of the scored points at or above the threshold (a count, not area-weighted);
 * the share of that rain area in objects of at least ``2**k`` points (the figure of
   :func:`pqpf.plot.ensemble_scores.plot_object_sizes`).
 
-Object sizes are in grid points; times ``dx_km**2`` they are areas on a uniform grid.
+Object sizes are in grid points; times ``dx_km**2`` they are areas on a uniform grid. The
+size ratios' bootstrap intervals resample init dates; a replicate in which a source has
+no object at a threshold gives NaN and is left out, so at rare thresholds the interval is
+conditional on objects existing.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 from pqpf.ordinal import reaches
+from pqpf.verify.bootstrap import safe_ratio
 
 __all__ = ["DEFAULT_OBJECT_THRESHOLDS_MM", "N_SIZE_CLASSES", "ObjectSizes", "object_sizes"]
 
@@ -88,7 +92,7 @@ class ObjectSizes:
             raise ValueError(f"sources must be distinct and not empty, got {list(sources)}")
         self.sources = tuple(sources)
         self.thresholds_mm = tuple(float(t) for t in thresholds_mm)
-        if not self.thresholds_mm or any(not math.isfinite(t) or t <= 0 for t in self.thresholds_mm):
+        if any(not math.isfinite(t) or t <= 0 for t in self.thresholds_mm):  # none: nothing counted
             raise ValueError(f"object thresholds must be positive, got {list(thresholds_mm)}")
         shape = (len(self.sources), len(self.thresholds_mm))
         self.sums = np.zeros((*shape, 7), dtype=np.float64)
@@ -139,10 +143,8 @@ class ObjectSizes:
         t = f"@{threshold_mm:g}mm"
 
         def ratio(x: Mapping[str, Any]) -> NDArray[np.float64]:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                num = np.asarray(x[f"objects_s2_{source}{t}"]) / np.asarray(x[f"objects_s1_{source}{t}"])
-                den = np.asarray(x[f"objects_s2_{reference}{t}"]) / np.asarray(x[f"objects_s1_{reference}{t}"])
-                return np.asarray(np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan), dtype=np.float64)
+            num = safe_ratio(x[f"objects_s2_{source}{t}"], x[f"objects_s1_{source}{t}"])
+            return safe_ratio(num, safe_ratio(x[f"objects_s2_{reference}{t}"], x[f"objects_s1_{reference}{t}"]))
         return ratio
 
     def result(self, dx_km: float | None = None) -> dict[str, Any]:

@@ -368,6 +368,7 @@ def test_many_inits_in_one_process_load_the_models_once_and_count_a_missing_init
     from pqpf.cli import ensemble_inference
     from pqpf.config import write_config
     from pqpf.stages import ensemble_inference as stage
+    from pqpf.stages import inference
 
     def moved(name):
         paths = dataclasses.replace(trained.paths, probs_dir=tmp_path / name / "probs",
@@ -375,15 +376,23 @@ def test_many_inits_in_one_process_load_the_models_once_and_count_a_missing_init
         return load_config(write_config(dataclasses.replace(trained, paths=paths), tmp_path / f"{name}.ini"))
 
     many, one = moved("many"), moved("one")
-    loads = []
+    loads, unet_loads = [], []
     real = stage.load_models_for_lead
     monkeypatch.setattr(stage, "load_models_for_lead", lambda *a, **k: loads.append(1) or real(*a, **k))
+    monkeypatch.setattr(inference, "load_model_for_lead", lambda *a, **k: unet_loads.append(1))
+    broken = ensemble_path(many, dt.datetime(2025, 7, 7, 12), LEAD)
+    broken.mkdir(parents=True)  # an unreadable kept store: this init's own problem, before any model loads
     status = ensemble_inference.main(["2025070712", str(LEAD), "--until", "2025070900", "--members", str(M),
                                       "--seed", "3", "--config", str(many.source), "--device", "cpu", "--no-plot",
                                       "-q"])
     out, err = capsys.readouterr()
-    assert status == 1 and len(loads) == 1, err + out
-    assert "ensemble_inference.py: 3 written, 0 skipped (already there), 1 failed (2025070900: " in out
+    assert status == 1 and len(loads) == 1 and unet_loads == [], err + out  # the U-Net file reuses the models
+    assert "ensemble_inference.py: 2 written, 0 skipped (already there), 2 failed (2025070712: " in out
+    assert "; 2025070900: " in out
+    broken.rmdir()
+    assert ensemble_inference.main(["2025070712", str(LEAD), "--members", str(M), "--seed", "3", "--config",
+                                    str(many.source), "--device", "cpu", "--no-plot", "-q"]) == 0
+    capsys.readouterr()
     init = dt.datetime(2025, 7, 8, 0)
     run_ensemble_inference(one, init, LEAD, members=M, seed=3, device="cpu", plot=False)
     np.testing.assert_array_equal(read_ensemble(ensemble_path(many, init, LEAD)).members_mm,

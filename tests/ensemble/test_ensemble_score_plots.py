@@ -126,7 +126,7 @@ def test_object_size_figure_draws_the_area_share_of_every_source_per_threshold(t
     panels = kept[0].axes
     assert len(panels) == len(objects["thresholds_mm"])
     row = objects["sources"]["members"]["per_threshold"][0]
-    line = _lines(panels[0])[f"members (largest {row['max_largest_px']} px)"]
+    line = _lines(panels[0])[f"members (largest {row['max_largest_px'] * 16:,.0f} km$^2$)"]
     share = np.array([np.nan if v is None else v for v in row["area_share_at_least_px"]])
     ok = np.isfinite(share) & (share > 0)
     sizes = np.asarray(objects["size_classes_px"])[ok]

@@ -308,6 +308,10 @@ def test_verifier_refuses_cases_of_another_shape_or_member_count(synth):
         v.update(EnsembleCase(members, obs, np.ones(SHAPE, bool), np.ones(SHAPE), bins, graf), "20251201")
     with pytest.raises(ValueError, match="at least 2 members"):
         EnsembleSettings(synth.THRESHOLDS, synth.EDGES, 1, SHAPE, 4.0)
+    with pytest.raises(ValueError, match="7"):  # an object threshold must be a U-Net bin edge
+        EnsembleSettings(synth.THRESHOLDS, synth.EDGES, 4, SHAPE, 4.0, object_thresholds_mm=(7.0,))
+    with pytest.raises(ValueError, match="distinct"):
+        EnsembleSettings(synth.THRESHOLDS, synth.EDGES, 4, SHAPE, 4.0, object_thresholds_mm=(5.0, 5.0))
     with pytest.raises(ValueError, match="no case was added"):
         v.result()
 

@@ -129,3 +129,20 @@ def test_bad_arguments() -> None:
     acc = ObjectSizes(("mrms",), (1.0,))
     with pytest.raises(ValueError, match="mrms: shape"):
         acc.update({"mrms": np.zeros((4, 5))}, np.ones((5, 4), bool))
+
+
+def test_the_last_size_class_is_open(monkeypatch):
+    import pqpf.verify.objects as objects
+
+    monkeypatch.setattr(objects, "N_SIZE_CLASSES", 3)  # classes 1, 2-3, >= 4
+    field = np.zeros((20, 20))
+    field[0, :17] = 2.0       # 17: the open class
+    field[2, :3] = 2.0        # 3
+    field[4, 0] = 2.0         # 1
+    field[6:8, :3] = 2.0      # 6: the open class
+    acc = objects.ObjectSizes(("mrms",), (1.0,))
+    acc.update({"mrms": field}, np.ones(field.shape, bool))
+    np.testing.assert_array_equal(acc.area_by_class[0, 0], [1, 3, 23])
+    row = acc.result()["sources"]["mrms"]["per_threshold"][0]
+    assert row["area_share_at_least_px"] == pytest.approx([1.0, 26 / 27, 23 / 27])
+    assert row["max_largest_px"] == 17
