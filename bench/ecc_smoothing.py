@@ -10,9 +10,10 @@ verifies each set with ``verify_ensemble`` and prints, per smoothing, the member
 relative to MRMS per octave and per annulus at 16-128 km and the members' FSS at 1 mm
 against their own pair FSS (Dey et al. 2014), then the rain objects at 5, 10 and 25 mm
 (:mod:`pqpf.verify.objects`: the members' point-weighted object size over MRMS's, and the
-largest object; with random levels both are means over the seeds). The smoothing whose worst 16-128 km
-annulus is closest to MRMS (smallest max |log ratio|) is printed last, after the one
-closest over the four octaves (smallest mean |log ratio|).
+largest object; with random levels both are means over the seeds, the ratio over the
+seeds with an object). The smoothing whose worst 16-128 km annulus is closest to MRMS
+(smallest max |log ratio|) is printed last, after the one closest over the four octaves
+(smallest mean |log ratio|).
 
 With ``--level-sigmas``, the rank smoothing stays at its default and ECC-S's level fields
 (:func:`pqpf.diffusion.ecc.coherent_uniforms`) are smoothed over each value instead (0:
@@ -22,6 +23,13 @@ and the rank tie-breaks) and the table gives their mean (and the range of the
 worst-annulus measure); the point-wise scores then differ only by chance. The rank
 smoothing is averaged over the same seeds when the default levels are random (ECC-S).
 
+With ``--template schaake`` the members are not the diffusion model's: each init's M rank
+templates are MRMS fields (log1p mm, missing as dry) valid at the same hour on M earlier
+days, ``--schaake-days-before`` and the M - 1 days before that: the Schaake shuffle
+(Clark et al. 2004), which gives the U-Net's marginals the observed spatial dependence of
+other days. Its spectra and objects are what ECC can reach with MRMS's own texture placed
+without regard to the forecast, the yardstick for the diffusion members' structure.
+
 Pick it on held-out inits other than the ones you judge it by: by default every held-out
 init of the demo with a probabilities file and MRMS except 2025062900 and 2025063012, the
 two the demo's ensemble step reported until 2026-12-05 (it now verifies all twelve), kept
@@ -29,6 +37,7 @@ out of every choice made with this bench.
 
     python bench/ecc_smoothing.py --demo-dir demo_run [--sigmas 0 1 2 3 4 6] [--members 8]
     python bench/ecc_smoothing.py --demo-dir demo_run --level-sigmas 0 8 16 32 64 inf [--level-seeds 6]
+    python bench/ecc_smoothing.py --demo-dir demo_run --level-sigmas 32 --template schaake
 """
 
 from __future__ import annotations
@@ -63,6 +72,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="vary ECC-S's level smoothing (grid points, inf allowed) instead of the rank smoothing")
     parser.add_argument("--level-seeds", type=int, default=6, help="level draws per --level-sigmas value (default 6)")
     parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--template", choices=("diffusion", "schaake"), default="diffusion",
+                        help="rank templates: the diffusion members (default) or MRMS of earlier days (see above)")
+    parser.add_argument("--schaake-days-before", type=int, default=7,
+                        help="with --template schaake, the latest template day before the verifying one (default 7)")
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args(argv)
 
@@ -101,9 +114,14 @@ def _objects(result: dict) -> dict:
 
 
 def _mean_summary(rows: list[dict]) -> dict:
-    """The mean of several draws' summaries (lists element-wise); ``worst`` keeps its range."""
-    out = {key: ([sum(v) / len(v) for v in zip(*(r[key] for r in rows))] if isinstance(rows[0][key], list)
-                 else sum(r[key] for r in rows) / len(rows)) for key in rows[0]}
+    """The mean of several draws' summaries (lists element-wise, over the draws where the value
+    exists: a draw without a 25-mm object has no size ratio there); ``worst`` keeps its range."""
+    def mean(values: Any) -> float:
+        finite = [v for v in values if math.isfinite(v)]
+        return sum(finite) / len(finite) if finite else math.nan
+
+    out = {key: ([mean(v) for v in zip(*(r[key] for r in rows))] if isinstance(rows[0][key], list)
+                 else mean(r[key] for r in rows)) for key in rows[0]}
     out["worst_range"] = (min(r["worst"] for r in rows), max(r["worst"] for r in rows))
     return out
 
@@ -120,6 +138,21 @@ def _inits(config: Any, args: argparse.Namespace) -> list:
     inits = [parse_yyyymmddhh(f.name.split("_")[0]) for f in files]
     return [t for t in inits if f"{t:%Y%m%d%H}" not in DEMO_ENSEMBLE_INITS
             and mrms_remapped_path(config, t + datetime.timedelta(hours=args.lead)).is_file()]
+
+
+def _schaake_latent(config: Any, valid: Any, n_members: int, days_before: int) -> Any:
+    """The Schaake-shuffle templates of ``valid``: log1p of the MRMS fields at the same hour
+    ``days_before`` .. ``days_before + n_members - 1`` days earlier, missing points as dry."""
+    import datetime
+
+    import numpy as np
+
+    from pqpf.io.mrms_file import read_remapped_mrms
+    from pqpf.layout import mrms_remapped_path
+
+    fields = [read_remapped_mrms(mrms_remapped_path(config, valid - datetime.timedelta(days=days_before + k)))
+              for k in range(n_members)]
+    return np.stack([np.log1p(np.nan_to_num(f.precipitation_mm, nan=0.0)) for f in fields]).astype(np.float32)
 
 
 def _print_table(rows: dict, what: str) -> None:
@@ -149,6 +182,8 @@ def _print_table(rows: dict, what: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    import datetime
+
     from pqpf.config import load_config
     from pqpf.device import select_device, set_threads
     from pqpf.diffusion.ecc import DEFAULT_ECC_LEVELS, DEFAULT_ECC_SMOOTHING_PX
@@ -176,10 +211,17 @@ def main(argv: list[str] | None = None) -> int:
         config.paths, probs_dir=work / f"s{v[0]:g}_{v[1]}" / "probs", plots_dir=work / f"s{v[0]:g}_{v[1]}" / "plots"))
         for v in variants}
     print(f"{len(inits)} inits ({inits[0]:%Y%m%d%H} .. {inits[-1]:%Y%m%d%H}), {args.members} members, "
-          f"ECC {'stratified' if levels else DEFAULT_ECC_LEVELS}; work directory {work}", flush=True)
+          f"ECC {'stratified' if levels else DEFAULT_ECC_LEVELS}, ranks from "
+          + ("the diffusion members" if args.template == "diffusion" else
+             f"MRMS {args.schaake_days_before}..{args.schaake_days_before + args.members - 1} days before (Schaake)")
+          + f"; work directory {work}", flush=True)
     try:
         for init in inits:
             draw = draw_members(config, init, args.lead, models, args.members, 0, device, models[1].sampler)
+            if args.template == "schaake":
+                valid = init + datetime.timedelta(hours=args.lead)
+                draw = dataclasses.replace(draw, latent=_schaake_latent(config, valid, args.members,
+                                                                        args.schaake_days_before))
             for (sigma, seed), site in sites.items():
                 mode, ranks, level_px = variants[(sigma, seed)]
                 extra = {} if level_px is None else {"ecc_level_smoothing_px": level_px}
