@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
           + f"; work directory {work}", flush=True)
     try:
         for init in inits:
-            draw = draw_members(config, init, args.lead, models, args.members, 0, device, models[1].sampler)
+            # Schaake: one member is sampled only for the draw's U-Net fields; the templates replace it
+            sampled = 1 if args.template == "schaake" else args.members
+            draw = draw_members(config, init, args.lead, models, sampled, 0, device, models[1].sampler)
             if args.template == "schaake":
                 valid = init + datetime.timedelta(hours=args.lead)
                 draw = dataclasses.replace(draw, latent=_schaake_latent(config, valid, args.members,
