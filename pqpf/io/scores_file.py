@@ -20,7 +20,8 @@ __all__ = ["SCORES_SCHEMA", "write_scores_json", "write_scores_csv", "read_score
 #: 2: reliability-bin intervals, member-pair FSS. 3: spectra per octave. 4: mean amounts vs MRMS.
 #: 5: random draws from the U-Net (rank histogram, spread-skill) beside the members'.
 #: 6: rain-object sizes (:mod:`pqpf.verify.objects`) of members, MRMS, U-Net median and GRAF.
-SCORES_SCHEMA = 6
+#: 7: intervals over the init dates for the spectra's octave ratios.
+SCORES_SCHEMA = 7
 
 
 def write_scores_json(path: Path, scores: dict[str, Any]) -> Path:

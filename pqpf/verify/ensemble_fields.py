@@ -46,6 +46,7 @@ from pqpf.ordinal import AMOUNT_ATOL_MM, quantiles, validate_bin_edges
 
 __all__ = [
     "octave_bands_km",
+    "octave_annuli",
     "spectral_octave_ratios",
     "DEFAULT_SPREAD_EDGES_MM",
     "unet_mean_amount",
@@ -268,11 +269,26 @@ def octave_bands_km(dx_km: float, longest_km: float) -> list[tuple[float, float]
     return bands
 
 
+def octave_annuli(wavelength_km: ArrayLike, dx_km: float, longest_km: float
+                  ) -> list[tuple[tuple[float, float], NDArray[np.bool_]]]:
+    """Each of :func:`octave_bands_km` with the annuli it holds (a mask over
+    ``wavelength_km``), every annulus in at most one octave: bands are ``[lo, hi)``, the last
+    one ``[lo, hi]``, with a relative tolerance of 1e-6 (computed wavelengths such as
+    5.999999999 km belong to the 6-km edge)."""
+    lam = np.asarray(wavelength_km, dtype=np.float64)
+    bands = octave_bands_km(dx_km, longest_km)
+    tol = 1e-6
+    out = []
+    for n, (lo, hi) in enumerate(bands):
+        top = lam <= hi * (1 + tol) if n == len(bands) - 1 else lam < hi * (1 - tol)
+        out.append(((lo, hi), (lam >= lo * (1 - tol)) & top))
+    return out
+
+
 def spectral_octave_ratios(wavelength_km: ArrayLike, power: ArrayLike, power_ref: ArrayLike, dx_km: float,
                            longest_km: float) -> list[dict[str, Any]]:
-    """:func:`spectral_band_ratio` in each of :func:`octave_bands_km`, every annulus in
-    exactly one octave: bands are ``[lo, hi)``, the last one ``[lo, hi]``, with a relative
-    tolerance of 1e-6 (computed wavelengths such as 5.999999999 km belong to the 6-km edge).
+    """:func:`spectral_band_ratio` in each of :func:`octave_bands_km` (the annuli of
+    :func:`octave_annuli`).
 
     Returns
     -------
@@ -285,12 +301,9 @@ def spectral_octave_ratios(wavelength_km: ArrayLike, power: ArrayLike, power_ref
     if not lam.shape == a.shape == b.shape or lam.ndim != 1:
         raise ValueError(f"wavelength_km, power and power_ref must be 1-D of one length, got "
                          f"{lam.shape}, {a.shape}, {b.shape}")
-    bands = octave_bands_km(dx_km, longest_km)
-    tol = 1e-6
     out = []
-    for n, (lo, hi) in enumerate(bands):
-        top = lam <= hi * (1 + tol) if n == len(bands) - 1 else lam < hi * (1 - tol)
-        sel = (lam >= lo * (1 - tol)) & top & np.isfinite(a) & np.isfinite(b)
+    for (lo, hi), in_band in octave_annuli(lam, dx_km, longest_km):
+        sel = in_band & np.isfinite(a) & np.isfinite(b)
         ok = sel.any() and b[sel].sum() > 0
         out.append({"band_km": [lo, hi], "n_annuli": int(sel.sum()),
                     "ratio": float(a[sel].sum() / b[sel].sum()) if ok else math.nan})

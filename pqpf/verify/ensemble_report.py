@@ -138,7 +138,18 @@ def _spectra_lines(r: Mapping[str, Any]) -> list[str]:
         lines.append(f"  by octave (km)          {heads}")
         for name, label in labels.items():
             lines.append(f"  {label:<23} " + " ".join(_num(o["ratio"], ".2f").rjust(7) for o in octaves[name]))
+        cells = [f"{_octave_label(o)} km {_iv(r, _octave_key('members', o), '.2f')}" for o in octaves["members"]]
+        lines.append("  members by octave, with intervals: " + ", ".join(cells))
     return lines
+
+
+def _octave_label(octave: Mapping[str, Any]) -> str:
+    return f"{octave['band_km'][0]:g}-{octave['band_km'][1]:g}"
+
+
+def _octave_key(source: str, octave: Mapping[str, Any]) -> str:
+    """The interval's name (:func:`pqpf.verify.ensemble_verifier._octave_name`)."""
+    return f"psd_ratio_{source}_vs_mrms@{_octave_label(octave)}km"
 
 
 #: Labels of the object sources in the printed table.
@@ -266,7 +277,8 @@ def ensemble_csv_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     # one row per octave, wavelength_km its shortest wavelength (the next row's is its longest)
     for name, octaves in spectra.get("octave_ratios_vs_mrms", {}).items():
         for o in octaves:
-            rows.append(_row("power_ratio_vs_mrms_octave", o["ratio"], name, wavelength_km=o["band_km"][0]))
+            rows.append(_row("power_ratio_vs_mrms_octave", o["ratio"], name, iv.get(_octave_key(name, o)),
+                             wavelength_km=o["band_km"][0]))
     return rows + _object_rows(result)
 
 

@@ -63,6 +63,7 @@ from pqpf.verify.ensemble_fields import (
     BinnedSpreadSkill,
     UNetDraws,
     fair_brier_penalty,
+    octave_annuli,
     spectral_band_ratio,
     spectral_octave_ratios,
     unet_mean_amount,
@@ -182,6 +183,11 @@ def _name(kind: str, source: str = "", threshold_mm: float | None = None, width_
     return out
 
 
+def _octave_name(kind: str, source: str, band_km: tuple[float, float]) -> str:
+    """``psd_members@64-128km``-style names of the per-octave sums and skills."""
+    return f"{kind}_{source}@{band_km[0]:g}-{band_km[1]:g}km"
+
+
 class EnsembleVerifier:
     """Streaming ensemble scores over many inits (module docstring).
 
@@ -283,6 +289,10 @@ class EnsembleVerifier:
         lo, hi = sorted(self.settings.band_km)
         return np.asarray((lam >= lo) & (lam <= hi))
 
+    def _octaves(self) -> list[tuple[tuple[float, float], NDArray[np.bool_]]]:
+        """The octaves of :func:`spectral_octave_ratios` up to the band's longest wavelength."""
+        return octave_annuli(self.spectra["mrms"].wavelength_km, self.settings.dx_km, max(self.settings.band_km))
+
     def _named_sums(self) -> dict[str, float]:
         """Every sum a skill needs, by name (cumulative)."""
         s = self.settings
@@ -306,10 +316,11 @@ class EnsembleVerifier:
             for j, width in enumerate(s.fss_widths_px):
                 out[_name("fbs", "member_pairs", t, width)] = pff[k, j] - 2 * pfo[k, j] + poo[k, j]
                 out[_name("worst", "member_pairs", t, width)] = pff[k, j] + poo[k, j]
-        band = self._band()
+        band, octaves = self._band(), self._octaves()
         for name, spec in self.spectra.items():
             out[_name("psd", name)] = float(spec.power_sum[band].sum())
             out[_name("psd_n", name)] = float(spec.counts[0])
+            out.update({_octave_name("psd", name, b): float(spec.power_sum[sel].sum()) for b, sel in octaves})
         out.update(self.objects.named_sums())
         return {k: float(v) for k, v in out.items()}
 
@@ -345,6 +356,8 @@ class EnsembleVerifier:
                     t, width, "member_pairs")))
         for name in ("members", "unet_mean", "graf"):
             skills.append(FunctionSkill(_name("psd_ratio", f"{name}_vs_mrms"), self._psd_ratio(name)))
+            skills += [FunctionSkill(_octave_name("psd_ratio", f"{name}_vs_mrms", b), self._psd_ratio(name, b))
+                       for b, _ in self._octaves()]
             skills.append(FunctionSkill(_name("amount_ratio", f"{name}_vs_mrms"), self._amount_ratio(name)))
         for name in OBJECT_SOURCES[1:]:
             skills += [FunctionSkill(_name("object_size_ratio", f"{name}_vs_mrms", t),
@@ -379,10 +392,14 @@ class EnsembleVerifier:
         return diff
 
     @staticmethod
-    def _psd_ratio(name: str) -> Any:
+    def _psd_ratio(name: str, band_km: tuple[float, float] | None = None) -> Any:
+        """Power over MRMS's in the band (``band_km`` None) or in one octave."""
+        def psd(source: str) -> str:
+            return _name("psd", source) if band_km is None else _octave_name("psd", source, band_km)
+
         def ratio(x: Sums) -> NDArray[np.float64]:
-            return safe_ratio(safe_ratio(x[_name("psd", name)], x[_name("psd_n", name)]),
-                          safe_ratio(x[_name("psd", "mrms")], x[_name("psd_n", "mrms")]))
+            return safe_ratio(safe_ratio(x[psd(name)], x[_name("psd_n", name)]),
+                              safe_ratio(x[psd("mrms")], x[_name("psd_n", "mrms")]))
         return ratio
 
     # -- results --

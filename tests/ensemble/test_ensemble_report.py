@@ -52,6 +52,11 @@ def test_table_reports_every_score_with_its_interval(result):
     assert "FSS members - raw GRAF at 1 mm: 1 px " in text and "useful from" in text
     assert "FSS members - members vs one another at 5 mm: 1 px " in text
     assert "U-Net conditional mean" in text
+    last = result["spectra"]["octave_ratios_vs_mrms"]["members"][-1]
+    lo, hi = last["band_km"]
+    po = result["intervals"][f"psd_ratio_members_vs_mrms@{lo:g}-{hi:g}km"]
+    line = next(x for x in text.splitlines() if x.startswith("  members by octave, with intervals: "))
+    assert line.endswith(f"{lo:g}-{hi:g} km {po['estimate']:.2f} [{po['low']:.2f}, {po['high']:.2f}]")
     assert "[intervals: 90 % block bootstrap over 2 init dates, 100 replicates]" in text
     for t in ("0.25 mm", "   25 mm"):
         assert t in text
@@ -79,6 +84,10 @@ def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
     assert len(octaves) == 3 * len(stored["members"]) and len(stored["members"]) >= 2
     assert [(r["value"], r["wavelength_km"]) for r in octaves if r["source"] == "members"] == [
         (o["ratio"], o["band_km"][0]) for o in stored["members"]]
+    last = octaves[len(stored["members"]) - 1]  # each octave with its interval over the days
+    iv = result["intervals"][f"psd_ratio_members_vs_mrms@{stored['members'][-1]['band_km'][0]:g}-"
+                             f"{stored['members'][-1]['band_km'][1]:g}km"]
+    assert (last["ci_low"], last["ci_high"]) == (iv["low"], iv["high"]) and iv["low"] < iv["high"]
     pairs = [r for r in rows if r["metric"] == "fss_member_pairs"]
     assert len(pairs) == 2 * 21 and pairs[3]["value"] == result["fss"]["pairs"]["members"]["per_threshold"][0]["fss"][3]
     one = next(r for r in fss if r["source"] == "graf" and r["threshold_mm"] == 5.0 and r["width_px"] == 11)

@@ -231,6 +231,31 @@ def test_members_carry_the_observed_spatial_structure_and_the_unet_mean_does_not
     assert mean_ratios[0] < mean_ratios[-1] < 0.2
 
 
+def test_octave_power_ratios_have_intervals_over_the_days(calibrated, synth):
+    """Each octave's ratio gets a block-bootstrap interval by init date, around the ratio of
+    the spectra; members that are MRMS scaled by c have c^2 of its power in every octave on
+    every day, so every resample gives exactly c^2."""
+    _, r, cases = calibrated
+    for name in ("members", "unet_mean", "graf"):
+        for o in r["spectra"]["octave_ratios_vs_mrms"][name]:
+            iv = r["intervals"][f"psd_ratio_{name}_vs_mrms@{o['band_km'][0]:g}-{o['band_km'][1]:g}km"]
+            assert iv["estimate"] == pytest.approx(o["ratio"], rel=1e-9)
+            assert iv["low"] <= iv["estimate"] <= iv["high"] and iv["n_days"] == 4
+    widths = [r["intervals"][f"psd_ratio_members_vs_mrms@{o['band_km'][0]:g}-{o['band_km'][1]:g}km"]
+              for o in r["spectra"]["octave_ratios_vs_mrms"]["members"]]
+    assert any(w["high"] - w["low"] > 0.01 for w in widths)  # random members: days differ
+    verifier = EnsembleVerifier(EnsembleSettings(synth.THRESHOLDS, synth.EDGES, 8, SHAPE, 4.0, n_replicates=50))
+    for i, case in enumerate(cases):
+        scaled = np.broadcast_to(0.7 * case.obs_mm, case.members_mm.shape)
+        verifier.update(EnsembleCase(scaled, case.obs_mm, case.good, case.weight, case.unet_bins, case.graf_mm),
+                        f"2025120{1 + i // 2}")
+    result = verifier.result()
+    for o in result["spectra"]["octave_ratios_vs_mrms"]["members"]:
+        iv = result["intervals"][f"psd_ratio_members_vs_mrms@{o['band_km'][0]:g}-{o['band_km'][1]:g}km"]
+        assert o["ratio"] == pytest.approx(0.49, rel=1e-9)
+        assert iv["low"] == pytest.approx(0.49, rel=1e-9) and iv["high"] == pytest.approx(0.49, rel=1e-9)
+
+
 def test_member_pair_fss_matches_the_members_fss_only_for_the_calibrated_ensemble(calibrated, under):
     """Dispersion FSS (Dey et al. 2014): members exchangeable with MRMS score against one
     another as they score against MRMS; under-dispersive members score higher against one
