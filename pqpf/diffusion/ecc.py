@@ -23,7 +23,7 @@ ECC-Q. Where ``U`` comes from is ``level_smoothing_px``:
 * ``0``: one ``U`` per point and rank, independent from point to point. The values jump
   inside their intervals from one point to the next, which adds power at the shortest
   wavelengths (about 5x MRMS's at 8-16 km on the demo).
-* ``> 0`` (coherent ECC-S, the default, 32): member m's ``U`` is a smooth random field
+* ``> 0`` (coherent ECC-S, the default, 8): member m's ``U`` is a smooth random field
   (:func:`coherent_uniforms`: white noise Gaussian-filtered over that many grid points,
   mapped to exactly U(0, 1) at every point), so a member sits high or low in its interval
   over areas of that size. At each point the M levels are still independent uniforms
@@ -96,10 +96,12 @@ DEFAULT_ECC_LEVELS = "stratified"
 #: reports (docs/diffusion_ensemble.md, bench/ecc_smoothing.py).
 DEFAULT_ECC_SMOOTHING_PX = 2.0
 #: Gaussian smoothing (grid points) of ECC-S's level fields (module docstring), chosen on
-#: held-out inits other than the ones the demo reports, over six level seeds
+#: held-out inits other than the ones the demo reports, by the median over 20 level seeds
 #: (bench/ecc_smoothing.py --level-sigmas; docs/diffusion_ensemble.md): every smoothing
-#: removes the point noise, 32 px brought the spectra closest to MRMS.
-DEFAULT_ECC_LEVEL_SMOOTHING_PX = 32.0
+#: removes the point noise; 8 px came closest to MRMS's power in the worst octave and
+#: annulus of 16-128 km, the band the spectra are judged in (32 px, the default until
+#: 2026-12-06, left 64-128 km short and put rare plateaus deep in the tail).
+DEFAULT_ECC_LEVEL_SMOOTHING_PX = 8.0
 
 logger = logging.getLogger(__name__)
 

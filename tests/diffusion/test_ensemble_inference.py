@@ -15,6 +15,7 @@ import torch
 import trainkit
 
 from pqpf.config import load_config
+from pqpf.diffusion.ecc import DEFAULT_ECC_LEVEL_SMOOTHING_PX
 from pqpf.errors import PqpfError
 from pqpf.io.ensemble_file import read_ensemble
 from pqpf.io.probs_file import read_probabilities
@@ -128,9 +129,10 @@ def test_ecc_members_hold_the_unet_quantiles_at_every_point(trained):
     np.testing.assert_allclose(np.sort(ens.members_mm, axis=0), q, atol=0.02, rtol=1e-3)
     assert ens.provenance.ecc_mode == "quantile"
     # ECC-S (the default): rank r's value lies in the U-Net's interval between the levels
-    # r/M and (r+1)/M, at a level from the member's own smooth field (32 px, recorded)
+    # r/M and (r+1)/M, at a level from the member's own smooth field (the default's width, recorded)
     strat = _ens(config, init, ecc=True)
-    assert strat.provenance.ecc_mode == "stratified" and strat.provenance.ecc_level_smoothing_px == 32.0
+    assert strat.provenance.ecc_mode == "stratified"
+    assert strat.provenance.ecc_level_smoothing_px == DEFAULT_ECC_LEVEL_SMOOTHING_PX
     bounds = quantiles(bins, list(edges), [r / M for r in range(M)] + [1 - 1e-9], dim=0)
     bounds = np.where(bounds < edges[1], 0.0, bounds)
     ordered = np.sort(strat.members_mm, axis=0)
@@ -194,11 +196,12 @@ def test_sampler_steps_and_churn_override_the_model_and_are_recorded(trained):
     assert (store / ".zattrs").stat().st_mtime_ns == before
     # ECC-S levels drawn with another smoothing are other members too
     run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", overwrite=True, plot=False)
-    with pytest.raises(PqpfError, match=r"made with other settings: ECC level smoothing \(px\) 32.0 \(asked inf\);"):
+    kept = rf"made with other settings: ECC level smoothing \(px\) {DEFAULT_ECC_LEVEL_SMOOTHING_PX} \(asked inf\);"
+    with pytest.raises(PqpfError, match=kept):
         run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", plot=False,
                                ecc_level_smoothing_px=math.inf)
     assert run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", plot=False,
-                                  ecc_level_smoothing_px=32).skipped
+                                  ecc_level_smoothing_px=DEFAULT_ECC_LEVEL_SMOOTHING_PX).skipped
     # one level per member ("inf" in the store's attributes) is kept when asked again
     run_ensemble_inference(config, init, LEAD, members=M, seed=5, device="cpu", overwrite=True, plot=False,
                            ecc_level_smoothing_px=math.inf)
