@@ -96,11 +96,12 @@ DEFAULT_ECC_LEVELS = "stratified"
 #: reports (docs/diffusion_ensemble.md, bench/ecc_smoothing.py).
 DEFAULT_ECC_SMOOTHING_PX = 2.0
 #: Gaussian smoothing (grid points) of ECC-S's level fields (module docstring), chosen on
-#: held-out inits other than the ones the demo reports, by the median over 20 level seeds
-#: (bench/ecc_smoothing.py --level-sigmas; docs/diffusion_ensemble.md): every smoothing
-#: removes the point noise; 8 px came closest to MRMS's power in the worst octave and
-#: annulus of 16-128 km, the band the spectra are judged in (32 px, the default until
-#: 2026-12-06, left 64-128 km short and put rare plateaus deep in the tail).
+#: the ten held-out inits the demo did not report until 2026-12-05, by the median over 20
+#: level seeds (bench/ecc_smoothing.py --level-sigmas; docs/diffusion_ensemble.md): every
+#: smoothing removes the point noise; of 4-64 px, 8 px came closest to MRMS's power in the
+#: worst octave and the worst annulus of 16-128 km, the band the spectra are judged in
+#: (32 px, the default until 2026-12-06, left 64-128 km shorter and put rare plateaus
+#: deep in the tail).
 DEFAULT_ECC_LEVEL_SMOOTHING_PX = 8.0
 
 logger = logging.getLogger(__name__)

@@ -138,8 +138,9 @@ def _spectra_lines(r: Mapping[str, Any]) -> list[str]:
         lines.append(f"  by octave (km)          {heads}")
         for name, label in labels.items():
             lines.append(f"  {label:<23} " + " ".join(_num(o["ratio"], ".2f").rjust(7) for o in octaves[name]))
-        cells = [f"{_octave_label(o)} km {_iv(r, _octave_key('members', o), '.2f')}" for o in octaves["members"]]
-        lines.append("  members by octave, with intervals: " + ", ".join(cells))
+        if any(_octave_key("members", o) in r.get("intervals", {}) for o in octaves["members"]):  # schema >= 7
+            cells = [f"{_octave_label(o)} km {_iv(r, _octave_key('members', o), '.2f')}" for o in octaves["members"]]
+            lines.append("  members by octave, with intervals: " + ", ".join(cells))
     return lines
 
 

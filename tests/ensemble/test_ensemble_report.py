@@ -57,6 +57,8 @@ def test_table_reports_every_score_with_its_interval(result):
     po = result["intervals"][f"psd_ratio_members_vs_mrms@{lo:g}-{hi:g}km"]
     line = next(x for x in text.splitlines() if x.startswith("  members by octave, with intervals: "))
     assert line.endswith(f"{lo:g}-{hi:g} km {po['estimate']:.2f} [{po['low']:.2f}, {po['high']:.2f}]")
+    old = {**result, "intervals": {k: v for k, v in result["intervals"].items() if "km" not in k}}  # schema < 7
+    assert "members by octave, with intervals" not in format_ensemble_table(old)
     assert "[intervals: 90 % block bootstrap over 2 init dates, 100 replicates]" in text
     for t in ("0.25 mm", "   25 mm"):
         assert t in text
@@ -84,10 +86,12 @@ def test_csv_rows_hold_every_value_once_with_intervals_where_they_exist(result):
     assert len(octaves) == 3 * len(stored["members"]) and len(stored["members"]) >= 2
     assert [(r["value"], r["wavelength_km"]) for r in octaves if r["source"] == "members"] == [
         (o["ratio"], o["band_km"][0]) for o in stored["members"]]
-    last = octaves[len(stored["members"]) - 1]  # each octave with its interval over the days
-    iv = result["intervals"][f"psd_ratio_members_vs_mrms@{stored['members'][-1]['band_km'][0]:g}-"
-                             f"{stored['members'][-1]['band_km'][1]:g}km"]
-    assert (last["ci_low"], last["ci_high"]) == (iv["low"], iv["high"]) and iv["low"] < iv["high"]
+    for row in octaves:  # each source's octave with its interval over the days
+        band = next(o["band_km"] for o in stored[row["source"]] if o["band_km"][0] == row["wavelength_km"])
+        iv = result["intervals"][f"psd_ratio_{row['source']}_vs_mrms@{band[0]:g}-{band[1]:g}km"]
+        assert row["value"] == pytest.approx(iv["estimate"], rel=1e-12)  # the same sums, summed apart
+        assert (row["ci_low"], row["ci_high"]) == (iv["low"], iv["high"])
+        assert iv["low"] < iv["high"]
     pairs = [r for r in rows if r["metric"] == "fss_member_pairs"]
     assert len(pairs) == 2 * 21 and pairs[3]["value"] == result["fss"]["pairs"]["members"]["per_threshold"][0]["fss"][3]
     one = next(r for r in fss if r["source"] == "graf" and r["threshold_mm"] == 5.0 and r["width_px"] == 11)
