@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from pqpf.verify.ensemble_verifier import octave_interval_name
 from pqpf.verify.report import format_fss_table
 
 __all__ = ["ENSEMBLE_CSV_COLUMNS", "ensemble_csv_rows", "format_ensemble_table"]
@@ -149,8 +150,8 @@ def _octave_label(octave: Mapping[str, Any]) -> str:
 
 
 def _octave_key(source: str, octave: Mapping[str, Any]) -> str:
-    """The interval's name (:func:`pqpf.verify.ensemble_verifier._octave_name`)."""
-    return f"psd_ratio_{source}_vs_mrms@{_octave_label(octave)}km"
+    """The octave's interval name, as the verifier gives it."""
+    return octave_interval_name(source, octave["band_km"])
 
 
 #: Labels of the object sources in the printed table.

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,7 @@ from pqpf.verify.objects import DEFAULT_OBJECT_THRESHOLDS_MM, ObjectSizes
 from pqpf.verify.verifier import Verifier
 
 __all__ = ["AMOUNT_SOURCES", "FSS_SOURCES", "OBJECT_SOURCES", "SPECTRUM_SOURCES", "EnsembleCase", "EnsembleSettings",
-           "EnsembleVerifier"]
+           "EnsembleVerifier", "octave_interval_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +184,15 @@ def _name(kind: str, source: str = "", threshold_mm: float | None = None, width_
     return out
 
 
-def _octave_name(kind: str, source: str, band_km: tuple[float, float]) -> str:
+def _octave_name(kind: str, source: str, band_km: Sequence[float]) -> str:
     """``psd_members@64-128km``-style names of the per-octave sums and skills."""
     return f"{kind}_{source}@{band_km[0]:g}-{band_km[1]:g}km"
+
+
+def octave_interval_name(source: str, band_km: Sequence[float]) -> str:
+    """The name of an octave's power ratio in ``result["intervals"]``, e.g.
+    ``psd_ratio_members_vs_mrms@64-128km``."""
+    return _octave_name("psd_ratio", f"{source}_vs_mrms", band_km)
 
 
 class EnsembleVerifier:
@@ -356,7 +363,7 @@ class EnsembleVerifier:
                     t, width, "member_pairs")))
         for name in ("members", "unet_mean", "graf"):
             skills.append(FunctionSkill(_name("psd_ratio", f"{name}_vs_mrms"), self._psd_ratio(name)))
-            skills += [FunctionSkill(_octave_name("psd_ratio", f"{name}_vs_mrms", b), self._psd_ratio(name, b))
+            skills += [FunctionSkill(octave_interval_name(name, b), self._psd_ratio(name, b))
                        for b, _ in self._octaves()]
             skills.append(FunctionSkill(_name("amount_ratio", f"{name}_vs_mrms"), self._amount_ratio(name)))
         for name in OBJECT_SOURCES[1:]:
