@@ -36,14 +36,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["FITTED_ON_VALIDATION", "FITTED_ON_CROSSFIT", "N_FINE_BINS", "MIN_BLOCK_SHARE", "pav", "isotonic_knots",
-           "Calibration", "CalibrationFit", "reliability_rows"]
+__all__ = ["FITTED_ON_VALIDATION", "FITTED_ON_CROSSFIT", "FITTED_ON_FORECASTS", "N_FINE_BINS", "MIN_BLOCK_SHARE",
+           "pav", "isotonic_knots", "Calibration", "CalibrationFit", "reliability_rows"]
 
 #: What a stored calibration was fitted on (its record's ``fitted_on``): the validation
-#: split alone, or with the cross-fitted out-of-fold predictions (hparams
-#: ``calibration_folds``), which ``[inference] calibrate = auto`` applies.
+#: split alone, with the cross-fitted out-of-fold predictions (hparams
+#: ``calibration_folds``), or the model's full-field forecasts of a period outside its
+#: training window (``calibrate_resunet.py``); ``[inference] calibrate = auto`` applies
+#: the last two.
 FITTED_ON_VALIDATION = "validation"
 FITTED_ON_CROSSFIT = "validation + out-of-fold"
+FITTED_ON_FORECASTS = "forecasts"
 
 #: Bins of the forecast probability in which validation points are accumulated.
 N_FINE_BINS = 1000

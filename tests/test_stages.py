@@ -528,3 +528,126 @@ def test_inference_applies_a_calibration_by_the_setting_and_what_it_was_fitted_o
     crossfit = forecast("auto", "auto_crossfit")
     assert crossfit.attrs["calibrated"] == 1
     np.testing.assert_array_equal(crossfit.prob, forced.prob)
+
+
+def _copy_for_calibration(verified, tmp_path, inits=("2025070700", "2025070712", "2025070800")):
+    """A config beside the fixture's whose trainings and probabilities are copies in tmp_path."""
+    import re
+
+    config, _ = verified
+    shutil.copytree(config.paths.trainings_dir, tmp_path / "trainings")
+    (tmp_path / "probs").mkdir()
+    for init in inits:
+        src = probs_path(config, dt.datetime.strptime(init, "%Y%m%d%H"), LEAD)
+        shutil.copy2(src, tmp_path / "probs" / src.name)
+    text = re.sub(r"^trainings_dir = .*$", f"trainings_dir = {tmp_path / 'trainings'}", config.source.read_text(),
+                  flags=re.M)
+    text = re.sub(r"^probs_dir = .*$", f"probs_dir = {tmp_path / 'probs'}", text, flags=re.M)
+    source = config.source.parent / f"calibration_{tmp_path.name}.ini"
+    source.write_text(text)
+    return load_config(source)
+
+
+def test_calibration_refit_on_forecasts_pools_the_verified_points_and_inference_applies_it(verified, tmp_path):
+    """calibrate_resunet.py: the map is PAV on exactly the points and area weights of
+    verification over the period; it replaces the training's map (kept beside it) and
+    [inference] calibrate = auto applies it."""
+    import dataclasses
+
+    from pqpf.calibration import CalibrationFit
+    from pqpf.io.mrms_file import read_remapped_mrms
+    from pqpf.io.probs_file import read_probabilities
+    from pqpf.quality import good_quality_mask
+    from pqpf.stages.inference import run_inference
+    from pqpf.verify.area import area_weights
+
+    config = _copy_for_calibration(verified, tmp_path)
+    ckpt_path = next((tmp_path / "trainings").glob("resunet_*/best.pt"))
+    before = ckpt_path.read_bytes()
+    res = run("calibrate_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source, "--dry-run")
+    assert "+3 h, 3 inits on 2 dates" in res.stdout and "dry run" in res.stdout
+    assert "rests on 2 init dates" in res.stderr  # fewer than a season: said, not refused
+    assert ckpt_path.read_bytes() == before
+    res = run("calibrate_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source, "-q")
+    assert "(replacing the map fitted on validation)" in res.stdout
+    assert "    1 mm before (worst " in res.stdout and "    1 mm after (in sample) (worst " in res.stdout
+    extra = load_checkpoint(ckpt_path).model.extra
+    stored = extra["calibration"]
+    assert (stored["fitted_on"], stored["period"], stored["n_inits"], stored["n_dates"]) == (
+        "forecasts", "2025070700..2025070800", 3, 2)
+    assert extra["calibration_at_training"]["fitted_on"] == "validation"  # nothing lost
+    edges = load_checkpoint(ckpt_path).model.bin_edges_mm
+    fit = CalibrationFit(edges[1:])
+    for init in ("2025070700", "2025070712", "2025070800"):
+        t = dt.datetime.strptime(init, "%Y%m%d%H")
+        probs = read_probabilities(probs_path(config, t, LEAD))
+        mrms = read_remapped_mrms(mrms_remapped_path(config, t + dt.timedelta(hours=LEAD)))
+        good = good_quality_mask(mrms.precipitation_mm, mrms.quality, config.mrms.min_quality)
+        events = np.stack([mrms.precipitation_mm >= e for e in edges[1:]])
+        fit.update(np.clip(probs.prob, 0, 1), events, np.where(good, area_weights(probs.grid), 0.0))
+    expected = fit.fit().to_dict()
+    assert stored["knots_x"] == expected["knots_x"] and stored["knots_y"] == expected["knots_y"]
+    assert stored["knots_y"] != extra["calibration_at_training"]["knots_y"]
+
+    init = dt.datetime(2025, 7, 7, 12)
+    made = {}
+    for setting in ("false", "auto"):
+        paths = dataclasses.replace(config.paths, probs_dir=tmp_path / f"probs_{setting}")
+        cfg = dataclasses.replace(config, paths=paths,
+                                  inference=dataclasses.replace(config.inference, calibrate=setting))
+        run_inference(cfg, init, LEAD, device="cpu", plot=False)
+        made[setting] = read_probabilities(probs_path(cfg, init, LEAD))
+    assert (made["false"].attrs["calibrated"], made["auto"].attrs["calibrated"]) == (0, 1)
+    from pqpf.calibration import Calibration
+
+    mapped = Calibration.from_dict(stored).apply(made["false"].prob, edges[1:])
+    diff = np.abs(made["auto"].prob - mapped)[np.isfinite(mapped)]
+    assert np.quantile(diff, 0.999) < 2e-3  # the raw file holds 4 significant digits
+    assert np.abs(made["auto"].prob - made["false"].prob)[np.isfinite(mapped)].max() > 0.02
+
+    # A second fit replaces the first; the training's map stays where it was put.
+    res = run("calibrate_resunet.py", "2025070700", "2025070712", LEAD, "--config", config.source, "-q")
+    assert "(replacing the map fitted on forecasts)" in res.stdout
+    extra = load_checkpoint(ckpt_path).model.extra
+    assert extra["calibration"]["n_inits"] == 2 and extra["calibration_at_training"]["fitted_on"] == "validation"
+
+
+def test_calibration_refit_refuses_in_sample_calibrated_or_foreign_files_in_one_line(verified, tmp_path):
+    import dataclasses
+
+    from pqpf.io.probs_file import read_probabilities, write_probabilities
+    from pqpf.stages.inference import run_inference
+
+    config = _copy_for_calibration(verified, tmp_path)
+    ckpt_path = next((tmp_path / "trainings").glob("resunet_*/best.pt"))
+    before = ckpt_path.read_bytes()
+
+    def refused(begin, end, *needles):
+        res = run("calibrate_resunet.py", begin, end, LEAD, "--config", config.source, check=False)
+        assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+        for needle in needles:
+            assert needle in res.stderr, res.stderr
+        assert ckpt_path.read_bytes() == before
+
+    # a forecast inside the training window (six days before INIT) is in-sample
+    run_inference(config, dt.datetime(2025, 7, 6, 0), LEAD, device="cpu", plot=False)
+    refused("2025070600", "2025070812", "1 of the 4 inits (2025070600..2025070600) lie in the training window",
+            "INIT 2025070700", "ndays_train = 6")
+    # a file calibrated already, and one made by another model
+    run("resunet_inference.py", "2025070700", LEAD, "--config", config.source, "--calibrate", "true", "--overwrite",
+        "--no-plot", "-q")  # the training's map, forced
+    assert read_probabilities(probs_path(config, dt.datetime(2025, 7, 7, 0), LEAD)).attrs["calibrated"] == 1
+    refused("2025070700", "2025070812", f"{probs_path(config, dt.datetime(2025, 7, 7, 0), LEAD)}:",
+            "calibrated already", "--calibrate false --overwrite")
+    other = probs_path(config, dt.datetime(2025, 7, 7, 12), LEAD)
+    forecast = read_probabilities(other)
+    digest = forecast.attrs["checkpoint_weights_sha256"]
+    assert digest == load_checkpoint(ckpt_path).weights_digest()
+    write_probabilities(other, dataclasses.replace(forecast, attrs={**forecast.attrs,
+                                                                    "checkpoint_weights_sha256": "0" * 64}))
+    refused("2025070712", "2025070812", f"{other}:", "made by another network (weights 000000000000)",
+            f"(weights {digest[:12]})")
+    # a file written before the digest was recorded: the training's INIT, lead and hparams
+    older = {k: v for k, v in forecast.attrs.items() if k != "checkpoint_weights_sha256"}
+    write_probabilities(other, dataclasses.replace(forecast, attrs={**older, "checkpoint_init": "2024010100"}))
+    refused("2025070712", "2025070812", f"{other}:", "made by the model of INIT 2024010100")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from pqpf.cli.common import (
     run_cli,
 )
 from pqpf.cli.common import build_parser as _base_parser
+from pqpf.config_sections import CALIBRATE_SETTINGS
 
 __all__ = ["build_parser", "main"]
 
@@ -45,6 +47,10 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     add_until_every(parser, "the model and terrain are")
     parser.add_argument("--allow-other-grid", action="store_true",
                         help="apply a model trained on another grid (a warning names both grids)")
+    parser.add_argument("--calibrate", choices=CALIBRATE_SETTINGS, default=None,
+                        help="apply the checkpoint's isotonic calibration: auto (a cross-fitted or forecasts-fitted "
+                             "map), true (any), false (none: raw probabilities, e.g. for calibrate_resunet.py); "
+                             "default [inference] calibrate")
     return parser
 
 
@@ -53,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
 
     inits = inits_from_args(args)
     config = load_config_from_args(args)
+    if args.calibrate is not None:
+        config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, calibrate=args.calibrate))
     apply_threads(args, config)
     lead = check_lead(config, args.lead)
     if inits is None:

@@ -165,6 +165,7 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
         attrs={
             "init": format_yyyymmddhh(init), "lead_h": int(lead_h), "valid": format_yyyymmddhh(graf.valid_time),
             "checkpoint": str(model.checkpoint), "checkpoint_lead_h": int(model.lead_h),
+            "checkpoint_weights_sha256": model.weights_sha256,
             "checkpoint_init": str(model.record.init), "hparams": str(model.record.hparams.get("name")),
             "graf_file": str(graf_path), "verification_thresholds_mm": list(config.probability.thresholds_mm),
             "window_px": window, "stride_px": stride,

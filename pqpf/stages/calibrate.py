@@ -1,0 +1,223 @@
+"""The ``calibrate_resunet.py`` stage: refit a U-Net's isotonic calibration on its own
+full-field forecasts of a past period.
+
+Training fits the calibration on the validation split, optionally pooled with cross-fitted
+out-of-fold predictions (:mod:`pqpf.train.calibrate`). Both are short: a few dozen inits
+of the training window. The reliability of a period depends on the errors of its NWP runs
+and on its regimes, which the inputs do not show: on the demo's synthetic archive the
+worst gap of one network moved from 0.04 to 0.27 between four 56-day periods, around a
+long-run over-confidence of about 0.07 above 0.7 (docs/calibration.md, section 14). A map
+that removes the long-run part needs many runs; this stage fits it as reliability-table
+calibration is fitted in post-processing suites: on the model's raw probability files of
+any period outside its training window, on the same points and with the same weights as
+verification.
+
+For every init in ``BEGIN..END`` (any hour) that has a probabilities file and remapped
+MRMS for its valid hour, the file's exceedance probabilities at the model's bin edges and
+the MRMS events are added to fine-binned sums (:class:`pqpf.calibration.CalibrationFit`),
+on good-quality points (:func:`pqpf.quality.good_quality_mask`) weighted by true cell area
+(:func:`pqpf.verify.area.area_weights`). The map (PAV per threshold, the cumulative minimum
+over thresholds at inference) replaces the checkpoint's with ``fitted_on = "forecasts"``,
+which ``[inference] calibrate = auto`` applies. The map stored at training is kept in the
+record as ``calibration_at_training``, so nothing is lost.
+
+Refused, with one line and nothing written:
+
+* files that were calibrated already (``calibrated = 1``: rerun the inference with
+  ``--calibrate false --overwrite``), or made by another network (the weights' digest in
+  the file; for older files the training's INIT, lead and hparams);
+* inits inside the model's training window (:func:`pqpf.sampling.training_inits`): their
+  forecasts are in-sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pqpf.calibration import FITTED_ON_FORECASTS, Calibration, CalibrationFit, reliability_rows
+from pqpf.config import Config
+from pqpf.dates import format_yyyymmddhh, hour_range, parse_yyyymmddhh
+from pqpf.errors import InputFileError, PqpfError
+from pqpf.io.checkpoint import ModelRecord, load_checkpoint, save_checkpoint
+from pqpf.io.mrms_file import read_remapped_mrms
+from pqpf.io.probs_file import read_probabilities
+from pqpf.io.registry import Registry
+from pqpf.layout import mrms_remapped_path, probs_path, registry_path
+from pqpf.progress import Progress
+from pqpf.quality import good_quality_mask
+from pqpf.sampling import training_inits
+from pqpf.verify.area import area_weights
+from pqpf.verify.report import RELIABILITY_MIN_POINTS
+
+__all__ = ["MIN_DATES_ADVISED", "CalibrationFromForecasts", "calibrate_from_forecasts", "forecast_sums"]
+
+logger = logging.getLogger(__name__)
+
+#: Below this many init dates the stage warns: a map fitted on one 56-day period (112 inits)
+#: of the demo's archive did not transfer to another (docs/calibration.md, section 14).
+MIN_DATES_ADVISED = 60
+
+
+@dataclass
+class CalibrationFromForecasts:
+    """What :func:`calibrate_from_forecasts` fitted, and on what."""
+
+    checkpoint: Path
+    fit: CalibrationFit
+    calibration: Calibration
+    used: list[str] = field(default_factory=list)
+    skipped_no_mrms: list[str] = field(default_factory=list)
+    replaced: str | None = None
+    written: bool = False
+
+    @property
+    def n_dates(self) -> int:
+        return len({u[:8] for u in self.used})
+
+    def reliability_lines(self, thresholds_mm: tuple[float, ...]) -> list[str]:
+        """Per threshold: forecast -> observed per tenth with >= RELIABILITY_MIN_POINTS points
+        (area weight, ~1 per point), before and after the map, with the worst gap."""
+        lines = []
+        for t in thresholds_mm:
+            if t not in self.fit.thresholds_mm:
+                continue
+            k = self.fit.thresholds_mm.index(t)
+            for label, cal in (("before", None), ("after (in sample)", self.calibration)):
+                rows = [(p, o) for p, o, w in reliability_rows(self.fit, k, cal) if w >= RELIABILITY_MIN_POINTS]
+                worst = max((abs(o - p) for p, o in rows), default=float("nan"))
+                lines.append(f"{t:5g} mm {label} (worst {worst:.3f}): "
+                             + "  ".join(f"{p:.2f}->{o:.2f}" for p, o in rows))
+        return lines
+
+
+def _model_checkpoint(config: Config, lead_h: int) -> Path:
+    path = Registry(registry_path(config)).checkpoint("resunet", lead_h)
+    if path is None:
+        raise PqpfError(f"no U-Net registered for lead {lead_h} h in {config.paths.trainings_dir}; "
+                        f"run train_resunet.py INIT {lead_h} first")
+    return path
+
+
+def _check_made_by(path: Path, attrs: dict[str, Any], checkpoint: Path, record: ModelRecord, digest: str) -> None:
+    """The file must come from the registered network: by its weights' digest, or for files
+    written before the digest was recorded, by the training's INIT, lead and hparams. The
+    path may differ: trainings directories are copied between machines."""
+    made_by = str(attrs.get("checkpoint_weights_sha256", ""))
+    if made_by:
+        if made_by != digest:
+            raise InputFileError(path, f"made by another network (weights {made_by[:12]}), not by the registered "
+                                       f"{checkpoint} (weights {digest[:12]})")
+        return
+    made = (str(attrs.get("checkpoint_init", "?")), str(attrs.get("checkpoint_lead_h", "?")),
+            str(attrs.get("hparams", "?")))
+    model = (record.init, str(record.lead_h), str(record.hparams.get("name")))
+    if made != model:
+        raise InputFileError(path, f"made by the model of INIT {made[0]}, lead {made[1]} h, hparams {made[2]}, "
+                                   f"not by the registered {checkpoint} ({', '.join(model)})")
+
+
+def forecast_sums(config: Config, inits: list[dt.datetime], lead_h: int, checkpoint: Path, record: ModelRecord,
+                  digest: str) -> tuple[CalibrationFit, list[str], list[str]]:
+    """Fine-binned sums of the raw probabilities of ``inits`` made by the network of
+    ``record`` (stored in ``checkpoint``, weights digest ``digest``) at its bin edges.
+
+    Returns the sums, the inits used and those skipped for want of remapped MRMS.
+
+    Raises
+    ------
+    InputFileError
+        A file that is calibrated already, made by another checkpoint, lacks a threshold,
+        or whose MRMS lies on another grid.
+    """
+    thresholds_mm = tuple(float(t) for t in record.bin_edges_mm[1:])
+    fit = CalibrationFit(thresholds_mm)
+    used: list[str] = []
+    skipped: list[str] = []
+    progress = Progress(len(inits), "inits", logger)
+    for init in inits:
+        mrms_path = mrms_remapped_path(config, init + dt.timedelta(hours=lead_h))
+        if not mrms_path.is_file():
+            skipped.append(format_yyyymmddhh(init))
+            progress.step(note="no MRMS")
+            continue
+        path = probs_path(config, init, lead_h)
+        probs = read_probabilities(path)
+        if int(probs.attrs.get("calibrated", 0)):
+            raise InputFileError(path, "these probabilities are calibrated already; rerun resunet_inference.py "
+                                       "--calibrate false --overwrite over the fitting period")
+        _check_made_by(path, probs.attrs, checkpoint, record, digest)
+        try:
+            prob = probs.prob[probs.index(thresholds_mm)]
+        except ValueError as exc:
+            raise InputFileError(path, str(exc)) from None
+        mrms = read_remapped_mrms(mrms_path)
+        if not mrms.grid.same_as(probs.grid):
+            raise InputFileError(mrms_path, "remapped MRMS grid differs from the probabilities' grid")
+        obs = mrms.precipitation_mm
+        good = good_quality_mask(obs, mrms.quality, config.mrms.min_quality) & np.isfinite(obs)
+        events = np.stack([obs >= t for t in thresholds_mm])
+        fit.update(np.clip(prob, 0.0, 1.0), events, np.where(good, area_weights(probs.grid), 0.0))
+        used.append(format_yyyymmddhh(init))
+        progress.step()
+    return fit, used, skipped
+
+
+def _in_training_window(config: Config, inits: list[dt.datetime], lead_h: int, record_init: str) -> list[dt.datetime]:
+    window = set(training_inits(parse_yyyymmddhh(record_init), lead_h, config.patches))
+    return [t for t in inits if t in window]
+
+
+def calibrate_from_forecasts(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: int,
+                             dry_run: bool = False) -> CalibrationFromForecasts:
+    """Fit the isotonic calibration of the lead's registered U-Net on its probability files
+    of ``begin..end`` and store it in the checkpoint (not with ``dry_run``).
+
+    Raises
+    ------
+    PqpfError
+        No probability files in the range, none with MRMS, or inits in the training window;
+        InputFileError for a file that cannot serve (see :func:`forecast_sums`).
+    """
+    checkpoint_path = _model_checkpoint(config, lead_h)
+    checkpoint = load_checkpoint(checkpoint_path)
+    record = checkpoint.model
+    inits = [t for t in hour_range(begin, end) if probs_path(config, t, lead_h).is_file()]
+    if not inits:
+        raise PqpfError(f"no probabilities files for +{lead_h} h between {format_yyyymmddhh(begin)} and "
+                        f"{format_yyyymmddhh(end)} in {config.paths.probs_dir} (run resunet_inference.py first)")
+    inside = _in_training_window(config, inits, lead_h, record.init)
+    if inside:
+        first, last = format_yyyymmddhh(inside[0]), format_yyyymmddhh(inside[-1])
+        raise PqpfError(
+            f"{len(inside)} of the {len(inits)} inits ({first}..{last}) "
+            f"lie in the training window of {checkpoint_path} (INIT {record.init}, [patches] ndays_train = "
+            f"{config.patches.ndays_train}): their forecasts are in-sample; choose a period outside it")
+    fit, used, skipped = forecast_sums(config, inits, lead_h, checkpoint_path, record, checkpoint.weights_digest())
+    if not used:
+        raise PqpfError(f"none of the {len(inits)} inits with probabilities has remapped MRMS for its valid hour "
+                        f"in {config.paths.mrms_remapped_dir} (run save_remapped_mrms.py first)")
+    result = CalibrationFromForecasts(checkpoint_path, fit, fit.fit(), used, skipped)
+    if result.n_dates < MIN_DATES_ADVISED:
+        logger.warning("the map rests on %d init dates; on the demo's archive a map fitted on 56 dates did not "
+                       "transfer to another period (docs/calibration.md, section 14)", result.n_dates)
+    previous = record.extra.get("calibration")
+    result.replaced = None if previous is None else str(previous.get("fitted_on", "?"))
+    if dry_run:
+        return result
+    extra = dict(record.extra)
+    if previous is not None and previous.get("fitted_on") != FITTED_ON_FORECASTS:
+        extra["calibration_at_training"] = previous  # kept: the training's map is not recomputable here
+    extra["calibration"] = {**result.calibration.to_dict(), "fitted_on": FITTED_ON_FORECASTS,
+                            "period": f"{used[0]}..{used[-1]}", "n_inits": len(used), "n_dates": result.n_dates}
+    save_checkpoint(checkpoint_path, dataclasses.replace(checkpoint, model=dataclasses.replace(record, extra=extra)))
+    result.written = True
+    logger.info("isotonic calibration fitted on %d forecasts (%d dates, %s..%s) stored in %s", len(used),
+                result.n_dates, used[0], used[-1], checkpoint_path)
+    return result
