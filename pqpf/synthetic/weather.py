@@ -78,6 +78,7 @@ Coles, S. (2001). An Introduction to Statistical Modeling of Extreme Values. Spr
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -90,7 +91,7 @@ from pqpf.synthetic.spectral import SpectralDomain
 from pqpf.synthetic.streams import STREAM_FCST, STREAM_FCST_LEAD, STREAM_HOUR, STREAM_START, hour_key, random_stream
 from pqpf.synthetic.terrain import terrain_gradient
 
-__all__ = ["Weather", "WeatherStateError"]
+__all__ = ["RunErrors", "Weather", "WeatherStateError", "run_errors"]
 
 _M_PER_KM = 1000.0
 _KMH_PER_MS = 3.6
@@ -140,6 +141,62 @@ def _gpd_amounts(z: NDArray[np.float32], q: NDArray[np.float32], scale_mm: float
     amount = scale_mm * (np.clip(p_exceed, _MIN_EXCEEDANCE, 1.0) ** (-xi) - 1.0) / xi
     out[wet] = np.minimum(amount, params.max_amount_mm)  # capped again after orography
     return out
+
+
+@dataclass(frozen=True)
+class RunErrors:
+    """What GRAF's run of one init got wrong at one lead, for the whole domain.
+
+    Attributes
+    ----------
+    tau_h : float
+        Timing error (h): the forecast shows the regime and diurnal cycle of ``tau_h`` later.
+    regime : Regime
+        The regime at the middle of the hour plus ``tau_h``, whose flow moves the timing error.
+    shift_x_km, shift_y_km : float
+        Displacement of the run's retained truth along grid +x / +y: the position error
+        plus the flow times ``tau_h``.
+    """
+
+    tau_h: float
+    regime: Regime
+    shift_x_km: float
+    shift_y_km: float
+
+    @property
+    def displacement_km(self) -> float:
+        """Length of the displacement (km)."""
+        return float(np.hypot(self.shift_x_km, self.shift_y_km))
+
+
+def _run_errors(seed: int, init: dt.datetime, lead_h: int, params: WeatherParams
+                ) -> tuple[RunErrors, np.random.Generator]:
+    """The run's errors, and its per-init stream positioned after them (the run's own field
+    is drawn from it next)."""
+    p = params
+    rng_init = random_stream(seed, STREAM_FCST, hour_key(init))
+    e_pos = rng_init.standard_normal(2)
+    e_time = rng_init.standard_normal()
+    rng_lead = random_stream(seed, STREAM_FCST_LEAD, hour_key(init), int(lead_h))
+    e_pos = p.run_error_weight * e_pos + p.lead_error_weight * rng_lead.standard_normal(2)
+    e_time = float(p.run_error_weight * e_time + p.lead_error_weight * rng_lead.standard_normal())
+    lead = float(lead_h)
+    mid = init + dt.timedelta(hours=lead_h) - _HALF_HOUR
+    tau_h = (p.timing_error_h + p.timing_error_h_per_h * lead) * e_time
+    regime = regime_at(seed, mid + dt.timedelta(hours=tau_h), p)
+    sigma_km = p.position_error_km + p.position_error_km_per_h * lead
+    u_kmh, v_kmh = regime.flow_u_ms * _KMH_PER_MS, regime.flow_v_ms * _KMH_PER_MS
+    shift_x = sigma_km * e_pos[0] + u_kmh * tau_h
+    shift_y = sigma_km * e_pos[1] + v_kmh * tau_h
+    return RunErrors(tau_h, regime, float(shift_x), float(shift_y)), rng_init
+
+
+def run_errors(seed: int, init: dt.datetime, lead_h: int, params: WeatherParams | None = None) -> RunErrors:
+    """GRAF's errors for ``init`` and ``lead_h`` in an archive of ``seed``: what
+    :meth:`Weather.forecast` applies, recomputed from the random streams alone (no field is
+    made). They are the same everywhere in the domain and invisible in the forecast, which
+    is why a post-processor of one run cannot know them (docs/calibration.md, section 14)."""
+    return _run_errors(int(seed), init, lead_h, params or WeatherParams())[0]
 
 
 class Weather:
@@ -251,19 +308,6 @@ class Weather:
 
     # ---- forecast --------------------------------------------------------------------
 
-    def _forecast_errors(self, init: dt.datetime, lead_h: int
-                         ) -> tuple[NDArray[np.float64], float, NDArray[np.complex64]]:
-        """Unit position error (2,), unit timing error and the run's own white-noise spectrum."""
-        p = self.params
-        rng_init = random_stream(self.seed, STREAM_FCST, hour_key(init))
-        e_pos = rng_init.standard_normal(2)
-        e_time = rng_init.standard_normal()
-        noise = self.spec.white(rng_init)
-        rng_lead = random_stream(self.seed, STREAM_FCST_LEAD, hour_key(init), int(lead_h))
-        e_pos = p.run_error_weight * e_pos + p.lead_error_weight * rng_lead.standard_normal(2)
-        e_time = p.run_error_weight * e_time + p.lead_error_weight * rng_lead.standard_normal()
-        return e_pos, float(e_time), noise
-
     def forecast(self, init: dt.datetime, lead_h: int) -> NDArray[np.float32]:
         """GRAF-like precipitation (mm) of the hour ending at ``init + lead_h``.
 
@@ -286,14 +330,11 @@ class Weather:
                                     f"{init:%Y%m%d%H} + {lead_h} h")
         p = self.params
         lead = float(lead_h)
-        e_pos, e_time, noise = self._forecast_errors(init, lead_h)
+        run, rng_init = _run_errors(self.seed, init, lead_h, p)
+        noise = self.spec.white(rng_init)  # the run's own field: the same stream, after its errors
         mid = self.time - _HALF_HOUR
-        tau_h = (p.timing_error_h + p.timing_error_h_per_h * lead) * e_time
-        regime = regime_at(self.seed, mid + dt.timedelta(hours=tau_h), p)
-        sigma_km = p.position_error_km + p.position_error_km_per_h * lead
+        tau_h, regime, shift_x, shift_y = run.tau_h, run.regime, run.shift_x_km, run.shift_y_km
         u_kmh, v_kmh = regime.flow_u_ms * _KMH_PER_MS, regime.flow_v_ms * _KMH_PER_MS
-        shift_x = sigma_km * e_pos[0] + u_kmh * tau_h
-        shift_y = sigma_km * e_pos[1] + v_kmh * tau_h
         rho = np.exp(-(lead + p.predictability_offset_h)
                      / (p.predictability_factor * self.lifetime_h)).astype(np.float32)
         flow_shift = self.spec.phase(u_kmh * lead, v_kmh * lead)

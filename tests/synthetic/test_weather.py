@@ -133,3 +133,31 @@ def test_stepping_before_start_is_an_error(weather):
     fresh = Weather(w.dom, w.terrain_ext, seed=0)
     with pytest.raises(WeatherStateError, match="start"):
         fresh.step()
+
+
+@pytest.mark.parametrize("lead", [1, 6, 18])
+def test_run_errors_follow_the_documented_error_model(lead):
+    """``run_errors`` (what ``Weather.forecast`` applies) over 600 inits: the position part
+    (displacement minus flow x timing) has sd 5 + 2.5 L km per component, the timing error
+    sd 0.3 + 0.1 L h, both unit-normal draws; an init's errors are the same on every call
+    and differ between inits; a run's errors at two leads share the per-init draw."""
+    from pqpf.synthetic.params import WeatherParams
+    from pqpf.synthetic.weather import run_errors
+
+    p = WeatherParams()
+    inits = [dt.datetime(2024, 1, 1) + dt.timedelta(hours=12 * k) for k in range(600)]
+    errs = [run_errors(7, t, lead) for t in inits]
+    tau = np.array([e.tau_h for e in errs])
+    flow = np.array([(e.regime.flow_u_ms, e.regime.flow_v_ms) for e in errs]) * 3.6
+    shift = np.array([(e.shift_x_km, e.shift_y_km) for e in errs])
+    position = shift - flow * tau[:, None]
+    sigma = p.position_error_km + p.position_error_km_per_h * lead
+    assert np.std(position, axis=0) == pytest.approx([sigma, sigma], rel=0.08)
+    assert np.std(tau) == pytest.approx(p.timing_error_h + p.timing_error_h_per_h * lead, rel=0.08)
+    assert abs(np.mean(tau)) < 0.1 * np.std(tau)
+    assert np.allclose([e.displacement_km for e in errs], np.hypot(shift[:, 0], shift[:, 1]))
+    assert run_errors(7, inits[3], lead) == errs[3] and errs[3] != errs[4]
+    other = [run_errors(7, t, lead + 6) for t in inits]
+    corr = np.corrcoef(tau / np.std(tau), [e.tau_h for e in other])[0, 1]
+    w = p.run_error_weight
+    assert corr == pytest.approx(w * w / (w * w + p.lead_error_weight ** 2), abs=0.08)
