@@ -116,13 +116,13 @@ def _merge_small_blocks(y: NDArray[np.float64], w: NDArray[np.float64], blocks: 
     return out
 
 
-def isotonic_knots(x: ArrayLike, y: ArrayLike, w: ArrayLike,
-                   min_block_share: float = 0.0) -> tuple[list[float], list[float]]:
+def isotonic_knots(x: ArrayLike, y: ArrayLike, w: ArrayLike, min_block_share: float = 0.0,
+                   min_block_weight: float = 0.0) -> tuple[list[float], list[float]]:
     """Knots (x, y) of the interpolated isotonic regression of y on x (x increasing).
 
     Points of zero weight are ignored; without any point the identity ``[0, 1] -> [0, 1]``.
-    ``min_block_share``: pooled blocks lighter than this share of the total weight are
-    pooled further with a neighbour (:data:`MIN_BLOCK_SHARE` in :meth:`CalibrationFit.fit`),
+    Pooled blocks lighter than ``min_block_share`` of the total weight, or than
+    ``min_block_weight``, are pooled further with a neighbour (:meth:`CalibrationFit.fit`),
     so that no step of the map rests on a handful of (spatially correlated) points.
     """
     xv, yv, wv = (np.asarray(a, dtype=np.float64).ravel() for a in (x, y, w))
@@ -131,7 +131,7 @@ def isotonic_knots(x: ArrayLike, y: ArrayLike, w: ArrayLike,
     if xv.size == 0:
         return [0.0, 1.0], [0.0, 1.0]
     fitted = pav(yv, wv)
-    blocks = _merge_small_blocks(yv, wv, _blocks(fitted), min_block_share * float(wv.sum()))
+    blocks = _merge_small_blocks(yv, wv, _blocks(fitted), max(min_block_share * float(wv.sum()), min_block_weight))
     kx: list[float] = []
     ky: list[float] = []
     for start, end, value in blocks:
@@ -224,11 +224,18 @@ class CalibrationFit:
                              f"{list(self.thresholds_mm)}")
         self.sums += other.sums
 
-    def fit(self) -> Calibration:
+    def fit(self, min_block_share: float = MIN_BLOCK_SHARE, share_of_forecasts_from: float = 0.0) -> Calibration:
+        """Per threshold, the isotonic map whose steps hold at least ``min_block_share`` of the
+        weight of the forecasts >= ``share_of_forecasts_from`` (:func:`isotonic_knots`).
+
+        The training's fits count every point (0). On full fields, mostly dry, that share
+        of all points pooled every forecast above 0.4 at 2.5 mm into one step; a share of
+        the forecasts >= 0.05 (``calibrate_resunet.py``) scales with the rain instead."""
         xs, ys = [], []
+        first = int(round(share_of_forecasts_from * N_FINE_BINS))
         for w, wp, wo in self.sums:
             safe = np.where(w > 0, w, 1.0)
-            kx, ky = isotonic_knots(wp / safe, wo / safe, w, MIN_BLOCK_SHARE)
+            kx, ky = isotonic_knots(wp / safe, wo / safe, w, 0.0, min_block_share * float(w[first:].sum()))
             xs.append(tuple(kx))
             ys.append(tuple(ky))
         return Calibration(self.thresholds_mm, tuple(xs), tuple(ys))

@@ -108,8 +108,8 @@ class LoadedModel:
 
     @property
     def calibration_fitted_on(self) -> str | None:
-        """What the calibration was fitted on ("validation", "validation + out-of-fold");
-        None without a calibration."""
+        """What the calibration was fitted on ("validation", "validation + out-of-fold", or
+        "forecasts" by ``calibrate_resunet.py``); None without a calibration."""
         data = self.record.extra.get("calibration")
         return None if data is None else str(data.get("fitted_on", FITTED_ON_VALIDATION))
 

@@ -54,6 +54,7 @@ from pqpf.quality import good_quality_mask
 __all__ = [
     "PatchSample",
     "training_inits",
+    "training_windows",
     "assign_splits",
     "candidate_origins",
     "window_fractions",
@@ -84,6 +85,27 @@ def _cycle_inits(first: dt.datetime, last: dt.datetime, cycles: tuple[int, ...])
     return out
 
 
+def training_windows(init: dt.datetime, lead_h: int, cfg: PatchesConfig) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The periods (first, last init, inclusive; any hour) the training for (INIT, LEAD)
+    draws its inits from, oldest first: the previous-year window, if any, then the
+    ``ndays_train`` days before INIT. Its inits are those at the configured cycles
+    (:func:`training_inits`); a forecast of any init in a window is in-sample.
+    """
+    last = init - dt.timedelta(hours=lead_h + 1)  # init + lead < INIT
+    first = init - dt.timedelta(days=cfg.ndays_train)
+    windows = [(first, last)]
+    if cfg.previous_year:
+        if cfg.previous_year_end_days >= cfg.previous_year_start_days:
+            raise ValueError(
+                "previous_year_start_days must exceed previous_year_end_days, got "
+                f"{cfg.previous_year_start_days} and {cfg.previous_year_end_days}"
+            )
+        lo = init - dt.timedelta(days=cfg.previous_year_start_days)
+        hi = init - dt.timedelta(days=cfg.previous_year_end_days)
+        windows.insert(0, (lo, min(hi, first - dt.timedelta(hours=1))))
+    return windows
+
+
 def training_inits(init: dt.datetime, lead_h: int, cfg: PatchesConfig) -> list[dt.datetime]:
     """Inits used to train the model for (INIT, LEAD), oldest first.
 
@@ -98,18 +120,7 @@ def training_inits(init: dt.datetime, lead_h: int, cfg: PatchesConfig) -> list[d
     """
     if any(not 0 <= c <= 23 for c in cfg.cycles):
         raise ValueError(f"cycles must be hours 0..23, got {cfg.cycles}")
-    last = init - dt.timedelta(hours=lead_h + 1)  # init + lead < INIT
-    first = init - dt.timedelta(days=cfg.ndays_train)
-    inits = _cycle_inits(first, last, cfg.cycles)
-    if cfg.previous_year:
-        if cfg.previous_year_end_days >= cfg.previous_year_start_days:
-            raise ValueError(
-                "previous_year_start_days must exceed previous_year_end_days, got "
-                f"{cfg.previous_year_start_days} and {cfg.previous_year_end_days}"
-            )
-        lo = init - dt.timedelta(days=cfg.previous_year_start_days)
-        hi = init - dt.timedelta(days=cfg.previous_year_end_days)
-        inits = _cycle_inits(lo, min(hi, first - dt.timedelta(hours=1)), cfg.cycles) + inits
+    inits = [t for first, last in training_windows(init, lead_h, cfg) for t in _cycle_inits(first, last, cfg.cycles)]
     return sorted(set(inits))
 
 

@@ -531,7 +531,9 @@ def test_inference_applies_a_calibration_by_the_setting_and_what_it_was_fitted_o
 
 
 def _copy_for_calibration(verified, tmp_path, inits=("2025070700", "2025070712", "2025070800")):
-    """A config beside the fixture's whose trainings and probabilities are copies in tmp_path."""
+    """A config in tmp_path (every path absolute) whose trainings, probabilities and plots
+    are copies or folders in tmp_path; the archive's other inputs are the fixture's."""
+    import dataclasses
     import re
 
     config, _ = verified
@@ -540,54 +542,59 @@ def _copy_for_calibration(verified, tmp_path, inits=("2025070700", "2025070712",
     for init in inits:
         src = probs_path(config, dt.datetime.strptime(init, "%Y%m%d%H"), LEAD)
         shutil.copy2(src, tmp_path / "probs" / src.name)
-    text = re.sub(r"^trainings_dir = .*$", f"trainings_dir = {tmp_path / 'trainings'}", config.source.read_text(),
-                  flags=re.M)
-    text = re.sub(r"^probs_dir = .*$", f"probs_dir = {tmp_path / 'probs'}", text, flags=re.M)
-    source = config.source.parent / f"calibration_{tmp_path.name}.ini"
+    mine = {"trainings_dir": tmp_path / "trainings", "probs_dir": tmp_path / "probs", "plots_dir": tmp_path / "plots"}
+    text = config.source.read_text()
+    for f in dataclasses.fields(config.paths):
+        value = mine.get(f.name, getattr(config.paths, f.name))
+        if isinstance(value, Path):
+            text = re.sub(rf"^{f.name} = .*$", f"{f.name} = {value}", text, flags=re.M)
+    source = tmp_path / "config.ini"
     source.write_text(text)
     return load_config(source)
 
 
-def test_calibration_refit_on_forecasts_pools_the_verified_points_and_inference_applies_it(verified, tmp_path):
-    """calibrate_resunet.py: the map is PAV on exactly the points and area weights of
-    verification over the period; it replaces the training's map (kept beside it) and
-    [inference] calibrate = auto applies it."""
+def test_calibration_refit_on_forecasts_pools_the_points_of_verification_and_inference_applies_it(verified,
+                                                                                                   tmp_path):
+    """calibrate_resunet.py: the sums it fits are verification's (weights and events per
+    threshold, from verify_range itself); the map replaces the training's, which is kept;
+    [inference] calibrate = auto applies it and the file says which map."""
     import dataclasses
 
-    from pqpf.calibration import CalibrationFit
-    from pqpf.io.mrms_file import read_remapped_mrms
+    from pqpf.calibration import MIN_BLOCK_SHARE, Calibration
     from pqpf.io.probs_file import read_probabilities
-    from pqpf.quality import good_quality_mask
+    from pqpf.stages.calibrate import STEP_SHARE_OF_FORECASTS_FROM, forecast_sums
     from pqpf.stages.inference import run_inference
-    from pqpf.verify.area import area_weights
+    from pqpf.stages.verify import verify_range
 
     config = _copy_for_calibration(verified, tmp_path)
     ckpt_path = next((tmp_path / "trainings").glob("resunet_*/best.pt"))
+    checkpoint = load_checkpoint(ckpt_path)
+    inits = [dt.datetime.strptime(i, "%Y%m%d%H") for i in ("2025070700", "2025070712", "2025070800")]
+    fit, used, skipped = forecast_sums(config, inits, LEAD, ckpt_path, checkpoint.model, checkpoint.weights_digest())
+    assert (used, skipped) == (["2025070700", "2025070712", "2025070800"], [])
+    scores = verify_range(config, inits[0], inits[-1], LEAD, plot=False).result
+    for row in scores["per_threshold"]:  # 0.25 ... 25 mm: the same points, weights and events
+        w, _, wo = fit.sums[fit.thresholds_mm.index(row["threshold_mm"])]
+        assert w.sum() == pytest.approx(row["weight"], rel=1e-9)
+        assert wo.sum() / w.sum() == pytest.approx(row["base_rate"], rel=1e-9)
+
     before = ckpt_path.read_bytes()
     res = run("calibrate_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source, "--dry-run")
     assert "+3 h, 3 inits on 2 dates" in res.stdout and "dry run" in res.stdout
+    assert "    1 mm reliability (worst " in res.stdout and "    1 mm map: 0.1->" in res.stdout
     assert "rests on 2 init dates" in res.stderr  # fewer than a season: said, not refused
     assert ckpt_path.read_bytes() == before
     res = run("calibrate_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source, "-q")
     assert "(replacing the map fitted on validation)" in res.stdout
-    assert "    1 mm before (worst " in res.stdout and "    1 mm after (in sample) (worst " in res.stdout
     extra = load_checkpoint(ckpt_path).model.extra
     stored = extra["calibration"]
     assert (stored["fitted_on"], stored["period"], stored["n_inits"], stored["n_dates"]) == (
         "forecasts", "2025070700..2025070800", 3, 2)
-    assert extra["calibration_at_training"]["fitted_on"] == "validation"  # nothing lost
-    edges = load_checkpoint(ckpt_path).model.bin_edges_mm
-    fit = CalibrationFit(edges[1:])
-    for init in ("2025070700", "2025070712", "2025070800"):
-        t = dt.datetime.strptime(init, "%Y%m%d%H")
-        probs = read_probabilities(probs_path(config, t, LEAD))
-        mrms = read_remapped_mrms(mrms_remapped_path(config, t + dt.timedelta(hours=LEAD)))
-        good = good_quality_mask(mrms.precipitation_mm, mrms.quality, config.mrms.min_quality)
-        events = np.stack([mrms.precipitation_mm >= e for e in edges[1:]])
-        fit.update(np.clip(probs.prob, 0, 1), events, np.where(good, area_weights(probs.grid), 0.0))
-    expected = fit.fit().to_dict()
+    assert extra["calibration_at_training"] == checkpoint.model.extra["calibration"]  # nothing of training lost
+    expected = fit.fit(MIN_BLOCK_SHARE, STEP_SHARE_OF_FORECASTS_FROM).to_dict()
     assert stored["knots_x"] == expected["knots_x"] and stored["knots_y"] == expected["knots_y"]
     assert stored["knots_y"] != extra["calibration_at_training"]["knots_y"]
+    assert load_checkpoint(ckpt_path).weights_digest() == checkpoint.weights_digest()
 
     init = dt.datetime(2025, 7, 7, 12)
     made = {}
@@ -598,8 +605,9 @@ def test_calibration_refit_on_forecasts_pools_the_verified_points_and_inference_
         run_inference(cfg, init, LEAD, device="cpu", plot=False)
         made[setting] = read_probabilities(probs_path(cfg, init, LEAD))
     assert (made["false"].attrs["calibrated"], made["auto"].attrs["calibrated"]) == (0, 1)
-    from pqpf.calibration import Calibration
-
+    assert (made["false"].attrs["calibration_fitted_on"], made["auto"].attrs["calibration_fitted_on"]) == (
+        "", "forecasts")
+    edges = checkpoint.model.bin_edges_mm
     mapped = Calibration.from_dict(stored).apply(made["false"].prob, edges[1:])
     diff = np.abs(made["auto"].prob - mapped)[np.isfinite(mapped)]
     assert np.quantile(diff, 0.999) < 2e-3  # the raw file holds 4 significant digits
@@ -612,9 +620,12 @@ def test_calibration_refit_on_forecasts_pools_the_verified_points_and_inference_
     assert extra["calibration"]["n_inits"] == 2 and extra["calibration_at_training"]["fitted_on"] == "validation"
 
 
-def test_calibration_refit_refuses_in_sample_calibrated_or_foreign_files_in_one_line(verified, tmp_path):
+def test_calibration_refit_refuses_in_sample_calibrated_foreign_or_changed_inputs_in_one_line(verified, tmp_path,
+                                                                                                monkeypatch):
     import dataclasses
 
+    import pqpf.stages.calibrate as stage
+    from pqpf.errors import PqpfError
     from pqpf.io.probs_file import read_probabilities, write_probabilities
     from pqpf.stages.inference import run_inference
 
@@ -629,11 +640,39 @@ def test_calibration_refit_refuses_in_sample_calibrated_or_foreign_files_in_one_
             assert needle in res.stderr, res.stderr
         assert ckpt_path.read_bytes() == before
 
-    # a forecast inside the training window (six days before INIT) is in-sample
+    # forecasts inside the training window (the six days before INIT) are in-sample, at any hour
     run_inference(config, dt.datetime(2025, 7, 6, 0), LEAD, device="cpu", plot=False)
     refused("2025070600", "2025070812", "1 of the 4 inits (2025070600..2025070600) lie in the training window",
-            "INIT 2025070700", "ndays_train = 6")
-    # a file calibrated already, and one made by another model
+            "(2025070100..2025070620; INIT 2025070700, the training's [patches] ndays_train = 6)")
+    off_cycle = probs_path(config, dt.datetime(2025, 7, 5, 3), LEAD)
+    shutil.copy2(probs_path(config, dt.datetime(2025, 7, 7, 0), LEAD), off_cycle)
+    refused("2025070503", "2025070800", "2 of the 5 inits (2025070503..2025070600) lie in the training window")
+    off_cycle.unlink()
+    # the window is the one the checkpoint recorded, whatever the configuration says now
+    shorter = dataclasses.replace(config, patches=dataclasses.replace(config.patches, ndays_train=1))
+    with pytest.raises(PqpfError, match="the training's \\[patches\\] ndays_train = 6"):
+        stage.calibrate_from_forecasts(shorter, dt.datetime(2025, 7, 6, 0), dt.datetime(2025, 7, 8, 12), LEAD)
+    probs_path(config, dt.datetime(2025, 7, 6, 0), LEAD).unlink()
+
+    # a checkpoint retrained while the map was fitted is not overwritten with stale weights
+    real_load = stage.load_checkpoint
+    calls = []
+
+    def load_then_retrained(path, *args, **kwargs):
+        checkpoint = real_load(path, *args, **kwargs)
+        calls.append(path)
+        if len(calls) == 1:
+            return checkpoint
+        net = {k: v + 1 if v.is_floating_point() else v for k, v in checkpoint.net.items()}
+        return dataclasses.replace(checkpoint, net=net, ema=None)
+
+    monkeypatch.setattr(stage, "load_checkpoint", load_then_retrained)
+    with pytest.raises(PqpfError, match="changed while the map was fitted"):
+        stage.calibrate_from_forecasts(config, dt.datetime(2025, 7, 7, 0), dt.datetime(2025, 7, 8, 12), LEAD)
+    monkeypatch.undo()
+    assert ckpt_path.read_bytes() == before
+
+    # a file calibrated already, and one made by another network
     run("resunet_inference.py", "2025070700", LEAD, "--config", config.source, "--calibrate", "true", "--overwrite",
         "--no-plot", "-q")  # the training's map, forced
     assert read_probabilities(probs_path(config, dt.datetime(2025, 7, 7, 0), LEAD)).attrs["calibrated"] == 1

@@ -1,5 +1,6 @@
 """What every stage shares: the rule that finished outputs are kept, the clean-up of what
-killed runs left, and many inits in one process."""
+killed runs left, many inits in one process, and what verification and the calibration
+fitted on forecasts read (the same files, points and weights)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pqpf.config import Config
-from pqpf.dates import format_yyyymmddhh
-from pqpf.errors import InputFileError
-from pqpf.io.atomic import remove_stale_temporaries
-from pqpf.layout import registry_path
-from pqpf.progress import Progress
+import numpy as np
+from numpy.typing import NDArray
 
-__all__ = ["RangeReport", "clean_temporaries", "kept", "run_range", "shared_input"]
+from pqpf.config import Config
+from pqpf.dates import format_yyyymmddhh, hour_range
+from pqpf.errors import InputFileError, PqpfError
+from pqpf.grid import Grid
+from pqpf.io.atomic import remove_stale_temporaries
+from pqpf.io.mrms_file import RemappedMrms, read_remapped_mrms
+from pqpf.io.probs_file import ProbabilityForecast, read_probabilities
+from pqpf.layout import mrms_remapped_path, probs_path, registry_path
+from pqpf.progress import Progress
+from pqpf.quality import good_quality_mask
+from pqpf.verify.area import area_weights
+
+__all__ = ["RangeReport", "ScoringWeights", "clean_temporaries", "inits_with_probabilities", "kept",
+           "read_probabilities_and_mrms", "run_range", "shared_input"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +99,62 @@ def run_range(config: Config, inits: list[dt.datetime], run_one: Callable[[dt.da
             (report.skipped if skipped else report.written).append(output)
         progress.step()
     return report
+
+
+# -- what verification and calibration read: probabilities, MRMS, weights -------------
+
+
+def inits_with_probabilities(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: int) -> list[dt.datetime]:
+    """Every init from ``begin`` to ``end`` (any hour) with a probabilities file for ``lead_h``.
+
+    Raises
+    ------
+    PqpfError
+        When there is none, naming the folder.
+    """
+    inits = [t for t in hour_range(begin, end) if probs_path(config, t, lead_h).is_file()]
+    if not inits:
+        raise PqpfError(
+            f"no probabilities files for +{lead_h} h between {format_yyyymmddhh(begin)} and "
+            f"{format_yyyymmddhh(end)} in {config.paths.probs_dir} (run resunet_inference.py first)"
+        )
+    return inits
+
+
+def read_probabilities_and_mrms(config: Config, init: dt.datetime, lead_h: int
+                                ) -> tuple[ProbabilityForecast, RemappedMrms]:
+    """The probabilities file of ``init`` and the remapped MRMS of its valid hour.
+
+    Raises
+    ------
+    InputFileError
+        Either file missing or unreadable, or MRMS on another grid.
+    """
+    probs = read_probabilities(probs_path(config, init, lead_h))
+    mrms = read_remapped_mrms(mrms_remapped_path(config, init + dt.timedelta(hours=lead_h)))
+    if not mrms.grid.same_as(probs.grid):
+        raise InputFileError(mrms.source, "remapped MRMS grid differs from the probabilities' grid")
+    return probs, mrms
+
+
+class ScoringWeights:
+    """The weight of every point in verification and in the calibration fitted on forecasts:
+    the true cell area (:func:`pqpf.verify.area.area_weights`) on points whose MRMS quality
+    is good (:func:`pqpf.quality.good_quality_mask`), 0 elsewhere. The area is computed once
+    per grid."""
+
+    def __init__(self, min_quality: float) -> None:
+        self.min_quality = float(min_quality)
+        self._area: dict[str, NDArray[np.float32]] = {}
+
+    def area(self, grid: Grid) -> NDArray[np.float32]:
+        key = grid.fingerprint()
+        if key not in self._area:
+            self._area[key] = area_weights(grid)
+        return self._area[key]
+
+    def __call__(self, grid: Grid, obs_mm: NDArray[np.floating], quality: NDArray[np.floating]
+                 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """The weights and the good-quality mask of one field."""
+        good = good_quality_mask(obs_mm, quality, self.min_quality)
+        return np.where(good, self.area(grid), 0.0), good

@@ -170,6 +170,7 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
             "graf_file": str(graf_path), "verification_thresholds_mm": list(config.probability.thresholds_mm),
             "window_px": window, "stride_px": stride,
             "pad_mode": str(inf.pad_mode), "calibrated": int(calibrated),
+            "calibration_fitted_on": str(model.calibration_fitted_on) if calibrated else "",
             "pqpf_version": __version__,
         },
     )

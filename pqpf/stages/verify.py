@@ -31,18 +31,15 @@ from numpy.typing import NDArray
 
 from pqpf import __version__
 from pqpf.config import Config
-from pqpf.dates import format_yyyymmddhh, hour_range
+from pqpf.dates import format_yyyymmddhh
 from pqpf.errors import InputFileError, PqpfError
 from pqpf.grid import Grid
-from pqpf.io.mrms_file import read_remapped_mrms
-from pqpf.io.probs_file import read_probabilities
 from pqpf.io.scores_file import SCORES_SCHEMA, read_scores_json, write_scores_csv, write_scores_json
 from pqpf.layout import mrms_remapped_path, probs_path, verification_dir
 from pqpf.ordinal import bin_probs_from_exceedance
 from pqpf.plot import plot_reliability
 from pqpf.progress import Progress
-from pqpf.quality import good_quality_mask
-from pqpf.verify.area import area_weights
+from pqpf.stages.common import ScoringWeights, inits_with_probabilities, read_probabilities_and_mrms
 from pqpf.verify.bootstrap import (
     DailySums,
     bootstrap_skills,
@@ -101,16 +98,12 @@ class _Case:
 
 
 def _read_case(config: Config, init: dt.datetime, lead_h: int, thresholds: tuple[float, ...]) -> _Case:
-    path = probs_path(config, init, lead_h)
-    probs = read_probabilities(path)
+    probs, mrms = read_probabilities_and_mrms(config, init, lead_h)
     try:
         pick = probs.index(thresholds)
         fss_pick = probs.index(config.verification.fss_thresholds_mm)
     except ValueError as exc:
-        raise InputFileError(path, str(exc)) from None
-    mrms = read_remapped_mrms(mrms_remapped_path(config, init + dt.timedelta(hours=lead_h)))
-    if not mrms.grid.same_as(probs.grid):
-        raise InputFileError(mrms.source, "remapped MRMS grid differs from the probabilities' grid")
+        raise InputFileError(probs_path(config, init, lead_h), str(exc)) from None
     # stored with 4 significant digits: rounding may step a hair outside [0, 1]
     model = np.clip(probs.prob.astype(np.float64), 0.0, 1.0)
     smoothed = np.clip(probs.prob_smoothed.astype(np.float64), 0.0, 1.0)
@@ -161,14 +154,13 @@ class _Accumulation:
 
     def __init__(self, config: Config) -> None:
         self.thresholds = tuple(config.probability.thresholds_mm)
-        self.min_quality = config.mrms.min_quality
         self.settings = config.verification
         self.verifier: Verifier | None = None
         self.daily = DailySums(brier_crps_names(self.thresholds)
                                + reliability_names(self.thresholds, N_RELIABILITY_BINS))
         self.fss: FssAccumulator | None = None
         self.first: tuple[NDArray[np.float64], Grid] | None = None
-        self.weights_cache: dict[str, NDArray[np.float32]] = {}
+        self.weights = ScoringWeights(config.mrms.min_quality)
 
     def mismatch(self, case: _Case) -> str | None:
         if self.first is None:
@@ -194,11 +186,7 @@ class _Accumulation:
             self._start(case)
         if self.verifier is None or self.fss is None:  # pragma: no cover - _start set both
             raise PqpfError("verification accumulators missing")
-        key = case.grid.fingerprint()
-        if key not in self.weights_cache:
-            self.weights_cache[key] = area_weights(case.grid)
-        good = good_quality_mask(case.obs, case.quality, self.min_quality)
-        weight = np.where(good, self.weights_cache[key], 0.0)
+        weight, good = self.weights(case.grid, case.obs, case.quality)
         one = Verifier(self.thresholds, bin_edges_mm=case.edges)
         one.update(case.model, case.raw, case.ref, case.obs, weight, model_bin_probs=case.bins, graf_mm=case.graf)
         self.verifier.merge(one)
@@ -206,7 +194,7 @@ class _Accumulation:
             **brier_crps_day_sums(one.sums, one.crps_sums, self.thresholds),
             **reliability_day_sums([table.sums for table in one.rel_model], self.thresholds)})
         self.fss.update({"model": case.fss_model, "reference": case.fss_ref, "graf": case.graf}, case.obs,
-                        valid=good & np.isfinite(case.graf), weight=self.weights_cache[key])
+                        valid=good & np.isfinite(case.graf), weight=self.weights.area(case.grid))
 
 
 def _score_inits(config: Config, inits: list[dt.datetime], lead_h: int, report: VerificationReport
@@ -296,13 +284,8 @@ def verify_range(config: Config, begin: dt.datetime, end: dt.datetime, lead_h: i
     PqpfError
         When no init in the range could be verified.
     """
-    inits = [t for t in hour_range(begin, end) if probs_path(config, t, lead_h).is_file()]
+    inits = inits_with_probabilities(config, begin, end, lead_h)
     report = VerificationReport(result={})
-    if not inits:
-        raise PqpfError(
-            f"no probabilities files for +{lead_h} h between {format_yyyymmddhh(begin)} and "
-            f"{format_yyyymmddhh(end)} in {config.paths.probs_dir} (run resunet_inference.py first)"
-        )
     out_dir = verification_dir(config, begin, end, lead_h)
     digest = _inputs_digest(config, inits, lead_h)
     previous = None if overwrite else read_scores_json(out_dir / "scores.json")

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pqpf.calibration import FITTED_ON_CROSSFIT, FITTED_ON_VALIDATION, Calibration, CalibrationFit, reliability_rows
+from pqpf.calibration import (
+    FITTED_ON_CROSSFIT,
+    FITTED_ON_FORECASTS,
+    FITTED_ON_VALIDATION,
+    Calibration,
+    CalibrationFit,
+    reliability_rows,
+)
 from pqpf.io.checkpoint import load_checkpoint, save_checkpoint
 from pqpf.io.patchfile import PatchSet
 from pqpf.ordinal import exceedance_probs, probs_from_logits, reaches
@@ -93,6 +100,10 @@ def calibrate_checkpoint(family: ResUNetFamily, checkpoint_path: Path, val_set: 
         logger.warning("no validation patches: the probabilities are not calibrated")
         return None
     checkpoint = load_checkpoint(checkpoint_path, map_location=device)
+    replaced = checkpoint.model.extra.get("calibration") or {}
+    if replaced.get("fitted_on") == FITTED_ON_FORECASTS:
+        logger.warning("%s: the map fitted on forecasts %s is replaced by the training's; refit it with "
+                       "calibrate_resunet.py on forecasts of this network", checkpoint_path, replaced.get("period", ""))
     net = family.build().to(device)
     net.load_state_dict(checkpoint.inference_weights())  # the weights inference applies
     family.restore(checkpoint)

@@ -295,6 +295,8 @@ class ResUNetFamily:
             terrain_smoothing_sigma_px=float(header.get("terrain_smoothing_sigma_px", math.nan)),
             min_quality=float(header.get("min_quality", math.nan)),
             extra={"grid": dict(header.get("grid") or {}),  # described when applied elsewhere
+                   # [patches] of the training data: which inits are in-sample (calibrate_resunet.py)
+                   "sampling": dict(header.get("sampling") or {}),
                    **({} if self.ema is None else {"ema_samples_seen": self.ema.samples_seen})},
         )
 
