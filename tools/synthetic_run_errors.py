@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pqpf.cli.common import build_parser, date_arg, lead_arg, load_config_from_args, run_cli
+from pqpf.cli.common import add_init_range_lead, build_parser, checked_range_lead, load_config_from_args, run_cli
 from pqpf.dates import format_yyyymmddhh, hour_range
 from pqpf.io.mrms_file import read_remapped_mrms
 from pqpf.io.probs_file import read_probabilities
@@ -42,9 +42,7 @@ CLASS_EDGES_KM = (30.0, 45.0)
 
 def _parser() -> argparse.ArgumentParser:
     parser = build_parser("synthetic_run_errors.py", __doc__.split("\n\n")[0], None)
-    parser.add_argument("begin", metavar="BEGIN", type=date_arg, help="first init, YYYYMMDDHH")
-    parser.add_argument("end", metavar="END", type=date_arg, help="last init, YYYYMMDDHH (inclusive)")
-    parser.add_argument("lead", metavar="LEAD", type=lead_arg, help="lead time in hours")
+    add_init_range_lead(parser)
     parser.add_argument("--seed", type=int, default=1, help="the archive's seed (default 1, the demo's)")
     parser.add_argument("--high", type=float, default=0.6, help="forecasts counted (default >= 0.6)")
     return parser
@@ -52,9 +50,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config_from_args(args)
+    lead = checked_range_lead(args, config)
     rows = []
     for init in hour_range(args.begin, args.end):
-        path, valid = probs_path(config, init, args.lead), init + dt.timedelta(hours=args.lead)
+        path, valid = probs_path(config, init, lead), init + dt.timedelta(hours=lead)
         if not path.is_file() or not mrms_remapped_path(config, valid).is_file():
             continue
         probs, mrms = read_probabilities(path), read_remapped_mrms(mrms_remapped_path(config, valid))
@@ -64,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
             high = good & (probs.prob[k] >= args.high)
             sums.append((int(high.sum()), float(probs.prob[k][high].sum()),
                          float((mrms.precipitation_mm[high] >= t).sum())))
-        err = run_errors(args.seed, init, args.lead)
+        err = run_errors(args.seed, init, lead)
         rows.append((init, err.displacement_km, err.tau_h, sums))
         print(f"{format_yyyymmddhh(init)}  D {err.displacement_km:6.1f} km  timing {err.tau_h:+5.2f} h  "
               + "  ".join(f"{t:g} mm: {n:6d} pts obs/fcst {o / f if f else float('nan'):5.2f}"

@@ -7,8 +7,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from pqpf.cli.common import add_init_range_lead, checked_range_lead, load_config_from_args, run_cli
 from pqpf.cli.common import build_parser as _base_parser
-from pqpf.cli.common import check_lead, date_arg, lead_arg, load_config_from_args, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -30,21 +30,17 @@ example: calibrate_resunet.py 2024050100 2024083112 6
 
 def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("calibrate_resunet.py", DESCRIPTION, script_dir)
-    parser.add_argument("begin", metavar="BEGIN", type=date_arg, help="first init, YYYYMMDDHH")
-    parser.add_argument("end", metavar="END", type=date_arg, help="last init, YYYYMMDDHH (inclusive)")
-    parser.add_argument("lead", metavar="LEAD", type=lead_arg, help="lead time in hours")
+    add_init_range_lead(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the reliability before and after the map; leave the checkpoint as it is")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pqpf.dates import hour_range
     from pqpf.stages.calibrate import calibrate_from_forecasts
 
     config = load_config_from_args(args)
-    lead = check_lead(config, args.lead)
-    next(hour_range(args.begin, args.end))  # END before BEGIN is a usage error
+    lead = checked_range_lead(args, config)
     result = calibrate_from_forecasts(config, args.begin, args.end, lead, dry_run=args.dry_run)
     print(f"+{lead} h, {len(result.used)} inits on {result.n_dates} dates"
           + (f", {len(result.skipped_no_mrms)} skipped (no MRMS)" if result.skipped_no_mrms else ""))

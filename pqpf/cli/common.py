@@ -28,6 +28,7 @@ __all__ = [
     "build_parser",
     "add_init_lead",
     "add_begin_end",
+    "add_init_range_lead",
     "date_arg",
     "lead_arg",
     "positive_int",
@@ -37,6 +38,7 @@ __all__ = [
     "setup_logging",
     "load_config_from_args",
     "check_lead",
+    "checked_range_lead",
     "run_cli",
 ]
 
@@ -188,6 +190,21 @@ def add_begin_end(parser: argparse.ArgumentParser, what: str = "hour") -> None:
     """Positional ``BEGIN`` and ``END`` (YYYYMMDDHH, inclusive)."""
     parser.add_argument("begin", metavar="BEGIN", type=date_arg, help=f"first {what}, YYYYMMDDHH")
     parser.add_argument("end", metavar="END", type=date_arg, help=f"last {what}, YYYYMMDDHH (inclusive)")
+
+
+def add_init_range_lead(parser: argparse.ArgumentParser) -> None:
+    """Positional ``BEGIN`` and ``END`` (first and last init, inclusive) and ``LEAD``: the
+    range a verification or calibration covers."""
+    add_begin_end(parser, "init")
+    parser.add_argument("lead", metavar="LEAD", type=lead_arg, help="lead time in hours")
+
+
+def checked_range_lead(args: argparse.Namespace, config: Config) -> int:
+    """The ``LEAD`` of :func:`add_init_range_lead`, validated against the configuration;
+    UsageError if END is before BEGIN or LEAD is outside ``[graf]``'s leads."""
+    lead = check_lead(config, args.lead)
+    next(hour_range(args.begin, args.end))  # END before BEGIN is a usage error
+    return lead
 
 
 def setup_logging(args: argparse.Namespace) -> None:

@@ -7,16 +7,15 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pqpf.cli.common import build_parser as _base_parser
 from pqpf.cli.common import (
-    check_lead,
-    date_arg,
-    lead_arg,
+    add_init_range_lead,
+    checked_range_lead,
     load_config_from_args,
     non_negative_int,
     positive_int,
     run_cli,
 )
+from pqpf.cli.common import build_parser as _base_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -47,9 +46,7 @@ example: verify_ensemble.py 2025120100 2025123112 12
 
 def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("verify_ensemble.py", DESCRIPTION, script_dir)
-    parser.add_argument("begin", metavar="BEGIN", type=date_arg, help="first init, YYYYMMDDHH")
-    parser.add_argument("end", metavar="END", type=date_arg, help="last init, YYYYMMDDHH (inclusive)")
-    parser.add_argument("lead", metavar="LEAD", type=lead_arg, help="lead time in hours")
+    add_init_range_lead(parser)
     parser.add_argument("--no-plot", action="store_true", help="skip the figures")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute even if ensemble_scores.json already covers the same files")
@@ -61,13 +58,11 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pqpf.dates import hour_range
     from pqpf.stages.verify_ensemble import verify_ensemble_range
     from pqpf.verify.ensemble_report import format_ensemble_table
 
     config = load_config_from_args(args)
-    lead = check_lead(config, args.lead)
-    next(hour_range(args.begin, args.end))  # END before BEGIN is a usage error
+    lead = checked_range_lead(args, config)
     report = verify_ensemble_range(config, args.begin, args.end, lead, plot=not args.no_plot,
                                    overwrite=args.overwrite, n_replicates=args.replicates, seed=args.seed)
     skipped = [f"{len(v)} skipped ({why})" for v, why in ((report.skipped_no_mrms, "no MRMS"),

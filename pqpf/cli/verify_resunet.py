@@ -7,8 +7,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from pqpf.cli.common import add_init_range_lead, checked_range_lead, load_config_from_args, run_cli
 from pqpf.cli.common import build_parser as _base_parser
-from pqpf.cli.common import check_lead, date_arg, lead_arg, load_config_from_args, run_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -28,9 +28,7 @@ example: verify_resunet.py 2025120100 2025123112 12
 
 def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("verify_resunet.py", DESCRIPTION, script_dir)
-    parser.add_argument("begin", metavar="BEGIN", type=date_arg, help="first init, YYYYMMDDHH")
-    parser.add_argument("end", metavar="END", type=date_arg, help="last init, YYYYMMDDHH (inclusive)")
-    parser.add_argument("lead", metavar="LEAD", type=lead_arg, help="lead time in hours")
+    add_init_range_lead(parser)
     parser.add_argument("--no-plot", action="store_true", help="skip the reliability PNG")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute even if scores.json already covers the same inits")
@@ -38,13 +36,11 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pqpf.dates import hour_range
     from pqpf.stages.verify import verify_range
     from pqpf.verify.report import format_report
 
     config = load_config_from_args(args)
-    lead = check_lead(config, args.lead)
-    next(hour_range(args.begin, args.end))  # END before BEGIN is a usage error
+    lead = checked_range_lead(args, config)
     report = verify_range(config, args.begin, args.end, lead, plot=not args.no_plot, overwrite=args.overwrite)
     print(f"+{lead} h, {len(report.used)} inits verified"
           + (f", {len(report.skipped_no_mrms)} skipped (no MRMS)" if report.skipped_no_mrms else "")
