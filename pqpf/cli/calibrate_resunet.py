@@ -20,9 +20,9 @@ probability files (resunet_inference.py --calibrate false) of every init
 from BEGIN to END (inclusive) that has remapped MRMS for its valid hour, on the points and
 weights of verify_resunet.py, and store it in the checkpoint, where [inference] calibrate
 = auto applies it. The period must lie outside the model's training window and should
-span a season or more: a map fitted on 56 days did not transfer to another period
-(docs/calibration.md, section 14). Prints the reliability before and after the map
-(bins with >= 1000 points; "after" is on the fitting data itself).
+span a season or more: maps fitted on 56 days moved other periods' reliability either
+way (docs/calibration.md, section 14). Prints the period's reliability (bins with >= 1000
+points) and what the map makes of 0.1, 0.2, ..., 0.9.
 
 example: calibrate_resunet.py 2024050100 2024083112 6
 """
@@ -32,7 +32,7 @@ def build_parser(script_dir: Path | None = None) -> argparse.ArgumentParser:
     parser = _base_parser("calibrate_resunet.py", DESCRIPTION, script_dir)
     add_init_range_lead(parser)
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the reliability before and after the map; leave the checkpoint as it is")
+                        help="print the period's reliability and the map it gives; leave the checkpoint as it is")
     return parser
 
 
