@@ -29,6 +29,8 @@ probability estimates. KDD, 694-699.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -178,6 +180,10 @@ class Calibration:
             if abs(t - threshold_mm) <= 1e-9:
                 return j
         raise ValueError(f"no calibration for {threshold_mm:g} mm (have {list(self.thresholds_mm)})")
+
+    def digest(self) -> str:
+        """A short SHA-256 of the map (thresholds and knots): which map a file was made with."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists of floats (a checkpoint loads them with ``weights_only=True``)."""

@@ -161,3 +161,14 @@ def test_light_blocks_are_pooled_with_a_neighbour_and_stay_monotone():
     assert len(kx) < 20 and all(a <= b for a, b in zip(ky, ky[1:]))
     assert 0.1 not in ky and 0.9 not in ky  # the light blocks were pooled
     assert isotonic_knots(x, y, w) == (list(x), list(y))  # no pooling without a minimum
+
+
+def test_a_map_digest_names_the_map():
+    """Equal maps share a digest; a change in one knot or one threshold gives another; a
+    round trip through the checkpoint record keeps it."""
+    edges = (0.0, 0.25, 1.0)
+    a = _a_calibration(edges)
+    b = Calibration(a.thresholds_mm, a.knots_x, (a.knots_y[0], a.knots_y[1][:-1] + (0.99,)))
+    c = Calibration((0.25, 2.0), a.knots_x, a.knots_y)
+    assert a.digest() == _a_calibration(edges).digest() == Calibration.from_dict(a.to_dict()).digest()
+    assert len({a.digest(), b.digest(), c.digest()}) == 3 and len(a.digest()) == 16

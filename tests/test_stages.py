@@ -607,6 +607,8 @@ def test_calibration_refit_on_forecasts_pools_the_points_of_verification_and_inf
     assert (made["false"].attrs["calibrated"], made["auto"].attrs["calibrated"]) == (0, 1)
     assert (made["false"].attrs["calibration_fitted_on"], made["auto"].attrs["calibration_fitted_on"]) == (
         "", "forecasts")
+    assert (made["false"].attrs["calibration_sha256"], made["auto"].attrs["calibration_sha256"]) == (
+        "", Calibration.from_dict(stored).digest())
     edges = checkpoint.model.bin_edges_mm
     mapped = Calibration.from_dict(stored).apply(made["false"].prob, edges[1:])
     diff = np.abs(made["auto"].prob - mapped)[np.isfinite(mapped)]

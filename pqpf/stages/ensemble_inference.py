@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pqpf.calibration import FITTED_ON_VALIDATION
+from pqpf.calibration import FITTED_ON_VALIDATION, Calibration
 from pqpf.config import Config
 from pqpf.dates import format_yyyymmddhh
 from pqpf.device import select_device
@@ -240,6 +240,7 @@ def ensemble_product(config: Config, draw: Draw, models: tuple[LoadedModel, Load
                  "stride_px": draw.window[1]},
         extra={"graf_file": str(draw.graf_path), "diffusion_hparams": str(diffusion.record.hparams.get("name")),
                "unet_calibrated": int(draw.calibrated),
+               "unet_calibration_sha256": unet.calibration.digest() if draw.calibrated and unet.calibration else "",
                **({} if ecc == "off" else {"ecc_levels": ecc, "ecc_smoothing_px": float(ecc_smoothing_px)}),
                **({"ecc_level_smoothing_px": _px_attr(ecc_level_smoothing_px)} if ecc == "stratified" else {})})
     mean_mm = np.where(missing, np.nan, unet_mean_amount(draw.bins, unet.bin_edges_mm))
@@ -282,8 +283,13 @@ def _made_now(config: Config, lead_h: int) -> dict[str, object]:
     sampler = diffusion_hparams_from_dict(load_checkpoint(diff_path).model.hparams, f"{diff_path}: hparams").sampler
     calibration = load_checkpoint(unet_path).model.extra.get("calibration")
     fitted_on = None if calibration is None else str(calibration.get("fitted_on", FITTED_ON_VALIDATION))
+    applied = calibration is not None and config.inference.applies_calibration(fitted_on)
+    try:
+        digest = Calibration.from_dict(calibration).digest() if calibration and applied else ""
+    except ValueError:  # a malformed record: loading the U-Net says so
+        digest = ""
     return {"diffusion": diff_path.resolve(), "unet": unet_path.resolve(), "steps": sampler.n_steps,
-            "churn": sampler.s_churn, "calibrated": int(config.inference.applies_calibration(fitted_on))}
+            "churn": sampler.s_churn, "calibrated": int(applied), "calibration_sha256": digest}
 
 
 def _check_kept(config: Config, lead_h: int, store: Path, members: int, seed: int, mode: str, steps: int | None,
@@ -312,6 +318,9 @@ def _check_kept(config: Config, lead_h: int, store: Path, members: int, seed: in
                 pairs.append((f"{name} model", made, now[name]))
         if mode != "off":
             pairs.append(("calibrated marginals", int(have.extra.get("unet_calibrated", 0)), now["calibrated"]))
+            made_map = have.extra.get("unet_calibration_sha256")  # not recorded before 2026-12-06
+            if made_map and now["calibration_sha256"]:
+                pairs.append(("calibration map", made_map, now["calibration_sha256"]))
     differ = [f"{name} {made} (asked {asked})" for name, made, asked in pairs if not _same(made, asked)]
     if differ:
         raise PqpfError(f"{store} was made with other settings: {', '.join(differ)}; --overwrite replaces it")

@@ -171,6 +171,7 @@ def _forecast(config: Config, init: dt.datetime, lead_h: int, model: LoadedModel
             "window_px": window, "stride_px": stride,
             "pad_mode": str(inf.pad_mode), "calibrated": int(calibrated),
             "calibration_fitted_on": str(model.calibration_fitted_on) if calibrated else "",
+            "calibration_sha256": model.calibration.digest() if calibrated and model.calibration else "",
             "pqpf_version": __version__,
         },
     )

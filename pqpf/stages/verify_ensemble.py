@@ -152,8 +152,8 @@ def _flag(value: Any, path: Path, name: str) -> bool:
 def _check_same_calibration(ens: EnsembleForecast, probs_attrs: Mapping[str, Any], ens_path: Path,
                             probs_file: Path) -> None:
     """Members that took the U-Net's marginals (ECC) and the U-Net file must describe the
-    same distribution (both calibrated or both raw), or the members are scored against
-    another forecast than the one they copy. A store from before ``unet_calibrated`` was
+    same distribution (both calibrated with the same map, or both raw), or the members are
+    scored against another forecast than the one they copy. A store from before ``unet_calibrated`` was
     recorded took the raw marginals; a probabilities file without ``calibrated`` (older
     still) is not checked, nor are members without ECC (they copy no marginals)."""
     if ens.provenance.ecc_mode == "off" or probs_attrs.get("calibrated") is None:
@@ -161,6 +161,11 @@ def _check_same_calibration(ens: EnsembleForecast, probs_attrs: Mapping[str, Any
     members = _flag(ens.provenance.extra.get("unet_calibrated", 0), ens_path, "unet_calibrated")
     unet = _flag(probs_attrs["calibrated"], probs_file, "calibrated")
     if members == unet:
+        made, holds = ens.provenance.extra.get("unet_calibration_sha256"), probs_attrs.get("calibration_sha256")
+        if members and made and holds and str(made) != str(holds):  # both recorded since 2026-12-06
+            raise InputFileError(ens_path, f"its members took the U-Net marginals of calibration map {made} but "
+                                 f"{probs_file} holds map {holds} (calibrate_resunet.py refitted it between the two "
+                                 "runs); rerun one of them with --overwrite")
         return
     word = {True: "calibrated", False: "raw"}
     raise InputFileError(ens_path, f"its members took the {word[members]} U-Net marginals but "

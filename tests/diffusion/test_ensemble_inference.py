@@ -360,6 +360,15 @@ def test_calibration_check_of_verification_reads_old_and_odd_attributes(tmp_path
         _check_same_calibration(store("mean"), {"calibrated": np.int64(1)}, ens_path, probs)
     with pytest.raises(InputFileError, match=r"p.nc: attribute calibrated must be 0 or 1, got 'true'"):
         _check_same_calibration(store("mean", unet_calibrated=1), {"calibrated": "true"}, ens_path, probs)
+    # both calibrated: the same map, or one side from before the map was recorded
+    same = store("mean", unet_calibrated=1, unet_calibration_sha256="a1b2")
+    for attrs in ({"calibrated": 1, "calibration_sha256": "a1b2"}, {"calibrated": 1}):
+        _check_same_calibration(same, attrs, ens_path, probs)
+    _check_same_calibration(store("mean", unet_calibrated=1), {"calibrated": 1, "calibration_sha256": "ffff"},
+                            ens_path, probs)
+    with pytest.raises(InputFileError, match=r"e.zarr: its members took the U-Net marginals of calibration map a1b2 "
+                                             r"but .*p.nc holds map ffff \(calibrate_resunet.py refitted"):
+        _check_same_calibration(same, {"calibrated": 1, "calibration_sha256": "ffff"}, ens_path, probs)
 
 
 def test_many_inits_in_one_process_load_the_models_once_and_count_a_missing_init(trained, tmp_path, monkeypatch,
