@@ -118,14 +118,14 @@ def _merge_small_blocks(y: NDArray[np.float64], w: NDArray[np.float64], blocks: 
     return out
 
 
-def isotonic_knots(x: ArrayLike, y: ArrayLike, w: ArrayLike, min_block_share: float = 0.0,
+def isotonic_knots(x: ArrayLike, y: ArrayLike, w: ArrayLike,
                    min_block_weight: float = 0.0) -> tuple[list[float], list[float]]:
     """Knots (x, y) of the interpolated isotonic regression of y on x (x increasing).
 
     Points of zero weight are ignored; without any point the identity ``[0, 1] -> [0, 1]``.
-    Pooled blocks lighter than ``min_block_share`` of the total weight, or than
-    ``min_block_weight``, are pooled further with a neighbour (:meth:`CalibrationFit.fit`),
-    so that no step of the map rests on a handful of (spatially correlated) points.
+    Pooled blocks lighter than ``min_block_weight`` are pooled further with a neighbour
+    (:meth:`CalibrationFit.fit` sets it), so that no step of the map rests on a handful of
+    (spatially correlated) points.
     """
     xv, yv, wv = (np.asarray(a, dtype=np.float64).ravel() for a in (x, y, w))
     keep = wv > 0
@@ -133,7 +133,7 @@ def isotonic_knots(x: ArrayLike, y: ArrayLike, w: ArrayLike, min_block_share: fl
     if xv.size == 0:
         return [0.0, 1.0], [0.0, 1.0]
     fitted = pav(yv, wv)
-    blocks = _merge_small_blocks(yv, wv, _blocks(fitted), max(min_block_share * float(wv.sum()), min_block_weight))
+    blocks = _merge_small_blocks(yv, wv, _blocks(fitted), min_block_weight)
     kx: list[float] = []
     ky: list[float] = []
     for start, end, value in blocks:
@@ -241,7 +241,7 @@ class CalibrationFit:
         first = int(round(share_of_forecasts_from * N_FINE_BINS))
         for w, wp, wo in self.sums:
             safe = np.where(w > 0, w, 1.0)
-            kx, ky = isotonic_knots(wp / safe, wo / safe, w, 0.0, min_block_share * float(w[first:].sum()))
+            kx, ky = isotonic_knots(wp / safe, wo / safe, w, min_block_share * float(w[first:].sum()))
             xs.append(tuple(kx))
             ys.append(tuple(ky))
         return Calibration(self.thresholds_mm, tuple(xs), tuple(ys))

@@ -157,7 +157,7 @@ def test_light_blocks_are_pooled_with_a_neighbour_and_stay_monotone():
     x = np.linspace(0.05, 0.95, 10)
     y = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     w = np.array([100, 1, 100, 100, 100, 100, 100, 100, 100, 1.0])
-    kx, ky = isotonic_knots(x, y, w, min_block_share=0.005)  # 0.005 * 802 = 4 > 1
+    kx, ky = isotonic_knots(x, y, w, min_block_weight=0.005 * w.sum())  # 0.005 * 802 = 4 > 1
     assert len(kx) < 20 and all(a <= b for a, b in zip(ky, ky[1:]))
     assert 0.1 not in ky and 0.9 not in ky  # the light blocks were pooled
     assert isotonic_knots(x, y, w) == (list(x), list(y))  # no pooling without a minimum

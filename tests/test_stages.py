@@ -578,6 +578,24 @@ def test_calibration_refit_on_forecasts_pools_the_points_of_verification_and_inf
         assert w.sum() == pytest.approx(row["weight"], rel=1e-9)
         assert wo.sum() / w.sum() == pytest.approx(row["base_rate"], rel=1e-9)
 
+    # tools/synthetic_run_errors.py: each run's displacement from the archive's streams (seed 3),
+    # on the same points; with --high 0 every good point with a forecast counts
+    from pqpf.stages.common import ScoringWeights, read_probabilities_and_mrms
+    from pqpf.synthetic.weather import run_errors
+
+    res = run("tools/synthetic_run_errors.py", "2025070700", "2025070812", LEAD, "--config", config.source,
+              "--seed", "3", "--high", "0")
+    lines = res.stdout.splitlines()
+    for init, line in zip(inits, lines):
+        probs, mrms = read_probabilities_and_mrms(config, init, LEAD)
+        _, good = ScoringWeights(config.mrms.min_quality)(probs.grid, mrms.precipitation_mm, mrms.quality)
+        n = int((good & np.isfinite(probs.prob[probs.index([0.25])[0]])).sum())
+        assert line.startswith(f"{init:%Y%m%d%H}  D {run_errors(3, init, LEAD).displacement_km:6.1f} km")
+        assert f"0.25 mm: {n:6d} pts" in line
+    mean_d = np.mean([run_errors(3, t, LEAD).displacement_km for t in inits])
+    assert lines[3].startswith(f"3 inits: mean D {mean_d:.1f}")
+    assert sum(int(line.split("(")[1].split()[0]) for line in lines[4:7]) == 3
+
     before = ckpt_path.read_bytes()
     res = run("calibrate_resunet.py", "2025070700", "2025070812", LEAD, "--config", config.source, "--dry-run")
     assert "+3 h, 3 inits on 2 dates" in res.stdout and "dry run" in res.stdout

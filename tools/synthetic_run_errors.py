@@ -26,11 +26,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from pqpf.cli.common import add_init_range_lead, build_parser, checked_range_lead, load_config_from_args, run_cli
-from pqpf.dates import format_yyyymmddhh, hour_range
-from pqpf.io.mrms_file import read_remapped_mrms
-from pqpf.io.probs_file import read_probabilities
-from pqpf.layout import mrms_remapped_path, probs_path
-from pqpf.quality import good_quality_mask
+from pqpf.dates import format_yyyymmddhh
+from pqpf.layout import mrms_remapped_path
+from pqpf.ordinal import reaches
+from pqpf.stages.common import ScoringWeights, inits_with_probabilities, read_probabilities_and_mrms
 from pqpf.synthetic.weather import run_errors
 
 logger = logging.getLogger("synthetic_run_errors")
@@ -51,18 +50,18 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     config = load_config_from_args(args)
     lead = checked_range_lead(args, config)
+    weights = ScoringWeights(config.mrms.min_quality)  # verification's points and events
     rows = []
-    for init in hour_range(args.begin, args.end):
-        path, valid = probs_path(config, init, lead), init + dt.timedelta(hours=lead)
-        if not path.is_file() or not mrms_remapped_path(config, valid).is_file():
+    for init in inits_with_probabilities(config, args.begin, args.end, lead):
+        if not mrms_remapped_path(config, init + dt.timedelta(hours=lead)).is_file():
             continue
-        probs, mrms = read_probabilities(path), read_remapped_mrms(mrms_remapped_path(config, valid))
-        good = good_quality_mask(mrms.precipitation_mm, mrms.quality, config.mrms.min_quality)
+        probs, mrms = read_probabilities_and_mrms(config, init, lead)
+        _, good = weights(probs.grid, mrms.precipitation_mm, mrms.quality)
         sums = []
         for k, t in zip(probs.index(THRESHOLDS_MM), THRESHOLDS_MM):
             high = good & (probs.prob[k] >= args.high)
             sums.append((int(high.sum()), float(probs.prob[k][high].sum()),
-                         float((mrms.precipitation_mm[high] >= t).sum())))
+                         float(reaches(mrms.precipitation_mm[high], t).sum())))
         err = run_errors(args.seed, init, lead)
         rows.append((init, err.displacement_km, err.tau_h, sums))
         print(f"{format_yyyymmddhh(init)}  D {err.displacement_km:6.1f} km  timing {err.tau_h:+5.2f} h  "

@@ -6,7 +6,7 @@ out-of-fold predictions (:mod:`pqpf.train.calibrate`). Both are short: a few doz
 of the training window. The reliability of a period depends on the errors of its NWP runs
 and on its regimes, which the inputs do not show: on the demo's synthetic archive the
 worst gap of one network moved from 0.04 to 0.27 between four 56-day periods, around a
-long-run over-confidence of about 0.07 above 0.7 (docs/calibration.md, section 14). A map
+long-run over-confidence of up to 0.08 in its upper bins (docs/calibration.md, section 14). A map
 that removes the long-run part needs many runs; this stage fits it as reliability-table
 calibration is fitted in post-processing suites: on the model's raw probability files of
 any period outside its training window, on the same points and with the same weights as
